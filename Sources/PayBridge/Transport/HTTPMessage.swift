@@ -1,0 +1,115 @@
+import Foundation
+
+/// TLS material for one peer. Verification of the peer is always on; `caFile` only
+/// replaces the trust store (for a private CA).
+public struct TLSOptions: Sendable, Equatable {
+    public var caFile: String?
+    public var clientCertificate: String?
+    public var clientKey: String?
+
+    public init(caFile: String? = nil, clientCertificate: String? = nil, clientKey: String? = nil) {
+        self.caFile = caFile
+        self.clientCertificate = clientCertificate
+        self.clientKey = clientKey
+    }
+}
+
+/// One outgoing HTTP request, as the transport sends it.
+public struct HTTPRequest: Sendable {
+    public enum Method: String, Sendable { case get = "GET", post = "POST" }
+
+    public var method: Method
+    public var url: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// Whole transfer, connect included.
+    public var timeout: Duration
+    public var connectTimeout: Duration
+    public var tls: TLSOptions
+    /// Response bytes kept; the rest is read and discarded so the connection stays usable.
+    public var maxResponseBytes: Int
+
+    public init(
+        method: Method, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
+        timeout: Duration = .seconds(30), connectTimeout: Duration = .seconds(10), tls: TLSOptions = TLSOptions(),
+        maxResponseBytes: Int = 64 << 20
+    ) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+        self.connectTimeout = connectTimeout
+        self.tls = tls
+        self.maxResponseBytes = maxResponseBytes
+    }
+}
+
+/// A response with its status, headers (names lower-cased) and the body bytes kept.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// True when the body was longer than the request's `maxResponseBytes`.
+    public var truncated: Bool
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], truncated: Bool = false) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.truncated = truncated
+    }
+
+    public func header(_ name: String) -> String? {
+        let wanted = name.lowercased()
+        return headers.last(where: { $0.name == wanted })?.value
+    }
+
+    /// The first bytes of the body as text, for logs and error messages.
+    public func bodyExcerpt(limit: Int = 300) -> String {
+        let text = String(decoding: body.prefix(limit), as: UTF8.self)
+        return body.count > limit ? text + "…" : text
+    }
+}
+
+/// Why a request got no HTTP response.
+public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible {
+    case timedOut(String)
+    case connectionFailed(String)
+    case tls(String)
+    case invalidRequest(String)
+    case cancelled
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .timedOut(let detail): return "timed out (\(detail))"
+        case .connectionFailed(let detail): return "connection failed (\(detail))"
+        case .tls(let detail): return "TLS error (\(detail))"
+        case .invalidRequest(let detail): return "invalid request (\(detail))"
+        case .cancelled: return "cancelled"
+        case .other(let detail): return detail
+        }
+    }
+}
+
+/// Sends HTTP requests. `CurlHTTPClient` is the real one; the rest of paybridge only
+/// sees this protocol.
+public protocol HTTPClient: Sendable {
+    /// Sends `request`; `completion` runs on the transport's thread and must be quick.
+    func submit(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, TransportError>) -> Void)
+    /// Sends several requests at once (one wake-up of the transport for all of them).
+    func submit(batch: [(HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)])
+}
+
+extension HTTPClient {
+    public func submit(batch: [(HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)]) {
+        for (request, completion) in batch { submit(request, completion: completion) }
+    }
+
+    public func send(_ request: HTTPRequest) async -> Result<HTTPResponse, TransportError> {
+        await withCheckedContinuation { continuation in
+            submit(request) { continuation.resume(returning: $0) }
+        }
+    }
+}
