@@ -1,0 +1,626 @@
+import Foundation
+import Yams
+
+/// Reads a YAML (or JSON) config into a `Configuration`, reporting every problem with the
+/// file, line and column where it is.
+public enum ConfigLoader {
+    /// Loads `path`; relative paths inside the file are taken from the file's folder.
+    public static func load(
+        file path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigurationError) -> LoadedConfiguration {
+        let url = URL(fileURLWithPath: path)
+        let text: String
+        do {
+            let data = try Data(contentsOf: url)
+            guard let decoded = String(data: data, encoding: .utf8) else {
+                throw ConfigurationError(issues: [ConfigIssue(file: path, line: 1, column: 1, message: "the file is not UTF-8 text")])
+            }
+            text = decoded
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            let reason = (error as NSError).localizedFailureReason ?? "cannot be read"
+            throw ConfigurationError(issues: [ConfigIssue(file: path, line: 1, column: 1, message: "cannot read the config file: \(reason)")])
+        }
+        var loaded = try load(
+            text: text, file: path, baseDirectory: url.deletingLastPathComponent().path, environment: environment)
+        loaded.warnings.append(contentsOf: FilePermissions.warnings(forConfig: path, configuration: loaded.configuration, text: text))
+        return loaded
+    }
+
+    /// Loads config text; `file` names it in messages and `baseDirectory` anchors relative paths.
+    public static func load(
+        text: String, file: String, baseDirectory: String, environment: [String: String] = [:]
+    ) throws(ConfigurationError) -> LoadedConfiguration {
+        let reader = ConfigReader(file: file, baseDirectory: baseDirectory, environment: environment)
+        let configuration = reader.read(text)
+        let errors = reader.issues.filter { $0.severity == .error }
+        guard let configuration, errors.isEmpty else {
+            throw ConfigurationError(issues: reader.issues.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
+        }
+        return LoadedConfiguration(configuration: configuration, warnings: reader.issues)
+    }
+}
+
+/// One pass over a composed YAML tree. Collects issues instead of stopping at the first.
+final class ConfigReader {
+    let file: String
+    let baseDirectory: String
+    let environment: [String: String]
+    private(set) var issues: [ConfigIssue] = []
+
+    init(file: String, baseDirectory: String, environment: [String: String]) {
+        self.file = file
+        self.baseDirectory = baseDirectory
+        self.environment = environment
+    }
+
+    // MARK: Issues
+
+    func error(_ node: Node?, _ message: String) {
+        let mark = node?.mark
+        issues.append(ConfigIssue(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message))
+    }
+
+    func warning(_ node: Node?, _ message: String) {
+        let mark = node?.mark
+        issues.append(
+            ConfigIssue(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message, severity: .warning))
+    }
+
+    // MARK: Whole file
+
+    func read(_ text: String) -> Configuration? {
+        let root: Node
+        do {
+            guard let composed = try Yams.compose(yaml: text) else {
+                error(nil, "the config is empty")
+                return nil
+            }
+            root = composed
+        } catch let yamlError as YamlError {
+            reportSyntax(yamlError, text: text)
+            return nil
+        } catch {
+            self.error(nil, "cannot parse the config")
+            return nil
+        }
+        guard let entries = mapping(root, "the config") else { return nil }
+        let keys = checkKeys(entries, allowed: ["source", "state", "endpoints", "routes", "delivery"], in: "the config")
+
+        var source: SourceConfiguration?
+        if let entry = keys["source"] {
+            source = readSource(entry.value)
+        } else {
+            error(root, "missing 'source' (the bank to poll and its watches)")
+        }
+        let state = keys["state"].map { readState($0.value) } ?? StateConfiguration(path: resolvePath("./paybridge-data"))
+        let endpoints = keys["endpoints"].map { readEndpoints($0.value) } ?? []
+        let watchNames = Set(source?.watches.map(\.name) ?? [])
+        let routes: [Route]
+        if let entry = keys["routes"] {
+            routes = readRoutes(entry.value, endpoints: endpoints, watches: watchNames, inherited: nil, path: "routes")
+        } else {
+            // No routes at all: every event goes to every endpoint.
+            routes = endpoints.isEmpty ? [] : [Route(to: endpoints.map(\.name))]
+        }
+        let delivery = keys["delivery"].map { readDelivery($0.value) } ?? DeliveryConfiguration()
+        if endpoints.isEmpty {
+            warning(root, "no endpoints: changes are recorded but delivered nowhere")
+        }
+        guard let source else { return nil }
+        return Configuration(source: source, state: state, endpoints: endpoints, routes: routes, delivery: delivery)
+    }
+
+    private func reportSyntax(_ yamlError: YamlError, text: String) {
+        // Yams' own description quotes the offending line, which may hold a secret: use the
+        // problem and the position only.
+        switch yamlError {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
+            let .composer(context, problem, mark, _):
+            let during = context.map { " (\($0.text))" } ?? ""
+            issues.append(ConfigIssue(file: file, line: mark.line, column: mark.column, message: "YAML syntax error: \(problem)\(during)"))
+        case let .duplicatedKeysInMapping(duplicates, context):
+            let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+            issues.append(
+                ConfigIssue(file: file, line: context.mark.line, column: context.mark.column, message: "duplicate key \(names) in a mapping"))
+        case let .reader(problem, offset, _, _):
+            let prefix = text.utf8.prefix(offset ?? 0)
+            let line = prefix.filter { $0 == UInt8(ascii: "\n") }.count + 1
+            let column = (prefix.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).last?.count ?? 0) + 1
+            issues.append(ConfigIssue(file: file, line: line, column: column, message: "cannot read the YAML: \(problem)"))
+        default:
+            issues.append(ConfigIssue(file: file, line: 1, column: 1, message: "cannot parse the YAML"))
+        }
+    }
+
+    // MARK: Sections
+
+    private func readSource(_ node: Node) -> SourceConfiguration? {
+        guard let entries = mapping(node, "source") else { return nil }
+        let keys = checkKeys(
+            entries,
+            allowed: [
+                "kind", "apiURL", "authURL", "username", "password", "clientCertificate", "clientKey", "caFile", "pageSize",
+                "timeout", "connectTimeout", "retries", "retryBackoff", "watches",
+            ], in: "source")
+        let kind = keys["kind"].flatMap { enumValue($0.value, SourceConfiguration.Kind.self, "source.kind") } ?? .bankingCircle
+        let apiURL = keys["apiURL"].flatMap { url($0.value, "source.apiURL") }
+        let authURL = keys["authURL"].flatMap { url($0.value, "source.authURL") }
+        if kind == .bankingCircle, apiURL == nil, keys["apiURL"] == nil {
+            error(node, "source: missing 'apiURL' (the base URL of the Banking Circle API)")
+        }
+        var username = keys["username"].flatMap { string($0.value, "source.username") }
+        var password = keys["password"].flatMap { string($0.value, "source.password") }
+        if kind == .bankingCircle {
+            if keys["username"] == nil { error(node, "source: missing 'username'") }
+            if keys["password"] == nil { error(node, "source: missing 'password'") }
+        } else {
+            username = username ?? "sandbox"
+            password = password ?? "sandbox"
+        }
+        let tls = TLSOptions(
+            caFile: keys["caFile"].flatMap { existingFile($0.value, "source.caFile") },
+            clientCertificate: keys["clientCertificate"].flatMap { existingFile($0.value, "source.clientCertificate") },
+            clientKey: keys["clientKey"].flatMap { existingFile($0.value, "source.clientKey") })
+        if (keys["clientCertificate"] == nil) != (keys["clientKey"] == nil) {
+            error(node, "source: 'clientCertificate' and 'clientKey' go together (mutual TLS needs both)")
+        }
+        let pageSize = keys["pageSize"].flatMap { integer($0.value, "source.pageSize", in: 1...5000) } ?? 1000
+        let timeout = keys["timeout"].flatMap { duration($0.value, "source.timeout", positive: true) } ?? .seconds(30)
+        let connectTimeout = keys["connectTimeout"].flatMap { duration($0.value, "source.connectTimeout", positive: true) } ?? .seconds(10)
+        let retries = keys["retries"].flatMap { integer($0.value, "source.retries", in: 0...10) } ?? 2
+        let backoff = keys["retryBackoff"].flatMap { duration($0.value, "source.retryBackoff", positive: false) } ?? .milliseconds(500)
+        var watches: [Watch] = []
+        if let entry = keys["watches"] {
+            watches = readWatches(entry.value)
+        } else {
+            error(node, "source: missing 'watches' (what to poll and how often)")
+        }
+        return SourceConfiguration(
+            kind: kind, apiURL: apiURL, authURL: authURL, username: Secret(username ?? ""), password: Secret(password ?? ""),
+            tls: tls, pageSize: pageSize, timeout: timeout, connectTimeout: connectTimeout, retries: retries,
+            retryBackoff: backoff, watches: watches)
+    }
+
+    private func readWatches(_ node: Node) -> [Watch] {
+        guard let items = sequence(node, "source.watches") else { return [] }
+        if items.isEmpty { error(node, "source.watches is empty: add at least one watch") }
+        var watches: [Watch] = []
+        var names = Set<String>()
+        for (index, item) in items.enumerated() {
+            let path = "source.watches[\(index)]"
+            guard let entries = mapping(item, path) else { continue }
+            let keys = checkKeys(entries, allowed: ["name", "every", "query", "baseline"], in: path)
+            guard let nameEntry = keys["name"] else {
+                error(item, "\(path): missing 'name'")
+                continue
+            }
+            guard let name = identifier(nameEntry.value, "\(path).name") else { continue }
+            if !names.insert(name).inserted { error(nameEntry.value, "a second watch is named '\(name)'") }
+            let every = keys["every"].flatMap { duration($0.value, "\(path).every", positive: true) } ?? .seconds(30)
+            let baseline = keys["baseline"].flatMap { enumValue($0.value, Watch.Baseline.self, "\(path).baseline") } ?? .silent
+            let query = keys["query"].map { readQuery($0.value, path: "\(path).query") } ?? []
+            watches.append(Watch(name: name, every: every, query: query, baseline: baseline))
+        }
+        return watches
+    }
+
+    private func readQuery(_ node: Node, path: String) -> [QueryParameter] {
+        guard let entries = mapping(node, path) else { return [] }
+        var parameters: [QueryParameter] = []
+        for entry in entries {
+            if ["pagenumber", "pagesize"].contains(entry.key.lowercased()) {
+                error(entry.keyNode, "\(path): '\(entry.key)' is set by paybridge while paging; use source.pageSize")
+                continue
+            }
+            if case .sequence = entry.value {
+                let values = stringList(entry.value, "\(path).\(entry.key)") ?? []
+                parameters.append(QueryParameter(name: entry.key, value: .list(values)))
+            } else if let text = string(entry.value, "\(path).\(entry.key)") {
+                if text.hasPrefix("-"), let offset = DurationText.parse(String(text.dropFirst())) {
+                    parameters.append(QueryParameter(name: entry.key, value: .relativeTime(offset)))
+                } else {
+                    parameters.append(QueryParameter(name: entry.key, value: .text(text)))
+                }
+            }
+        }
+        return parameters
+    }
+
+    private func readState(_ node: Node) -> StateConfiguration {
+        guard let entries = mapping(node, "state") else { return StateConfiguration(path: resolvePath("./paybridge-data")) }
+        let keys = checkKeys(entries, allowed: ["path"], in: "state")
+        let path = keys["path"].flatMap { string($0.value, "state.path") } ?? "./paybridge-data"
+        return StateConfiguration(path: resolvePath(path))
+    }
+
+    private func readDelivery(_ node: Node) -> DeliveryConfiguration {
+        guard let entries = mapping(node, "delivery") else { return DeliveryConfiguration() }
+        let keys = checkKeys(entries, allowed: ["shutdownGrace"], in: "delivery")
+        let grace = keys["shutdownGrace"].flatMap { duration($0.value, "delivery.shutdownGrace", positive: false) } ?? .seconds(10)
+        return DeliveryConfiguration(shutdownGrace: grace)
+    }
+
+    private func readEndpoints(_ node: Node) -> [EndpointConfiguration] {
+        guard let entries = mapping(node, "endpoints") else { return [] }
+        var endpoints: [EndpointConfiguration] = []
+        for entry in entries {
+            guard let name = identifier(entry.keyNode, "an endpoint name") else { continue }
+            if let endpoint = readEndpoint(name: name, entry.value) { endpoints.append(endpoint) }
+        }
+        return endpoints
+    }
+
+    private func readEndpoint(name: String, _ node: Node) -> EndpointConfiguration? {
+        let path = "endpoints.\(name)"
+        guard let entries = mapping(node, path) else { return nil }
+        let keys = checkKeys(
+            entries,
+            allowed: [
+                "kind", "url", "secret", "secretFile", "timeout", "connectTimeout", "concurrency", "retry", "format", "headers",
+                "caFile", "clientCertificate", "clientKey",
+            ], in: path)
+        let kind = keys["kind"].flatMap { enumValue($0.value, EndpointConfiguration.Kind.self, "\(path).kind") } ?? .http
+        var url = ""
+        if kind == .http {
+            if let entry = keys["url"] {
+                url = self.url(entry.value, "\(path).url") ?? ""
+            } else {
+                error(node, "\(path): missing 'url'")
+            }
+        }
+        var secrets: [Secret] = []
+        if let entry = keys["secret"] {
+            for (index, text) in (secretList(entry.value, "\(path).secret") ?? []).enumerated() {
+                if let secret = webhookSecret(text, entry.value, "\(path).secret", index: index) { secrets.append(secret) }
+            }
+        }
+        if let entry = keys["secretFile"] {
+            for file in stringList(entry.value, "\(path).secretFile") ?? [] {
+                guard let text = readSecretFile(file, entry.value, "\(path).secretFile") else { continue }
+                if let secret = webhookSecret(text, entry.value, "\(path).secretFile", index: nil) { secrets.append(secret) }
+            }
+        }
+        if kind == .http, secrets.isEmpty, !issues.contains(where: { $0.severity == .error && $0.message.hasPrefix("\(path).secret") }) {
+            warning(node, "\(path) has no secret: its events are sent unsigned")
+        }
+        let timeout = keys["timeout"].flatMap { duration($0.value, "\(path).timeout", positive: true) } ?? .seconds(10)
+        let connectTimeout =
+            keys["connectTimeout"].flatMap { duration($0.value, "\(path).connectTimeout", positive: true) } ?? min(timeout, .seconds(5))
+        let concurrency = keys["concurrency"].flatMap { integer($0.value, "\(path).concurrency", in: 1...1000) } ?? 8
+        var retry = RetrySchedule.standard
+        if let entry = keys["retry"], let items = sequence(entry.value, "\(path).retry") {
+            let waits = items.enumerated().compactMap { duration($1, "\(path).retry[\($0)]", positive: false) }
+            if waits.count == items.count { retry = RetrySchedule(waits: waits) }
+        }
+        let format = keys["format"].flatMap { enumValue($0.value, EndpointConfiguration.Format.self, "\(path).format") } ?? .standard
+        var headers: [(name: String, value: String)] = []
+        if let entry = keys["headers"], let pairs = mapping(entry.value, "\(path).headers") {
+            for pair in pairs {
+                let lowered = pair.key.lowercased()
+                if lowered.hasPrefix("webhook-") || lowered == "content-type" || lowered == "content-length" {
+                    error(pair.keyNode, "\(path).headers: '\(pair.key)' is set by paybridge")
+                } else if let value = string(pair.value, "\(path).headers.\(pair.key)") {
+                    headers.append((name: pair.key, value: value))
+                }
+            }
+        }
+        let tls = TLSOptions(
+            caFile: keys["caFile"].flatMap { existingFile($0.value, "\(path).caFile") },
+            clientCertificate: keys["clientCertificate"].flatMap { existingFile($0.value, "\(path).clientCertificate") },
+            clientKey: keys["clientKey"].flatMap { existingFile($0.value, "\(path).clientKey") })
+        if (keys["clientCertificate"] == nil) != (keys["clientKey"] == nil) {
+            error(node, "\(path): 'clientCertificate' and 'clientKey' go together (mutual TLS needs both)")
+        }
+        return EndpointConfiguration(
+            name: name, kind: kind, url: url, secrets: secrets, timeout: timeout, connectTimeout: connectTimeout,
+            concurrency: concurrency, retry: retry, format: format, headers: headers, tls: tls)
+    }
+
+    private func readRoutes(
+        _ node: Node, endpoints: [EndpointConfiguration], watches: Set<String>, inherited: [String]?, path: String
+    ) -> [Route] {
+        guard let items = sequence(node, path) else { return [] }
+        var routes: [Route] = []
+        for (index, item) in items.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            guard let entries = mapping(item, itemPath) else { continue }
+            let keys = checkKeys(entries, allowed: ["when", "to", "routes", "continue"], in: itemPath)
+            var matcher = RouteMatcher()
+            if let entry = keys["when"], let conditions = mapping(entry.value, "\(itemPath).when") {
+                let fields = checkKeys(conditions, allowed: ["status", "previousStatus", "type", "watch"], in: "\(itemPath).when")
+                func values(_ key: String) -> Set<String>? {
+                    fields[key].flatMap { stringList($0.value, "\(itemPath).when.\(key)") }.map(Set.init)
+                }
+                matcher = RouteMatcher(status: values("status"), previousStatus: values("previousStatus"), type: values("type"), watch: values("watch"))
+                if let unknown = fields["watch"].flatMap({ stringList($0.value, "") })?.first(where: { !watches.contains($0) }) {
+                    error(fields["watch"]?.value, "\(itemPath).when.watch names no watch: '\(unknown)'")
+                }
+            }
+            var to = inherited ?? []
+            if let entry = keys["to"] {
+                to = []
+                let targets: [Node] = {
+                    if case .sequence(let sequence) = entry.value { return Array(sequence) }
+                    return [entry.value]
+                }()
+                for target in targets {
+                    guard let name = string(target, "\(itemPath).to") else { continue }
+                    if endpoints.contains(where: { $0.name == name }) {
+                        to.append(name)
+                    } else {
+                        let known = endpoints.map(\.name).joined(separator: ", ")
+                        error(target, "\(itemPath).to: unknown endpoint '\(name)'" + (known.isEmpty ? " (no endpoints are defined)" : " (endpoints: \(known))"))
+                    }
+                }
+            }
+            let children = keys["routes"].map {
+                readRoutes($0.value, endpoints: endpoints, watches: watches, inherited: to, path: "\(itemPath).routes")
+            } ?? []
+            if keys["to"] == nil, inherited == nil, children.isEmpty {
+                error(item, "\(itemPath): missing 'to' (the endpoints this route delivers to)")
+            }
+            let continueMatching = keys["continue"].flatMap { boolean($0.value, "\(itemPath).continue") } ?? false
+            routes.append(Route(when: matcher, to: to, routes: children, continueMatching: continueMatching))
+        }
+        return routes
+    }
+
+    // MARK: Node readers
+
+    typealias Entry = (key: String, keyNode: Node, value: Node)
+
+    func mapping(_ node: Node, _ path: String) -> [Entry]? {
+        guard case .mapping(let mapping) = node else {
+            if isNull(node) { error(node, "\(path) is empty: expected a mapping") } else { error(node, "\(path) must be a mapping") }
+            return nil
+        }
+        var entries: [Entry] = []
+        for (key, value) in mapping {
+            guard case .scalar(let scalar) = key else {
+                error(key, "\(path): keys must be plain names")
+                continue
+            }
+            entries.append((scalar.string, key, value))
+        }
+        return entries
+    }
+
+    func sequence(_ node: Node, _ path: String) -> [Node]? {
+        guard case .sequence(let sequence) = node else {
+            error(node, "\(path) must be a list")
+            return nil
+        }
+        return Array(sequence)
+    }
+
+    /// Reports keys that are not in `allowed` (by name only: their values may be secrets).
+    func checkKeys(_ entries: [Entry], allowed: [String], in path: String) -> [String: Entry] {
+        var known: [String: Entry] = [:]
+        for entry in entries {
+            if allowed.contains(entry.key) {
+                known[entry.key] = entry
+            } else {
+                var message = "unknown key '\(entry.key)' in \(path)"
+                if let suggestion = Self.closest(to: entry.key, in: allowed) { message += "; did you mean '\(suggestion)'?" }
+                error(entry.keyNode, message)
+            }
+        }
+        return known
+    }
+
+    private func isNull(_ node: Node) -> Bool {
+        if case .scalar(let scalar) = node, scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) {
+            return true
+        }
+        return false
+    }
+
+    /// A scalar's text with `${VAR}` / `${VAR:-default}` expanded.
+    func string(_ node: Node, _ path: String) -> String? {
+        guard case .scalar(let scalar) = node else {
+            error(node, "\(path) must be a single value, not a list or mapping")
+            return nil
+        }
+        if isNull(node) {
+            error(node, "\(path) is empty")
+            return nil
+        }
+        return expand(scalar.string, node, path)
+    }
+
+    func expand(_ text: String, _ node: Node, _ path: String) -> String? {
+        guard text.contains("$") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let dollar = rest.firstIndex(of: "$") {
+            result += rest[..<dollar]
+            let after = rest[rest.index(after: dollar)...]
+            if after.hasPrefix("$") {
+                result += "$"
+                rest = after.dropFirst()
+                continue
+            }
+            guard after.hasPrefix("{"), let close = after.firstIndex(of: "}") else {
+                result += "$"
+                rest = after
+                continue
+            }
+            let body = after[after.index(after: after.startIndex)..<close]
+            let name: Substring
+            let fallback: Substring?
+            if let separator = body.range(of: ":-") {
+                name = body[..<separator.lowerBound]
+                fallback = body[separator.upperBound...]
+            } else {
+                name = body
+                fallback = nil
+            }
+            let value = environment[String(name)]
+            if let value, !value.isEmpty || fallback == nil {
+                result += value
+            } else if let fallback {
+                result += fallback
+            } else {
+                error(node, "\(path): environment variable \(name) is not set")
+                return nil
+            }
+            rest = after[after.index(after: close)...]
+        }
+        return result + rest
+    }
+
+    func stringList(_ node: Node, _ path: String) -> [String]? {
+        if case .sequence(let sequence) = node {
+            var values: [String] = []
+            for item in sequence {
+                guard let value = string(item, path) else { return nil }
+                values.append(value)
+            }
+            return values
+        }
+        return string(node, path).map { text in
+            text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+    }
+
+    /// Secrets: a single value or a list (rotation), never split on commas.
+    private func secretList(_ node: Node, _ path: String) -> [String]? {
+        if case .sequence(let sequence) = node {
+            return sequence.compactMap { string($0, path) }
+        }
+        return string(node, path).map { [$0] }
+    }
+
+    func integer(_ node: Node, _ path: String, in range: ClosedRange<Int>) -> Int? {
+        guard let text = string(node, path) else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            error(node, "\(path) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
+    func boolean(_ node: Node, _ path: String) -> Bool? {
+        guard let text = string(node, path) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            error(node, "\(path) must be true or false")
+            return nil
+        }
+    }
+
+    func duration(_ node: Node, _ path: String, positive: Bool) -> Duration? {
+        guard let text = string(node, path) else { return nil }
+        guard let value = DurationText.parse(text) else {
+            error(node, "\(path): \(Self.quoted(text)) is not a duration (write it like 250ms, 30s, 5m, 2h or 1d)")
+            return nil
+        }
+        if positive, value <= .zero {
+            error(node, "\(path) must be longer than zero")
+            return nil
+        }
+        return value
+    }
+
+    func enumValue<E: RawRepresentable & CaseIterable>(_ node: Node, _ type: E.Type, _ path: String) -> E? where E.RawValue == String {
+        guard let text = string(node, path) else { return nil }
+        guard let value = E(rawValue: text) else {
+            let allowed = E.allCases.map(\.rawValue).joined(separator: ", ")
+            error(node, "\(path): \(Self.quoted(text)) is not one of: \(allowed)")
+            return nil
+        }
+        return value
+    }
+
+    func identifier(_ node: Node, _ path: String) -> String? {
+        guard let text = string(node, path) else { return nil }
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
+        guard !text.isEmpty, text.unicodeScalars.allSatisfy({ allowed.contains($0) && $0.isASCII }) else {
+            error(node, "\(path) may hold only letters, digits, '-', '_' and '.'")
+            return nil
+        }
+        return text
+    }
+
+    func url(_ node: Node, _ path: String) -> String? {
+        guard let text = string(node, path) else { return nil }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            scheme == "http" || scheme == "https", let host = components.host, !host.isEmpty
+        else {
+            error(node, "\(path) must be an http:// or https:// URL with a host")
+            return nil
+        }
+        if components.user != nil || components.password != nil {
+            error(node, "\(path) must not carry credentials; use the config's username/password or headers")
+            return nil
+        }
+        return text.hasSuffix("/") ? String(text.dropLast()) : text
+    }
+
+    func resolvePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        if path.hasPrefix("~/") { return NSString(string: path).expandingTildeInPath }
+        return URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    private func existingFile(_ node: Node, _ path: String) -> String? {
+        guard let text = string(node, path) else { return nil }
+        let resolved = resolvePath(text)
+        guard FileManager.default.isReadableFile(atPath: resolved) else {
+            error(node, "\(path): cannot read \(resolved)")
+            return nil
+        }
+        return resolved
+    }
+
+    private func readSecretFile(_ file: String, _ node: Node, _ path: String) -> String? {
+        let resolved = resolvePath(file)
+        guard let data = FileManager.default.contents(atPath: resolved), let text = String(data: data, encoding: .utf8) else {
+            error(node, "\(path): cannot read \(resolved)")
+            return nil
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A Standard Webhooks secret: `whsec_` and base64 (the prefix may be left out).
+    private func webhookSecret(_ text: String, _ node: Node, _ path: String, index: Int?) -> Secret? {
+        let which = index.map { "\(path)[\($0)]" } ?? path
+        guard WebhookSigner.key(fromSecret: text) != nil else {
+            error(node, "\(which) is not a Standard Webhooks secret: expected 'whsec_' followed by base64")
+            return nil
+        }
+        return Secret(text)
+    }
+
+    // MARK: Helpers
+
+    private static func quoted(_ text: String) -> String {
+        text.count <= 40 ? "'\(text)'" : "the value"
+    }
+
+    /// The allowed name nearest to a misspelt key (edit distance ≤ 2, or a case slip).
+    static func closest(to key: String, in allowed: [String]) -> String? {
+        let lowered = key.lowercased()
+        if let match = allowed.first(where: { $0.lowercased() == lowered }) { return match }
+        let scored = allowed.map { ($0, editDistance(lowered, $0.lowercased())) }.filter { $0.1 <= 2 }
+        return scored.min { $0.1 < $1.1 }?.0
+    }
+
+    private static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a)
+        let b = Array(b)
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+
+/// A value that must never reach a log, an error or an event. `description` is redacted.
+public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
+    public let value: String
+
+    public init(_ value: String) { self.value = value }
+
+    public var description: String { "<redacted>" }
+    public var debugDescription: String { "<redacted>" }
+}
+
+/// The whole configuration of one paybridge process.
+public struct Configuration: Sendable {
+    public var source: SourceConfiguration
+    public var state: StateConfiguration
+    public var endpoints: [EndpointConfiguration]
+    public var routes: [Route]
+    public var delivery: DeliveryConfiguration
+
+    public init(
+        source: SourceConfiguration, state: StateConfiguration, endpoints: [EndpointConfiguration], routes: [Route],
+        delivery: DeliveryConfiguration = DeliveryConfiguration()
+    ) {
+        self.source = source
+        self.state = state
+        self.endpoints = endpoints
+        self.routes = routes
+        self.delivery = delivery
+    }
+
+    public func endpoint(named name: String) -> EndpointConfiguration? {
+        endpoints.first { $0.name == name }
+    }
+}
+
+/// Where payments come from: Banking Circle (or the sandbox) and the watches that poll it.
+public struct SourceConfiguration: Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case bankingCircle = "banking-circle"
+        case sandbox
+    }
+
+    public var kind: Kind
+    /// Base URL for `/api/v1/payments/singles`. Nil only for `kind: sandbox`, which then
+    /// runs the simulated API inside the process.
+    public var apiURL: String?
+    /// Base URL for `/api/v1/authorizations/authorize`; defaults to `apiURL`.
+    public var authURL: String?
+    public var username: Secret
+    public var password: Secret
+    public var tls: TLSOptions
+    public var pageSize: Int
+    /// Whole-request timeout for each bank call.
+    public var timeout: Duration
+    public var connectTimeout: Duration
+    /// Extra tries after a 5xx, a timeout or a connection error (then the poll fails).
+    public var retries: Int
+    /// Wait before the first retry; doubled for each further one, with jitter.
+    public var retryBackoff: Duration
+    public var watches: [Watch]
+
+    public init(
+        kind: Kind = .bankingCircle, apiURL: String?, authURL: String? = nil, username: Secret, password: Secret,
+        tls: TLSOptions = TLSOptions(), pageSize: Int = 1000, timeout: Duration = .seconds(30),
+        connectTimeout: Duration = .seconds(10), retries: Int = 2, retryBackoff: Duration = .milliseconds(500),
+        watches: [Watch]
+    ) {
+        self.kind = kind
+        self.apiURL = apiURL
+        self.authURL = authURL
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.pageSize = pageSize
+        self.timeout = timeout
+        self.connectTimeout = connectTimeout
+        self.retries = retries
+        self.retryBackoff = retryBackoff
+        self.watches = watches
+    }
+}
+
+/// A named query polled on an interval.
+public struct Watch: Sendable, Equatable {
+    public enum Baseline: String, Sendable, CaseIterable {
+        /// The first poll records payments without events.
+        case silent
+        /// The first poll emits `payment.created` for every payment.
+        case emit
+    }
+
+    public var name: String
+    public var every: Duration
+    public var query: [QueryParameter]
+    public var baseline: Baseline
+
+    public init(name: String, every: Duration, query: [QueryParameter], baseline: Baseline = .silent) {
+        self.name = name
+        self.every = every
+        self.query = query
+        self.baseline = baseline
+    }
+
+    /// The statuses named by the watch's `Status` parameter, or nil when it has none.
+    public var statusFilter: Set<String>? {
+        guard let parameter = query.first(where: { $0.name.caseInsensitiveCompare("Status") == .orderedSame }) else {
+            return nil
+        }
+        switch parameter.value {
+        case .text(let text):
+            return Set(text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        case .list(let values):
+            return Set(values)
+        case .relativeTime:
+            return nil
+        }
+    }
+}
+
+/// One Banking Circle query parameter, spelt as the API spells it.
+public struct QueryParameter: Sendable, Equatable {
+    public enum Value: Sendable, Equatable {
+        case text(String)
+        case list([String])
+        /// `-3d`, `-2h`, `-90m`: resolved against the clock at each poll.
+        case relativeTime(Duration)
+    }
+
+    public var name: String
+    public var value: Value
+
+    public init(name: String, value: Value) {
+        self.name = name
+        self.value = value
+    }
+}
+
+public struct StateConfiguration: Sendable {
+    /// Folder of the SQLite database.
+    public var path: String
+
+    public init(path: String) { self.path = path }
+}
+
+/// Settings of the delivery side as a whole.
+public struct DeliveryConfiguration: Sendable {
+    /// How long a graceful stop lets in-flight deliveries finish before leaving them queued.
+    public var shutdownGrace: Duration
+
+    public init(shutdownGrace: Duration = .seconds(10)) {
+        self.shutdownGrace = shutdownGrace
+    }
+}
+
+/// Where events go: an HTTP receiver or the console.
+public struct EndpointConfiguration: Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case http
+        /// Prints each event as one line on standard output (the demo's endpoint).
+        case console
+    }
+
+    public enum Format: String, Sendable, CaseIterable {
+        case standard
+    }
+
+    public var name: String
+    public var kind: Kind
+    public var url: String
+    /// Standard Webhooks secrets (`whsec_…`); every one signs during a rotation.
+    public var secrets: [Secret]
+    public var timeout: Duration
+    public var connectTimeout: Duration
+    public var concurrency: Int
+    public var retry: RetrySchedule
+    public var format: Format
+    public var headers: [(name: String, value: String)]
+    public var tls: TLSOptions
+
+    public init(
+        name: String, kind: Kind = .http, url: String, secrets: [Secret] = [], timeout: Duration = .seconds(10),
+        connectTimeout: Duration = .seconds(5), concurrency: Int = 8, retry: RetrySchedule = .standard,
+        format: Format = .standard, headers: [(name: String, value: String)] = [], tls: TLSOptions = TLSOptions()
+    ) {
+        self.name = name
+        self.kind = kind
+        self.url = url
+        self.secrets = secrets
+        self.timeout = timeout
+        self.connectTimeout = connectTimeout
+        self.concurrency = concurrency
+        self.retry = retry
+        self.format = format
+        self.headers = headers
+        self.tls = tls
+    }
+}
