@@ -1,0 +1,66 @@
+import Foundation
+
+/// A bank call that failed, with the `X-Request-ID` of its last attempt so the bank's
+/// support can find it.
+public struct BankError: Error, Sendable, CustomStringConvertible {
+    public enum Reason: Sendable {
+        /// Non-2xx after the retries (or at once for a 4xx).
+        case http(status: Int, detail: String)
+        case transport(TransportError)
+        /// 401 again with a freshly issued token.
+        case unauthorized
+        /// The authorize call itself failed.
+        case authentication(String)
+        /// The body is not what the API promises.
+        case malformed(PageScanError)
+    }
+
+    public var reason: Reason
+    /// "GET /api/v1/payments/singles?…" with the query (never credentials).
+    public var call: String
+    public var requestId: String
+    public var attempts: Int
+
+    public var description: String {
+        let tries = attempts > 1 ? ", after \(attempts) attempts" : ""
+        let what: String
+        switch reason {
+        case .http(let status, let detail):
+            what = "HTTP \(status)" + (detail.isEmpty ? "" : ": \(detail)")
+        case .transport(let error):
+            what = "\(error)"
+        case .unauthorized:
+            what = "HTTP 401 even with a fresh token: check the credentials and the IP allow-list"
+        case .authentication(let detail):
+            what = "authentication failed: \(detail)"
+        case .malformed(let error):
+            what = "malformed response: \(error)"
+        }
+        return "\(call) failed: \(what) (request id \(requestId)\(tries))"
+    }
+
+    /// The bank's error body (`errorCode`, `errorDescription`, `propertyName`; one object or a
+    /// list) in one line, or an excerpt of whatever else came back.
+    static func describeBody(_ body: [UInt8]) -> String {
+        guard !body.isEmpty else { return "" }
+        let parsed = try? JSONSerialization.jsonObject(with: Data(body))
+        let items: [[String: Any]]
+        if let object = parsed as? [String: Any] {
+            items = (object["errors"] as? [[String: Any]]) ?? [object]
+        } else if let list = parsed as? [[String: Any]] {
+            items = list
+        } else {
+            return HTTPResponse(status: 0, body: body).bodyExcerpt(limit: 200)
+        }
+        let parts = items.compactMap { item -> String? in
+            let code = item["errorCode"].map { "\($0)" }
+            let text = (item["errorDescription"] ?? item["errorText"] ?? item["title"]).map { "\($0)" }
+            let property = item["propertyName"].map { "\($0)" }
+            guard code != nil || text != nil else { return nil }
+            var line = [code, text].compactMap { $0 }.joined(separator: ": ")
+            if let property, !property.isEmpty, property != "<null>" { line += " (property \(property))" }
+            return line
+        }
+        return parts.isEmpty ? HTTPResponse(status: 0, body: body).bodyExcerpt(limit: 200) : parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,255 @@
+import Foundation
+import Logging
+
+/// Banking Circle's payments API: authorize, list single payments page by page, look one up.
+public final class BankingCircleClient: PaymentSource {
+    public static let listPath = "/api/v1/payments/singles"
+    public static let authorizePath = "/api/v1/authorizations/authorize"
+
+    private let apiURL: String
+    private let authURL: String
+    private let source: SourceConfiguration
+    private let http: any HTTPClient
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+    private let random: @Sendable () -> Double
+    private let sleep: @Sendable (Duration) async -> Void
+    private let tokens: TokenCache
+
+    /// - Parameters:
+    ///   - apiURL: overrides `source.apiURL` (the in-process sandbox has no URL in the config).
+    ///   - random: a number in 0..<1 for backoff jitter.
+    public init(
+        source: SourceConfiguration, apiURL: String? = nil, authURL: String? = nil, http: any HTTPClient, logger: Logger,
+        now: @escaping @Sendable () -> Date = Date.init,
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        sleep: @escaping @Sendable (Duration) async -> Void = { try? await Task.sleep(for: $0) }
+    ) {
+        let api = apiURL ?? source.apiURL ?? ""
+        self.apiURL = api
+        self.authURL = authURL ?? source.authURL ?? api
+        self.source = source
+        self.http = http
+        self.logger = logger
+        self.now = now
+        self.random = random
+        self.sleep = sleep
+        let authorize = Self.authorizeCall(
+            url: self.authURL + Self.authorizePath, source: source, http: http, logger: logger, now: now, random: random, sleep: sleep)
+        self.tokens = TokenCache(now: now, fetch: authorize)
+    }
+
+    // MARK: PaymentSource
+
+    public func fetchPage(watch: Watch, pageNumber: Int, pageSize: Int, pollStartedAt: Date) async throws -> PaymentPage {
+        var items = QueryText.items(watch.query, at: pollStartedAt)
+        items.append(("PageNumber", String(pageNumber)))
+        items.append(("PageSize", String(pageSize)))
+        let path = Self.listPath + "?" + QueryText.encode(items)
+        let (response, requestId, attempts) = try await get(path)
+        do {
+            return try PaymentPageScanner.scanList(response.body)
+        } catch {
+            throw BankError(reason: .malformed(error), call: "GET \(path)", requestId: requestId, attempts: attempts)
+        }
+    }
+
+    public func fetchPayment(id: String) async throws -> PaymentPage? {
+        let path = Self.listPath + "/" + QueryText.percentEncode(id)
+        let (response, requestId, attempts) = try await get(path, notFoundIsNil: true)
+        guard response.status != 404 else { return nil }
+        do {
+            return try PaymentPageScanner.scanPayment(response.body)
+        } catch {
+            throw BankError(reason: .malformed(error), call: "GET \(path)", requestId: requestId, attempts: attempts)
+        }
+    }
+
+    // MARK: Calls
+
+    /// GET with a bearer token and a fresh `X-Request-ID` on every attempt. 5xx, 429,
+    /// timeouts and connection errors are retried with backoff; a 401 renews the token once.
+    private func get(_ path: String, notFoundIsNil: Bool = false) async throws(BankError) -> (HTTPResponse, String, Int) {
+        let call = "GET \(path)"
+        var attempts = 0
+        var renewedAfter401 = false
+        while true {
+            attempts += 1
+            let token = try await tokens.token()
+            let requestId = UUID().uuidString.lowercased()
+            let request = HTTPRequest(
+                method: .get, url: apiURL + path,
+                headers: [
+                    ("Authorization", "Bearer \(token.value.value)"), ("X-Request-ID", requestId), ("Accept", "application/json"),
+                ],
+                timeout: source.timeout, connectTimeout: source.connectTimeout, tls: source.tls)
+            let retryable: BankError.Reason
+            var retryAfter: Duration?
+            switch await http.send(request) {
+            case .failure(let error):
+                retryable = .transport(error)
+            case .success(let response):
+                switch response.status {
+                case 200..<300:
+                    return (response, requestId, attempts)
+                case 404 where notFoundIsNil:
+                    return (response, requestId, attempts)
+                case 401:
+                    guard !renewedAfter401 else {
+                        throw BankError(reason: .unauthorized, call: call, requestId: requestId, attempts: attempts)
+                    }
+                    renewedAfter401 = true
+                    attempts -= 1
+                    logger.info("bank answered 401; renewing the token once", metadata: ["requestId": "\(requestId)"])
+                    await tokens.invalidate(token)
+                    continue
+                case 408, 429, 500...599:
+                    retryable = .http(status: response.status, detail: BankError.describeBody(response.body))
+                    retryAfter = RetryAfter.parse(response.header("retry-after"), now: now())
+                default:
+                    let error = BankError(
+                        reason: .http(status: response.status, detail: BankError.describeBody(response.body)), call: call,
+                        requestId: requestId, attempts: attempts)
+                    logger.error("bank refused the request", metadata: ["error": "\(error)"])
+                    throw error
+                }
+            }
+            let error = BankError(reason: retryable, call: call, requestId: requestId, attempts: attempts)
+            guard attempts <= source.retries else { throw error }
+            let wait = Self.backoff(attempt: attempts, base: source.retryBackoff, retryAfter: retryAfter, random: random())
+            logger.warning("bank call failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(DurationText.format(wait))"])
+            await sleep(wait)
+        }
+    }
+
+    /// Exponential backoff with ±25 % jitter; a `Retry-After` is honoured up to a minute.
+    static func backoff(attempt: Int, base: Duration, retryAfter: Duration?, random: Double) -> Duration {
+        if let retryAfter { return min(retryAfter, .seconds(60)) }
+        let exponential = base * (1 << min(attempt - 1, 10))
+        return exponential * (0.75 + 0.5 * random)
+    }
+
+    private static func authorizeCall(
+        url: String, source: SourceConfiguration, http: any HTTPClient, logger: Logger, now: @escaping @Sendable () -> Date,
+        random: @escaping @Sendable () -> Double, sleep: @escaping @Sendable (Duration) async -> Void
+    ) -> TokenCache.Fetch {
+        let credentials = Data("\(source.username.value):\(source.password.value)".utf8).base64EncodedString()
+        return { () async throws(BankError) -> AccessToken in
+            let call = "GET \(authorizePath)"
+            var attempts = 0
+            while true {
+                attempts += 1
+                let requestId = UUID().uuidString.lowercased()
+                let request = HTTPRequest(
+                    method: .get, url: url,
+                    headers: [("Authorization", "Basic \(credentials)"), ("X-Request-ID", requestId), ("Accept", "application/json")],
+                    timeout: source.timeout, connectTimeout: source.connectTimeout, tls: source.tls)
+                let reason: BankError.Reason
+                switch await http.send(request) {
+                case .failure(let error):
+                    reason = .transport(error)
+                case .success(let response) where (200..<300).contains(response.status):
+                    do throws(AccessTokenResponse.Invalid) {
+                        return try AccessTokenResponse.parse(response.body, receivedAt: now())
+                    } catch {
+                        throw BankError(reason: .authentication(error.description), call: call, requestId: requestId, attempts: attempts)
+                    }
+                case .success(let response) where response.status == 429 || response.status >= 500:
+                    reason = .http(status: response.status, detail: BankError.describeBody(response.body))
+                case .success(let response):
+                    let detail = BankError.describeBody(response.body)
+                    throw BankError(
+                        reason: .authentication("HTTP \(response.status)" + (detail.isEmpty ? "" : ": \(detail)")), call: call,
+                        requestId: requestId, attempts: attempts)
+                }
+                let error = BankError(reason: reason, call: call, requestId: requestId, attempts: attempts)
+                guard attempts <= source.retries else { throw error }
+                let wait = backoff(attempt: attempts, base: source.retryBackoff, retryAfter: nil, random: random())
+                logger.warning("authorize call failed; retrying", metadata: ["error": "\(error)"])
+                await sleep(wait)
+            }
+        }
+    }
+}
+
+/// The authorize call's answer: `{"access_token": "…", "expires_in": 300 | "300"}`.
+enum AccessTokenResponse {
+    struct Invalid: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func parse(_ body: [UInt8], receivedAt: Date) throws(Invalid) -> AccessToken {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+            throw Invalid(description: "the authorize response is not a JSON object")
+        }
+        guard let value = object["access_token"] as? String, !value.isEmpty else {
+            throw Invalid(description: "the authorize response has no access_token")
+        }
+        let lifetime: TimeInterval
+        switch object["expires_in"] {
+        case let number as NSNumber where !(number is Bool): lifetime = number.doubleValue
+        case let text as String:
+            guard let seconds = Double(text.trimmingCharacters(in: .whitespaces)) else {
+                throw Invalid(description: "expires_in is not a number of seconds")
+            }
+            lifetime = seconds
+        case nil, is NSNull: lifetime = 300  // The bank documents 300 s.
+        default: throw Invalid(description: "expires_in is not a number of seconds")
+        }
+        guard lifetime > 0 else { throw Invalid(description: "expires_in is not positive") }
+        let expiresAt = receivedAt.addingTimeInterval(lifetime)
+        return AccessToken(
+            value: Secret(value), expiresAt: expiresAt,
+            renewAt: expiresAt.addingTimeInterval(-TokenCache.renewalMargin(lifetime: lifetime)))
+    }
+}
+
+/// Builds the query string of a watch.
+enum QueryText {
+    /// The watch's parameters with relative times resolved: `*Date*` parameters as
+    /// `YYYY-MM-DD` (UTC), the others (`LastChangedTimestampFrom`) as an ISO 8601 instant.
+    static func items(_ parameters: [QueryParameter], at date: Date) -> [(String, String)] {
+        parameters.map { parameter in
+            switch parameter.value {
+            case .text(let text):
+                return (parameter.name, text)
+            case .list(let values):
+                return (parameter.name, values.joined(separator: ","))
+            case .relativeTime(let offset):
+                let instant = date.addingTimeInterval(-offset.seconds)
+                let stamp = Timestamp.iso8601(instant)
+                let isDate = parameter.name.range(of: "Date", options: .caseInsensitive) != nil
+                    && parameter.name.range(of: "Timestamp", options: .caseInsensitive) == nil
+                return (parameter.name, isDate ? String(stamp.prefix(10)) : stamp)
+            }
+        }
+    }
+
+    static func encode(_ items: [(String, String)]) -> String {
+        items.map { "\(percentEncode($0.0))=\(percentEncode($0.1))" }.joined(separator: "&")
+    }
+
+    private static let allowed: CharacterSet = {
+        var set = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+        set.insert(charactersIn: ",:")
+        return set
+    }()
+
+    static func percentEncode(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}
+
+/// `Retry-After`: seconds or an HTTP date.
+public enum RetryAfter {
+    public static func parse(_ value: String?, now: Date) -> Duration? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        if let seconds = Int(value) { return .seconds(max(0, seconds)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .milliseconds(Int64(max(0, date.timeIntervalSince(now)) * 1000))
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import Logging
+
+/// Where payments come from. The Banking Circle client is the real one.
+public protocol PaymentSource: Sendable {
+    /// One page of the watch's query. Relative times resolve against `pollStartedAt`, so
+    /// every page of a poll asks for the same window.
+    func fetchPage(watch: Watch, pageNumber: Int, pageSize: Int, pollStartedAt: Date) async throws -> PaymentPage
+    /// One payment by id (a page with one payment), or nil when the bank does not know it.
+    func fetchPayment(id: String) async throws -> PaymentPage?
+}
+
+/// A poll that did not finish; pages committed before the failure stay committed.
+public struct PollError: Error, Sendable, CustomStringConvertible {
+    public var watch: String
+    /// The page that failed (nil for a failure outside paging).
+    public var page: Int?
+    public var paymentId: String?
+    public var underlying: any Error
+
+    public var description: String {
+        var place = "watch '\(watch)'"
+        if let page { place += ", page \(page)" }
+        if let paymentId { place += ", payment \(paymentId)" }
+        return "\(place): \(underlying)"
+    }
+}
+
+/// What one poll saw and did.
+public struct PollReport: Sendable, Equatable {
+    public var watch: String
+    public var baseline: Bool
+    public var pages = 0
+    public var payments = 0
+    public var recorded = 0
+    public var created = 0
+    public var changed = 0
+    public var lookups = 0
+    /// False when the poll stopped early for a shutdown.
+    public var complete = true
+
+    public var events: Int { created + changed }
+}
+
+/// Polls one watch: pages through the bank's answer, diffs each page against the store
+/// and commits the page's state changes, events and deliveries in one transaction.
+public struct Poller: Sendable {
+    /// Stops paging when the bank keeps answering full pages beyond this.
+    public static let maxPages = 100_000
+
+    let source: any PaymentSource
+    let store: any Store
+    let routes: RouteTable
+    let pageSize: Int
+    let now: @Sendable () -> Date
+    let logger: Logger
+    /// Called after a commit that queued deliveries.
+    let onQueued: @Sendable () -> Void
+
+    public init(
+        source: any PaymentSource, store: any Store, routes: RouteTable, pageSize: Int, logger: Logger,
+        now: @escaping @Sendable () -> Date = Date.init, onQueued: @escaping @Sendable () -> Void = {}
+    ) {
+        self.source = source
+        self.store = store
+        self.routes = routes
+        self.pageSize = pageSize
+        self.now = now
+        self.logger = logger
+        self.onQueued = onQueued
+    }
+
+    /// Polls `watch` once. `shouldStop` is checked between pages.
+    public func poll(_ watch: Watch, shouldStop: @Sendable () -> Bool = { false }) async throws(PollError) -> PollReport {
+        let startedAt = now()
+        let record = try attempt(watch, page: nil) { try store.watchRecord(name: watch.name) }
+        let baselined = record?.baselinedAt != nil
+        let emitNew = baselined || watch.baseline == .emit
+        var report = PollReport(watch: watch.name, baseline: !baselined)
+        let statusFilter = watch.statusFilter
+        var seen = Set<String>()
+
+        var pageNumber = 1
+        while true {
+            if shouldStop() {
+                report.complete = false
+                return report
+            }
+            let page: PaymentPage
+            do {
+                page = try await source.fetchPage(watch: watch, pageNumber: pageNumber, pageSize: pageSize, pollStartedAt: startedAt)
+            } catch {
+                throw PollError(watch: watch.name, page: pageNumber, underlying: error)
+            }
+            if let echoed = page.currentPage, echoed != pageNumber {
+                throw PollError(
+                    watch: watch.name, page: pageNumber,
+                    underlying: SourceContractError("the bank answered page \(echoed) when asked for page \(pageNumber)"))
+            }
+            try attempt(watch, page: pageNumber) { try apply(page, watch: watch, emitNew: emitNew, report: &report) }
+            report.pages += 1
+            report.payments += page.payments.count
+            if statusFilter != nil { seen.formUnion(page.payments.lazy.map(\.paymentId)) }
+            if page.payments.count < pageSize { break }
+            pageNumber += 1
+            if pageNumber > Self.maxPages {
+                throw PollError(
+                    watch: watch.name, page: pageNumber,
+                    underlying: SourceContractError("more than \(Self.maxPages) full pages: is PageNumber ignored?"))
+            }
+        }
+
+        var members = seen
+        if let statusFilter {
+            // A payment that left a status-filtered watch may have left because its status
+            // changed (Rejected -> Processed): ask the bank for it by id.
+            let departed = try attempt(watch, page: nil) { try store.watchMembers(name: watch.name) }.subtracting(seen)
+            for paymentId in departed.sorted() {
+                if shouldStop() {
+                    report.complete = false
+                    return report
+                }
+                let single: PaymentPage?
+                do {
+                    single = try await source.fetchPayment(id: paymentId)
+                } catch {
+                    throw PollError(watch: watch.name, paymentId: paymentId, underlying: error)
+                }
+                report.lookups += 1
+                guard let single else {
+                    logger.warning("payment left the watch and the bank no longer knows it", metadata: ["watch": "\(watch.name)", "paymentId": "\(paymentId)"])
+                    continue
+                }
+                try attempt(watch, paymentId: paymentId) { try apply(single, watch: watch, emitNew: emitNew, report: &report) }
+                if let status = single.payments.first?.status, statusFilter.contains(status) { members.insert(paymentId) }
+            }
+        }
+        try attempt(watch, page: nil) {
+            try store.write { transaction in
+                if statusFilter != nil { try transaction.replaceWatchMembers(name: watch.name, paymentIds: members) }
+                try transaction.recordWatchPoll(name: watch.name, at: startedAt, baselined: true)
+            }
+        }
+        return report
+    }
+
+    /// Diffs one page and commits what changed. The diff is made first from a read and made
+    /// again inside the write, so a page with no change never takes the write lock and two
+    /// watches seeing the same payment cannot both emit its change.
+    private func apply(_ page: PaymentPage, watch: Watch, emitNew: Bool, report: inout PollReport) throws {
+        let known = try store.paymentStates(for: page.payments.map(\.paymentId))
+        let candidates = ChangeDetector.changes(in: page.payments, known: known, emitNew: emitNew)
+        guard !candidates.isEmpty else { return }
+        let changedIds = Set(candidates.map(\.payment.paymentId))
+        let sightings = page.payments.filter { changedIds.contains($0.paymentId) }
+        let committedAt = now()
+        let (counts, queued) = try store.write { transaction -> ((Int, Int, Int), Bool) in
+            let current = try transaction.paymentStates(for: Array(changedIds))
+            var counts = (recorded: 0, created: 0, changed: 0)
+            var queued = false
+            for change in ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew) {
+                try transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, at: committedAt)
+                let type: EventType
+                switch change.kind {
+                case .recorded:
+                    counts.recorded += 1
+                    continue
+                case .created:
+                    counts.created += 1
+                    type = .paymentCreated
+                case .statusChanged:
+                    counts.changed += 1
+                    type = .paymentStatusChanged
+                }
+                let event = PaymentEvent(
+                    type: type, paymentId: change.payment.paymentId, status: change.state.status,
+                    previousStatus: change.previous?.status, watch: watch.name, sequence: change.state.sequence,
+                    createdAt: committedAt, payment: page.rawObject(of: change.payment))
+                let endpoints = routes.endpoints(for: event.routable)
+                try transaction.appendEvent(event, endpoints: endpoints, dueAt: committedAt)
+                queued = queued || !endpoints.isEmpty
+            }
+            return (counts, queued)
+        }
+        report.recorded += counts.0
+        report.created += counts.1
+        report.changed += counts.2
+        if queued { onQueued() }
+    }
+
+    private func attempt<T>(_ watch: Watch, page: Int? = nil, paymentId: String? = nil, _ body: () throws -> T) throws(PollError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw PollError(watch: watch.name, page: page, paymentId: paymentId, underlying: error)
+        }
+    }
+}
+
+/// The bank answered something its contract rules out.
+public struct SourceContractError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,331 @@
+import Foundation
+import GRDB
+
+/// The embedded store: one SQLite database in WAL mode.
+///
+/// Durability: `synchronous = FULL`, so a commit is on disk when `write` returns and survives
+/// a power cut as well as a crash (NORMAL would survive a process crash but may lose the last
+/// commits on power loss). Commits are batched by the callers, so the fsync per commit is cheap.
+public final class SQLiteStore: Store {
+    public static let fileName = "paybridge.sqlite"
+
+    private let pool: DatabasePool
+    public let path: String
+
+    /// Opens (and creates or migrates) the database in `directory`.
+    public init(directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        path = URL(fileURLWithPath: directory).appendingPathComponent(Self.fileName).path
+        var configuration = GRDB.Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.label = "paybridge"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE payment (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        status TEXT NOT NULL,
+                        sequence INTEGER NOT NULL,
+                        updated_at REAL NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE TABLE watch (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        baselined_at REAL,
+                        last_success_at REAL
+                    );
+                    CREATE TABLE watch_member (
+                        watch TEXT NOT NULL,
+                        payment_id TEXT NOT NULL,
+                        PRIMARY KEY (watch, payment_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE event (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        type TEXT NOT NULL,
+                        payment_id TEXT NOT NULL,
+                        sequence INTEGER NOT NULL,
+                        status TEXT NOT NULL,
+                        previous_status TEXT,
+                        watch TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        body BLOB NOT NULL
+                    );
+                    CREATE INDEX event_payment ON event(payment_id, sequence);
+                    CREATE TABLE delivery (
+                        id INTEGER PRIMARY KEY,
+                        event_id TEXT NOT NULL REFERENCES event(id),
+                        endpoint TEXT NOT NULL,
+                        payment_id TEXT NOT NULL,
+                        sequence INTEGER NOT NULL,
+                        state TEXT NOT NULL DEFAULT 'pending',
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        due_at REAL NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        last_status INTEGER,
+                        last_error TEXT,
+                        UNIQUE (event_id, endpoint)
+                    );
+                    CREATE INDEX delivery_due ON delivery(endpoint, due_at) WHERE state = 'pending';
+                    CREATE INDEX delivery_next ON delivery(due_at) WHERE state = 'pending';
+                    CREATE INDEX delivery_order ON delivery(endpoint, payment_id, sequence) WHERE state = 'pending';
+                    CREATE TABLE attempt (
+                        delivery_id INTEGER NOT NULL REFERENCES delivery(id),
+                        number INTEGER NOT NULL,
+                        started_at REAL NOT NULL,
+                        duration_ms REAL NOT NULL,
+                        http_status INTEGER,
+                        error TEXT,
+                        PRIMARY KEY (delivery_id, number)
+                    ) WITHOUT ROWID;
+                    """)
+        }
+        return migrator
+    }
+
+    // MARK: Detection
+
+    public func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
+        try pool.read { db in try Self.paymentStates(db, paymentIds) }
+    }
+
+    public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
+        try pool.write { db in try body(SQLiteTransaction(db: db)) }
+    }
+
+    static func paymentStates(_ db: Database, _ paymentIds: [String]) throws -> [String: PaymentState] {
+        guard !paymentIds.isEmpty else { return [:] }
+        let statement = try db.cachedStatement(
+            sql: "SELECT id, status, sequence FROM payment WHERE id IN (SELECT value FROM json_each(?))")
+        var states: [String: PaymentState] = [:]
+        states.reserveCapacity(paymentIds.count)
+        let rows = try Row.fetchCursor(statement, arguments: [jsonArray(paymentIds)])
+        while let row = try rows.next() {
+            states[row[0]] = PaymentState(status: row[1], sequence: row[2])
+        }
+        return states
+    }
+
+    /// Ids as a JSON array, so one cached statement takes any number of them.
+    static func jsonArray<S: Sequence>(_ values: S) -> String where S.Element == String {
+        var writer = JSONWriter()
+        writer.raw("[")
+        var first = true
+        for value in values {
+            if !first { writer.raw(",") }
+            first = false
+            writer.string(value)
+        }
+        writer.raw("]")
+        return String(decoding: writer.output, as: UTF8.self)
+    }
+
+    public func watchRecord(name: String) throws -> WatchRecord? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT baselined_at, last_success_at FROM watch WHERE name = ?", arguments: [name])
+            else { return nil }
+            let baselined: Double? = row[0]
+            let success: Double? = row[1]
+            return WatchRecord(
+                baselinedAt: baselined.map(Date.init(timeIntervalSince1970:)),
+                lastSuccessAt: success.map(Date.init(timeIntervalSince1970:)))
+        }
+    }
+
+    public func watchMembers(name: String) throws -> Set<String> {
+        try pool.read { db in
+            Set(try String.fetchAll(db, sql: "SELECT payment_id FROM watch_member WHERE watch = ?", arguments: [name]))
+        }
+    }
+
+    // MARK: Delivery queue
+
+    public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery] {
+        try pool.read { db in
+            let statement = try db.cachedStatement(
+                sql: """
+                    SELECT d.id, d.event_id, e.type, d.payment_id, d.sequence, d.attempts, e.body
+                    FROM delivery d JOIN event e ON e.id = d.event_id
+                    WHERE d.endpoint = ? AND d.state = 'pending' AND d.due_at <= ?
+                      AND d.id NOT IN (SELECT value FROM json_each(?))
+                      AND NOT EXISTS (
+                        SELECT 1 FROM delivery p
+                        WHERE p.endpoint = d.endpoint AND p.payment_id = d.payment_id
+                          AND p.state = 'pending' AND p.sequence < d.sequence)
+                    ORDER BY d.due_at, d.id
+                    LIMIT ?
+                    """)
+            let excluded = "[" + excluding.map(String.init).joined(separator: ",") + "]"
+            return try Row.fetchAll(statement, arguments: [endpoint, dueBy.timeIntervalSince1970, excluded, limit]).map { row in
+                let body: Data = row[6]
+                return QueuedDelivery(
+                    id: row[0], eventId: row[1], eventType: row[2], endpoint: endpoint, paymentId: row[3], sequence: row[4],
+                    attempts: row[5], body: [UInt8](body))
+            }
+        }
+    }
+
+    public func nextDueDate(after date: Date, endpoints: [String]) throws -> Date? {
+        try pool.read { db in
+            let statement = try db.cachedStatement(
+                sql: """
+                    SELECT MIN(due_at) FROM delivery
+                    WHERE state = 'pending' AND due_at > ? AND endpoint IN (SELECT value FROM json_each(?))
+                    """)
+            let seconds = try Double.fetchOne(statement, arguments: [date.timeIntervalSince1970, Self.jsonArray(endpoints)])
+            return seconds.map(Date.init(timeIntervalSince1970:))
+        }
+    }
+
+    public func recordAttempts(_ attempts: [AttemptRecord]) throws {
+        guard !attempts.isEmpty else { return }
+        try pool.write { db in
+            let insert = try db.cachedStatement(
+                sql: """
+                    INSERT OR REPLACE INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """)
+            let update = try db.cachedStatement(
+                sql: """
+                    UPDATE delivery SET state = ?, attempts = ?, due_at = COALESCE(?, due_at), last_status = ?,
+                        last_error = ?, updated_at = ?
+                    WHERE id = ? AND state = 'pending'
+                    """)
+            let now = Date().timeIntervalSince1970
+            for record in attempts {
+                try insert.execute(arguments: [
+                    record.deliveryId, record.attempt, record.startedAt.timeIntervalSince1970,
+                    Double(record.duration.milliseconds), record.httpStatus, record.error,
+                ])
+                let state: DeliveryState
+                var dueAt: Double?
+                switch record.next {
+                case .delivered: state = .delivered
+                case .dead: state = .dead
+                case .retry(let date):
+                    state = .pending
+                    dueAt = date.timeIntervalSince1970
+                }
+                try update.execute(arguments: [
+                    state.rawValue, record.attempt, dueAt, record.httpStatus, record.error, now, record.deliveryId,
+                ])
+            }
+        }
+    }
+
+    // MARK: Inspection
+
+    public func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord] {
+        try pool.read { db in
+            var conditions: [String] = []
+            var arguments: StatementArguments = []
+            if let endpoint {
+                conditions.append("endpoint = ?")
+                arguments += [endpoint]
+            }
+            if let state {
+                conditions.append("state = ?")
+                arguments += [state.rawValue]
+            }
+            let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            arguments += [limit]
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, event_id, endpoint, payment_id, sequence, state, attempts, due_at, last_status, last_error
+                    FROM delivery \(filter) ORDER BY id LIMIT ?
+                    """, arguments: arguments)
+            return rows.map { row in
+                let dueAt: Double = row[7]
+                let stateText: String = row[5]
+                return DeliveryRecord(
+                    id: row[0], eventId: row[1], endpoint: row[2], paymentId: row[3], sequence: row[4],
+                    state: DeliveryState(rawValue: stateText) ?? .pending, attempts: row[6],
+                    dueAt: Date(timeIntervalSince1970: dueAt), lastStatus: row[8], lastError: row[9])
+            }
+        }
+    }
+
+    public func deliveryCounts() throws -> [String: [DeliveryState: Int]] {
+        try pool.read { db in
+            var counts: [String: [DeliveryState: Int]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT endpoint, state, COUNT(*) FROM delivery GROUP BY endpoint, state") {
+                let endpoint: String = row[0]
+                let stateText: String = row[1]
+                guard let state = DeliveryState(rawValue: stateText) else { continue }
+                counts[endpoint, default: [:]][state] = row[2]
+            }
+            return counts
+        }
+    }
+}
+
+/// The writes of one SQLite transaction, through cached statements.
+private struct SQLiteTransaction: StoreTransaction {
+    let db: Database
+
+    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
+        try SQLiteStore.paymentStates(db, paymentIds)
+    }
+
+    func savePaymentState(paymentId: String, state: PaymentState, at date: Date) throws {
+        let statement = try db.cachedStatement(
+            sql: """
+                INSERT INTO payment (id, status, sequence, updated_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET status = excluded.status, sequence = excluded.sequence,
+                    updated_at = excluded.updated_at
+                """)
+        try statement.execute(arguments: [paymentId, state.status, state.sequence, date.timeIntervalSince1970])
+    }
+
+    func appendEvent(_ event: PaymentEvent, endpoints: [String], dueAt: Date) throws {
+        let insertEvent = try db.cachedStatement(
+            sql: """
+                INSERT OR IGNORE INTO event (id, type, payment_id, sequence, status, previous_status, watch, created_at, body)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        try insertEvent.execute(arguments: [
+            event.id, event.type.rawValue, event.paymentId, event.sequence, event.status, event.previousStatus, event.watch,
+            event.createdAt.timeIntervalSince1970, Data(event.body),
+        ])
+        guard !endpoints.isEmpty else { return }
+        let insertDelivery = try db.cachedStatement(
+            sql: """
+                INSERT OR IGNORE INTO delivery (event_id, endpoint, payment_id, sequence, due_at, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+        let now = event.createdAt.timeIntervalSince1970
+        for endpoint in endpoints {
+            try insertDelivery.execute(arguments: [
+                event.id, endpoint, event.paymentId, event.sequence, dueAt.timeIntervalSince1970, now, now,
+            ])
+        }
+    }
+
+    func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws {
+        let seconds = date.timeIntervalSince1970
+        try db.execute(
+            sql: """
+                INSERT INTO watch (name, baselined_at, last_success_at) VALUES (?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET
+                    baselined_at = COALESCE(watch.baselined_at, excluded.baselined_at),
+                    last_success_at = excluded.last_success_at
+                """, arguments: [name, baselined ? seconds : nil, seconds])
+    }
+
+    func replaceWatchMembers(name: String, paymentIds: Set<String>) throws {
+        try db.execute(sql: "DELETE FROM watch_member WHERE watch = ?", arguments: [name])
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO watch_member (watch, payment_id) VALUES (?, ?)")
+        for id in paymentIds {
+            try insert.execute(arguments: [name, id])
+        }
+    }
+}

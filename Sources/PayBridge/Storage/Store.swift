@@ -1,0 +1,113 @@
+import Foundation
+
+/// What paybridge remembers of a payment: its last status and how many events it has had.
+public struct PaymentState: Sendable, Equatable {
+    public var status: String
+    public var sequence: Int
+
+    public init(status: String, sequence: Int) {
+        self.status = status
+        self.sequence = sequence
+    }
+}
+
+/// What paybridge remembers of a watch.
+public struct WatchRecord: Sendable, Equatable {
+    /// Set once a whole poll of the watch has succeeded: later polls emit events.
+    public var baselinedAt: Date?
+    public var lastSuccessAt: Date?
+}
+
+/// A delivery waiting for its next attempt, with what that attempt sends.
+public struct QueuedDelivery: Sendable, Equatable {
+    public var id: Int64
+    public var eventId: String
+    public var eventType: String
+    public var endpoint: String
+    public var paymentId: String
+    public var sequence: Int
+    /// Attempts made before this one.
+    public var attempts: Int
+    public var body: [UInt8]
+}
+
+/// The state of a delivery row.
+public enum DeliveryState: String, Sendable, CaseIterable {
+    case pending
+    case delivered
+    case dead
+}
+
+/// One attempt's result and what it means for the delivery.
+public struct AttemptRecord: Sendable {
+    public enum Next: Sendable, Equatable {
+        case delivered
+        case retry(at: Date)
+        case dead
+    }
+
+    public var deliveryId: Int64
+    /// 1 for the first attempt.
+    public var attempt: Int
+    public var startedAt: Date
+    public var duration: Duration
+    public var httpStatus: Int?
+    public var error: String?
+    public var next: Next
+
+    public init(deliveryId: Int64, attempt: Int, startedAt: Date, duration: Duration, httpStatus: Int?, error: String?, next: Next) {
+        self.deliveryId = deliveryId
+        self.attempt = attempt
+        self.startedAt = startedAt
+        self.duration = duration
+        self.httpStatus = httpStatus
+        self.error = error
+        self.next = next
+    }
+}
+
+/// A delivery as operators and tests see it.
+public struct DeliveryRecord: Sendable, Equatable {
+    public var id: Int64
+    public var eventId: String
+    public var endpoint: String
+    public var paymentId: String
+    public var sequence: Int
+    public var state: DeliveryState
+    public var attempts: Int
+    public var dueAt: Date
+    public var lastStatus: Int?
+    public var lastError: String?
+}
+
+/// The writes of one transaction: all of them commit, or none.
+public protocol StoreTransaction {
+    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
+    func savePaymentState(paymentId: String, state: PaymentState, at date: Date) throws
+    /// Stores the event and one pending delivery per endpoint, due at `dueAt`.
+    func appendEvent(_ event: PaymentEvent, endpoints: [String], dueAt: Date) throws
+    func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws
+    func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
+}
+
+/// The state and the delivery queue. SQLite is the embedded implementation; every SQL
+/// statement of paybridge lives behind this protocol.
+public protocol Store: Sendable {
+    /// Reads last known states outside any write.
+    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
+    /// Runs `body` in one write transaction.
+    func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T
+
+    func watchRecord(name: String) throws -> WatchRecord?
+    func watchMembers(name: String) throws -> Set<String>
+
+    /// Pending deliveries of `endpoint` due by `dueBy` whose payment has no earlier pending
+    /// delivery to the same endpoint, oldest first, skipping the ids in `excluding`.
+    func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery]
+    /// The earliest due time after `date` among pending deliveries of `endpoints`.
+    func nextDueDate(after date: Date, endpoints: [String]) throws -> Date?
+    func recordAttempts(_ attempts: [AttemptRecord]) throws
+
+    func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord]
+    func deliveryCounts() throws -> [String: [DeliveryState: Int]]
+}
