@@ -1,0 +1,338 @@
+import Foundation
+import Synchronization
+
+/// How the simulated bank behaves.
+public struct SandboxOptions: Sendable {
+    public var username: String
+    public var password: String
+    /// How long an issued token is accepted.
+    public var tokenLifetime: Duration
+    /// Send `expires_in` as a string of digits (as Banking Circle's clients decode it) or a number.
+    public var expiresInAsString: Bool
+    /// A new payment waits this long in PendingProcessing before its amount decides its fate.
+    public var processingDelay: Duration
+    /// Processed → Reversed for the 27.00 trigger.
+    public var reversalDelay: Duration
+    /// Payments present when the bank starts.
+    public var initialPayments: Int
+    /// When set, a new payment arrives this often (the demo's stream of activity).
+    public var newPaymentEvery: Duration?
+    /// Seed of the ids and amounts, so a run can be replayed.
+    public var seed: UInt64
+    /// Refuse payment calls without a fresh UUID `X-Request-ID` (the bank's rule).
+    public var requireRequestId: Bool
+
+    public init(
+        username: String = "sandbox", password: String = "sandbox", tokenLifetime: Duration = .seconds(300),
+        expiresInAsString: Bool = true, processingDelay: Duration = .seconds(2), reversalDelay: Duration = .seconds(30),
+        initialPayments: Int = 0, newPaymentEvery: Duration? = nil, seed: UInt64 = 1, requireRequestId: Bool = true
+    ) {
+        self.username = username
+        self.password = password
+        self.tokenLifetime = tokenLifetime
+        self.expiresInAsString = expiresInAsString
+        self.processingDelay = processingDelay
+        self.reversalDelay = reversalDelay
+        self.initialPayments = initialPayments
+        self.newPaymentEvery = newPaymentEvery
+        self.seed = seed
+        self.requireRequestId = requireRequestId
+    }
+}
+
+/// An HTTP request as the sandbox sees it (and logs it).
+public struct SandboxRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var query: [(name: String, value: String)]
+    /// Header names lower-cased.
+    public var headers: [String: String]
+    public var body: [UInt8]
+    public var receivedAt: Date
+
+    public init(method: String, path: String, query: [(name: String, value: String)] = [], headers: [String: String] = [:], body: [UInt8] = [], receivedAt: Date = Date()) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.receivedAt = receivedAt
+    }
+
+    public func queryValue(_ name: String) -> String? {
+        query.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+}
+
+public struct SandboxResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func json(_ status: Int, _ text: String) -> SandboxResponse {
+        SandboxResponse(status: status, headers: [("Content-Type", "application/json; charset=utf-8")], body: Array(text.utf8))
+    }
+
+    static func error(_ status: Int, code: String, description: String, property: String? = nil) -> SandboxResponse {
+        let property = property.map { "\"\(Payment.escape($0))\"" } ?? "null"
+        return .json(
+            status, "{\"errorCode\":\"\(Payment.escape(code))\",\"errorDescription\":\"\(Payment.escape(description))\",\"propertyName\":\(property)}")
+    }
+}
+
+/// A simulated Banking Circle payments API: auth with expiring tokens, the list call with its
+/// filters and paging, look-ups by id, and payments that move through the sandbox's lifecycles
+/// as time passes. HTTP-agnostic: `SandboxServer` puts it on a port.
+public final class SandboxBank: Sendable {
+    /// A hook consulted before the bank answers, to inject faults in tests: return a response
+    /// to send it instead.
+    public typealias Interceptor = @Sendable (SandboxRequest) -> SandboxResponse?
+
+    private struct State: ~Copyable {
+        var payments: [String: Payment] = [:]
+        var tokens: [String: Date] = [:]
+        var seenRequestIds = Set<String>()
+        var requests: [SandboxRequest] = []
+        var random: SplitMix64
+        var nextArrival: Date?
+        var arrivals = 0
+        var interceptor: Interceptor?
+    }
+
+    public let options: SandboxOptions
+    private let now: @Sendable () -> Date
+    private let state: Mutex<State>
+
+    public init(options: SandboxOptions = SandboxOptions(), now: @escaping @Sendable () -> Date = Date.init) {
+        self.options = options
+        self.now = now
+        var initial = State(random: SplitMix64(seed: options.seed))
+        let start = now()
+        for index in 0..<options.initialPayments {
+            let amount = Self.demoAmounts[index % Self.demoAmounts.count]
+            let created = start.addingTimeInterval(-Double(options.initialPayments - index) * 60)
+            let payment = Payment.make(
+                id: initial.random.uuid(), amountCents: amount, createdAt: created, status: "Processed", random: &initial.random)
+            initial.payments[payment.id] = payment
+        }
+        initial.nextArrival = options.newPaymentEvery.map { start.addingTimeInterval($0.timeInterval) }
+        state = Mutex(initial)
+    }
+
+    /// Amounts of the demo's payments: ordinary ones mixed with the sandbox's triggers.
+    static let demoAmounts: [Int] = [12_000, 1_300, 25_050, 1_900, 98_010, 2_700, 4_525, 5_300, 31_000, 1_700]
+
+    // MARK: Test and demo controls
+
+    /// Adds a payment. With `status` it stays there until `setStatus`; without, it starts in
+    /// PendingProcessing and its amount decides what follows (13.00 → MissingFunding,
+    /// 19.00 → Rejected, 27.00 → Processed then Reversed, 53.00 → Cancelled, 17.00 stays
+    /// pending, anything else → Processed).
+    @discardableResult
+    public func createPayment(amount: Double, currency: String = "EUR", status: String? = nil, instructedAt: Date? = nil) -> String {
+        let at = now()
+        return state.withLock { state in
+            let cents = Int((amount * 100).rounded())
+            var payment = Payment.make(
+                id: state.random.uuid(), amountCents: cents, currency: currency, createdAt: instructedAt ?? at,
+                status: status ?? "PendingProcessing", random: &state.random)
+            if status == nil { payment.plan = lifecycle(amountCents: cents, from: at) }
+            state.payments[payment.id] = payment
+            return payment.id
+        }
+    }
+
+    /// Moves a payment to `status` now (and cancels what its lifecycle still had planned).
+    public func setStatus(_ paymentId: String, _ status: String) {
+        let at = now()
+        state.withLock { state in
+            state.payments[paymentId]?.plan = []
+            state.payments[paymentId]?.move(to: status, at: at)
+        }
+    }
+
+    /// Forgets a payment (as if it slid out of every window).
+    public func removePayment(_ paymentId: String) {
+        _ = state.withLock { $0.payments.removeValue(forKey: paymentId) }
+    }
+
+    /// Current statuses by payment id.
+    public func statuses() -> [String: String] {
+        let at = now()
+        return state.withLock { state in
+            advance(&state, to: at)
+            return state.payments.mapValues(\.status)
+        }
+    }
+
+    /// Every request received so far, in order.
+    public var requests: [SandboxRequest] { state.withLock { $0.requests } }
+
+    /// Makes every issued token invalid (the next payment call gets a 401).
+    public func revokeTokens() {
+        state.withLock { $0.tokens.removeAll() }
+    }
+
+    public func setInterceptor(_ interceptor: Interceptor?) {
+        state.withLock { $0.interceptor = interceptor }
+    }
+
+    // MARK: Requests
+
+    public func handle(_ request: SandboxRequest) -> SandboxResponse {
+        let interceptor = state.withLock { state -> Interceptor? in
+            if state.requests.count < 200_000 { state.requests.append(request) }
+            return state.interceptor
+        }
+        if let interceptor, let response = interceptor(request) { return response }
+        let at = now()
+        return state.withLock { state in
+            advance(&state, to: at)
+            return route(request, state: &state, at: at)
+        }
+    }
+
+    private func route(_ request: SandboxRequest, state: inout State, at: Date) -> SandboxResponse {
+        let parts = request.path.split(separator: "/").map(String.init)
+        switch (request.method, parts.count) {
+        case ("GET", 4) where parts == ["api", "v1", "authorizations", "authorize"]:
+            return authorize(request, state: &state, at: at)
+        case (_, 4...6) where Array(parts.prefix(4)) == ["api", "v1", "payments", "singles"]:
+            if let refusal = checkAccess(request, state: &state, at: at) { return refusal }
+            switch (request.method, parts.count) {
+            case ("GET", 4): return list(request, state: state)
+            case ("POST", 4): return create(request, state: &state, at: at)
+            case ("GET", 5): return lookUp(parts[4], state: state, statusOnly: false)
+            case ("GET", 6) where parts[5] == "status": return lookUp(parts[4], state: state, statusOnly: true)
+            default: return .error(405, code: "MethodNotAllowed", description: "\(request.method) is not supported here")
+            }
+        default:
+            return .error(404, code: "NotFound", description: "no such resource")
+        }
+    }
+
+    private func authorize(_ request: SandboxRequest, state: inout State, at: Date) -> SandboxResponse {
+        let expected = "Basic " + Data("\(options.username):\(options.password)".utf8).base64EncodedString()
+        guard request.headers["authorization"] == expected else {
+            return .json(401, "[{\"errorCode\":\"InvalidCredentials\",\"errorText\":\"The username or password is incorrect\"}]")
+        }
+        let token = state.random.hex(bytes: 32)
+        state.tokens[token] = at.addingTimeInterval(options.tokenLifetime.timeInterval)
+        let seconds = Int(options.tokenLifetime.timeInterval)
+        let expires = options.expiresInAsString ? "\"\(seconds)\"" : "\(seconds)"
+        return .json(200, "{\"access_token\":\"\(token)\",\"expires_in\":\(expires)}")
+    }
+
+    private func checkAccess(_ request: SandboxRequest, state: inout State, at: Date) -> SandboxResponse? {
+        let authorization = request.headers["authorization"] ?? ""
+        guard authorization.hasPrefix("Bearer "), let expiry = state.tokens[String(authorization.dropFirst(7))], at < expiry else {
+            return SandboxResponse(status: 401)
+        }
+        guard options.requireRequestId else { return nil }
+        guard let requestId = request.headers["x-request-id"], UUID(uuidString: requestId) != nil else {
+            return .error(400, code: "InvalidRequestId", description: "X-Request-ID must be a UUID", property: "X-Request-ID")
+        }
+        guard state.seenRequestIds.insert(requestId.lowercased()).inserted else {
+            return .error(400, code: "DuplicateRequestId", description: "X-Request-ID was already used", property: "X-Request-ID")
+        }
+        return nil
+    }
+
+    private func list(_ request: SandboxRequest, state: borrowing State) -> SandboxResponse {
+        let pageNumber = request.queryValue("PageNumber").map { Int($0) } ?? 1
+        let pageSize = request.queryValue("PageSize").map { Int($0) } ?? 50
+        guard let pageNumber, pageNumber >= 1 else {
+            return .error(400, code: "InvalidPageNumber", description: "PageNumber must be 1 or more", property: "PageNumber")
+        }
+        guard let pageSize, (1...5000).contains(pageSize) else {
+            return .error(400, code: "InvalidPageSize", description: "PageSize must be from 1 to 5000", property: "PageSize")
+        }
+        let filter: PaymentFilter
+        switch PaymentFilter.parse(request) {
+        case .success(let parsed): filter = parsed
+        case .failure(let refusal): return refusal.response
+        }
+        let matching = state.payments.values.filter(filter.matches).sorted {
+            ($0.createdAt, $0.id) > ($1.createdAt, $1.id)
+        }
+        let start = (pageNumber - 1) * pageSize
+        let page = start < matching.count ? matching[start..<min(start + pageSize, matching.count)] : []
+        let body = "{\"result\":[" + page.map(\.json).joined(separator: ",")
+            + "],\"pageInfo\":{\"currentPage\":\(pageNumber),\"pageSize\":\(pageSize),\"rowCount\":\(matching.count)}}"
+        return .json(200, body)
+    }
+
+    private func lookUp(_ paymentId: String, state: borrowing State, statusOnly: Bool) -> SandboxResponse {
+        guard let payment = state.payments[paymentId.lowercased()] ?? state.payments[paymentId] else {
+            return .error(404, code: "PaymentNotFound", description: "no payment with this id", property: "paymentId")
+        }
+        return .json(200, statusOnly ? "{\"status\":\"\(payment.status)\"}" : payment.json)
+    }
+
+    private func create(_ request: SandboxRequest, state: inout State, at: Date) -> SandboxResponse {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+            return .error(400, code: "InvalidBody", description: "the body is not a JSON object")
+        }
+        let amountValue = object["amount"] ?? ((object["transfer"] as? [String: Any])?["amount"] as? [String: Any])?["amount"]
+        guard let amount = (amountValue as? NSNumber)?.doubleValue else {
+            return .error(400, code: "InvalidAmount", description: "amount is required", property: "amount")
+        }
+        let currency = object["currency"] as? String ?? "EUR"
+        let cents = Int((amount * 100).rounded())
+        var payment = Payment.make(
+            id: state.random.uuid(), amountCents: cents, currency: currency, createdAt: at, status: "PendingProcessing",
+            random: &state.random)
+        payment.plan = lifecycle(amountCents: cents, from: at)
+        state.payments[payment.id] = payment
+        return .json(201, "{\"paymentId\":\"\(payment.id)\",\"status\":\"\(payment.status)\"}")
+    }
+
+    // MARK: Time
+
+    /// The sandbox's trigger amounts (Banking Circle's "simulating payments" page).
+    private func lifecycle(amountCents: Int, from start: Date) -> [(at: Date, status: String)] {
+        let decided = start.addingTimeInterval(options.processingDelay.timeInterval)
+        switch amountCents {
+        case 1_300: return [(decided, "MissingFunding")]
+        case 1_700: return []
+        case 1_900: return [(decided, "Rejected")]
+        case 2_700: return [(decided, "Processed"), (decided.addingTimeInterval(options.reversalDelay.timeInterval), "Reversed")]
+        case 5_300: return [(decided, "Cancelled")]
+        default: return [(decided, "Processed")]
+        }
+    }
+
+    private func advance(_ state: inout State, to date: Date) {
+        if let every = options.newPaymentEvery?.timeInterval, every > 0 {
+            while let arrival = state.nextArrival, arrival <= date {
+                let cents = Self.demoAmounts[state.arrivals % Self.demoAmounts.count]
+                state.arrivals += 1
+                var payment = Payment.make(
+                    id: state.random.uuid(), amountCents: cents, createdAt: arrival, status: "PendingProcessing", random: &state.random)
+                payment.plan = lifecycle(amountCents: cents, from: arrival)
+                state.payments[payment.id] = payment
+                state.nextArrival = arrival.addingTimeInterval(every)
+            }
+        }
+        for id in state.payments.keys {
+            guard let step = state.payments[id]?.plan.first, step.at <= date else { continue }
+            while let step = state.payments[id]?.plan.first, step.at <= date {
+                state.payments[id]?.plan.removeFirst()
+                state.payments[id]?.move(to: step.status, at: step.at)
+            }
+        }
+    }
+}
+
+extension Duration {
+    var timeInterval: TimeInterval {
+        let (seconds, attoseconds) = components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+}

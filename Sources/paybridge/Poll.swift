@@ -1,0 +1,33 @@
+import ArgumentParser
+import PayBridge
+
+struct Poll: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Poll every watch once, deliver what is due now, and exit (non-zero when a poll failed).")
+
+    @Flag(name: .long, help: "Poll once and exit (the only mode of this command; `run` polls continuously).")
+    var once = false
+
+    @Option(name: .long, help: "The config file.")
+    var config: String
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let logger = common.bootstrapLogging()
+        let configuration = try loadConfiguration(config)
+        let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger)
+        let bridge: Bridge
+        do {
+            bridge = try Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        let result = await bridge.pollOnce()
+        bridge.close()
+        await sandbox?.stop()
+        for failure in result.failures { printError("poll failed: \(failure)") }
+        if !result.failures.isEmpty { throw ExitCode(1) }
+    }
+}

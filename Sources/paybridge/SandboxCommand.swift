@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PayBridge
+import Sandbox
+import ServiceLifecycle
+
+struct SandboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox", abstract: "Serve a simulated Banking Circle API (auth + payments) on 127.0.0.1.")
+
+    @Option(name: .long, help: "Port to listen on (0 picks a free one and prints it).")
+    var port: Int = 8090
+
+    @Option(name: .long, help: "Login accepted by the authorize call.")
+    var username = "sandbox"
+
+    @Option(name: .long, help: "Password accepted by the authorize call.")
+    var password = "sandbox"
+
+    @Option(name: .long, help: "Token lifetime, e.g. 300s.")
+    var tokenLifetime = "300s"
+
+    @Option(name: .long, help: "Payments present at start.")
+    var initialPayments = 20
+
+    @Option(name: .long, help: "A new payment arrives this often (0s for none).")
+    var newPaymentEvery = "3s"
+
+    @Option(name: .long, help: "Seed of ids and amounts.")
+    var seed: UInt64 = UInt64(Date().timeIntervalSince1970)
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let logger = common.bootstrapLogging()
+        guard let lifetime = DurationText.parse(tokenLifetime), lifetime > .zero else {
+            throw ValidationError("--token-lifetime: write a duration like 300s")
+        }
+        guard let every = DurationText.parse(newPaymentEvery) else {
+            throw ValidationError("--new-payment-every: write a duration like 3s")
+        }
+        let bank = SandboxBank(
+            options: SandboxOptions(
+                username: username, password: password, tokenLifetime: lifetime, initialPayments: initialPayments,
+                newPaymentEvery: every > .zero ? every : nil, seed: seed))
+        let server = SandboxServer.application(bank: bank, port: port) { port in
+            logger.info("sandbox listening", metadata: ["url": "http://127.0.0.1:\(port)"])
+            print("sandbox listening on http://127.0.0.1:\(port)")
+        }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [ServiceGroupConfiguration.ServiceConfiguration(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
