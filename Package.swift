@@ -65,7 +65,9 @@ let package = Package(
                 "Sandbox",
                 "paybridge",
                 .product(name: "Hummingbird", package: "hummingbird"),
-            ]
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            exclude: ["Fixtures"]
         ),
     ]
 )

@@ -171,6 +171,15 @@ public final class SandboxBank: Sendable {
         }
     }
 
+    /// The payment's JSON as the API serves it now, or nil for an unknown id.
+    public func json(of paymentId: String) -> String? {
+        let at = now()
+        return state.withLock { state in
+            advance(&state, to: at)
+            return state.payments[paymentId]?.json
+        }
+    }
+
     /// Every request received so far, in order.
     public var requests: [SandboxRequest] { state.withLock { $0.requests } }
 

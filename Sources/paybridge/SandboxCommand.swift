@@ -46,7 +46,8 @@ struct SandboxCommand: AsyncParsableCommand {
                 newPaymentEvery: every > .zero ? every : nil, seed: seed))
         let server = SandboxServer.application(bank: bank, port: port) { port in
             logger.info("sandbox listening", metadata: ["url": "http://127.0.0.1:\(port)"])
-            print("sandbox listening on http://127.0.0.1:\(port)")
+            // Written unbuffered: a script reading this from a pipe needs the port at once.
+            FileHandle.standardOutput.write(Data("sandbox listening on http://127.0.0.1:\(port)\n".utf8))
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

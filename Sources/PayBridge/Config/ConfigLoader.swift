@@ -272,8 +272,9 @@ final class ConfigReader {
         }
         var secrets: [Secret] = []
         if let entry = keys["secret"] {
+            let isList: Bool = { if case .sequence = entry.value { return true } else { return false } }()
             for (index, text) in (secretList(entry.value, "\(path).secret") ?? []).enumerated() {
-                if let secret = webhookSecret(text, entry.value, "\(path).secret", index: index) { secrets.append(secret) }
+                if let secret = webhookSecret(text, entry.value, "\(path).secret", index: isList ? index : nil) { secrets.append(secret) }
             }
         }
         if let entry = keys["secretFile"] {

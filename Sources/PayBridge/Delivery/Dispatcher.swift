@@ -43,6 +43,7 @@ public final class Dispatcher: @unchecked Sendable {
     private var finished: [Finished] = []
     private var wakeRequested = false
     private var stopDeadline: Date?
+    private var running = false
 
     private var targets: [Target]
     private var rotation = 0
@@ -80,11 +81,24 @@ public final class Dispatcher: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Runs the loop on its own thread until it ends (see `Mode`).
+    /// Runs the loop on its own thread until it ends (see `Mode`). One loop at a time: a
+    /// call while another runs returns at once.
     public func run(_ mode: Mode) async {
+        let alreadyRunning = condition.withLock { () -> Bool in
+            defer { running = true }
+            return running
+        }
+        guard !alreadyRunning else {
+            logger.warning("the dispatcher is already running; ignoring a second run")
+            return
+        }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let thread = Thread { [self] in
                 loop(mode)
+                condition.withLock {
+                    running = false
+                    stopDeadline = nil
+                }
                 continuation.resume()
             }
             thread.name = "paybridge-dispatcher"

@@ -51,6 +51,13 @@ public final class Bridge: Sendable {
     /// Polls every watch once, then attempts every delivery due now; deliveries that fail are
     /// left queued for their next retry.
     public func pollOnce() async -> OnceResult {
+        let result = await pollWatches()
+        await dispatcher.run(.drain(dueBy: Date()))
+        return result
+    }
+
+    /// Polls every watch once, one after the other, without delivering.
+    public func pollWatches() async -> OnceResult {
         var result = OnceResult(reports: [], failures: [])
         for watch in configuration.source.watches {
             do {
@@ -62,7 +69,6 @@ public final class Bridge: Sendable {
                 result.failures.append(error)
             }
         }
-        await dispatcher.run(.drain(dueBy: Date()))
         return result
     }
 

@@ -1,0 +1,153 @@
+import Foundation
+import Sandbox
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// Token handling, request ids and retries, against the sandbox on 127.0.0.1.
+@Suite(.serialized) struct BankClientTests {
+    func bridge(_ harness: Harness) throws -> Bridge {
+        try harness.bridge(
+            Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/none")))
+    }
+
+    @Test func renewsTheTokenBeforeItExpires() async throws {
+        let harness = try await Harness.start(SandboxOptions(tokenLifetime: .seconds(1), processingDelay: .seconds(3600)))
+        _ = harness.createPayments(2)
+        let bridge = try bridge(harness)
+        #expect(await bridge.pollOnce().failures.isEmpty)
+        #expect(harness.bank.authorizeRequests.count == 1)
+        #expect(await bridge.pollOnce().failures.isEmpty)
+        #expect(harness.bank.authorizeRequests.count == 1)  // still valid: cached
+        try await Task.sleep(for: .milliseconds(1100))
+        #expect(await bridge.pollOnce().failures.isEmpty)
+        #expect(harness.bank.authorizeRequests.count == 2)
+        // Never a 401: exactly one list request per poll.
+        #expect(harness.bank.paymentRequests.count == 3)
+        bridge.close()
+        await harness.stop()
+    }
+
+    @Test func acceptsExpiresInAsANumber() async throws {
+        let harness = try await Harness.start(SandboxOptions(expiresInAsString: false, processingDelay: .seconds(3600)))
+        let bridge = try bridge(harness)
+        #expect(await bridge.pollOnce().failures.isEmpty)
+        bridge.close()
+        await harness.stop()
+    }
+
+    @Test func a401RenewsTheTokenOnceAndRetries() async throws {
+        let harness = try await Harness.start()
+        _ = harness.createPayments(2)
+        let bridge = try bridge(harness)
+        #expect(await bridge.pollOnce().failures.isEmpty)
+        harness.bank.bank.revokeTokens()
+        #expect(await bridge.pollOnce().failures.isEmpty)
+        #expect(harness.bank.authorizeRequests.count == 2)
+        #expect(harness.bank.paymentRequests.count == 3)  // ok, 401, ok
+        let tokens = harness.bank.paymentRequests.map { $0.headers["authorization"] ?? "" }
+        #expect(tokens[1] == tokens[0])
+        #expect(tokens[2] != tokens[1])
+        bridge.close()
+        await harness.stop()
+    }
+
+    @Test func a401LoopFailsThePollInsteadOfHammeringAuth() async throws {
+        let harness = try await Harness.start()
+        harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? SandboxResponse(status: 401) : nil }
+        let bridge = try bridge(harness)
+        let result = await bridge.pollOnce()
+        #expect(result.failures.count == 1)
+        #expect(result.failures.first.map { "\($0)".contains("HTTP 401 even with a fresh token") } == true)
+        #expect(harness.bank.authorizeRequests.count == 2)
+        #expect(harness.bank.paymentRequests.count == 2)
+        bridge.close()
+        await harness.stop()
+    }
+
+    @Test func wrongCredentialsFailClearlyWithoutShowingThem() async throws {
+        let harness = try await Harness.start()
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x"))
+            .replacingOccurrences(of: "password: sandbox", with: "password: very-secret-pw")
+        let bridge = try harness.bridge(text)
+        let result = await bridge.pollOnce()
+        let message = result.failures.first.map { "\($0)" } ?? ""
+        #expect(message.contains("authentication failed: HTTP 401: InvalidCredentials: The username or password is incorrect"))
+        #expect(!message.contains("very-secret-pw"))
+        #expect(harness.bank.authorizeRequests.count == 1)  // a 401 on authorize is not retried
+        bridge.close()
+        await harness.stop()
+    }
+
+    @Test func everyRequestCarriesAFreshUUIDEvenOnRetries() async throws {
+        let harness = try await Harness.start()
+        _ = harness.createPayments(30)
+        let failures = Counter()
+        harness.bank.bank.setInterceptor { request in
+            // Fail the first attempt of every page: each page is then sent twice.
+            guard request.path.hasPrefix("/api/v1/payments") else { return nil }
+            return failures.next() % 2 == 0 ? .json(503, "{}") : nil
+        }
+        let text = Fixtures.config(
+            bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x"))
+        let bridge = try harness.bridge(text)
+        #expect(await bridge.pollOnce().failures.isEmpty)
+        let ids = harness.bank.bank.requests.map { $0.headers["x-request-id"] ?? "" }
+        #expect(ids.count == 9)  // authorize + 4 pages × 2
+        #expect(ids.allSatisfy { UUID(uuidString: $0) != nil })
+        #expect(Set(ids).count == ids.count)
+        bridge.close()
+        await harness.stop()
+    }
+
+    @Test func fourHundredsAreNotRetriedAndTheBankErrorIsShown() async throws {
+        let harness = try await Harness.start()
+        let watch = """
+                - name: bad
+                  every: 30s
+                  query:
+                    InstructedDateFrom: not-a-date
+            """
+        let bridge = try harness.bridge(
+            Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, watches: watch, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x")))
+        let result = await bridge.pollOnce()
+        let message = result.failures.first.map { "\($0)" } ?? ""
+        #expect(message.contains("HTTP 400: InvalidDate: InstructedDateFrom must be YYYY-MM-DD (property InstructedDateFrom)"))
+        #expect(harness.bank.paymentRequests.count == 1)
+        bridge.close()
+        await harness.stop()
+    }
+
+    @Test func relativeDatesAreResolvedAtEachPoll() {
+        let now = Date(timeIntervalSince1970: 1_795_000_000)  // 2026-11-18T11:06:40Z
+        let items = QueryText.items(
+            [
+                QueryParameter(name: "InstructedDateFrom", value: .relativeTime(.seconds(3 * 86400))),
+                QueryParameter(name: "LastChangedTimestampFrom", value: .relativeTime(.seconds(7200))),
+                QueryParameter(name: "Status", value: .list(["Rejected", "MissingFunding"])),
+            ], at: now)
+        #expect(items.map(\.1) == ["2026-11-15", "2026-11-18T09:06:40.000Z", "Rejected,MissingFunding"])
+        #expect(QueryText.encode(items) == "InstructedDateFrom=2026-11-15&LastChangedTimestampFrom=2026-11-18T09:06:40.000Z&Status=Rejected,MissingFunding")
+        #expect(QueryText.encode([("DebtorReference", "a+b c&d")]) == "DebtorReference=a%2Bb%20c%26d")
+    }
+
+    @Test func tokenLifetimeAcceptsBothForms() throws {
+        let at = Date(timeIntervalSince1970: 1000)
+        let text = try AccessTokenResponse.parse(Array(#"{"access_token":"t","expires_in":"300"}"#.utf8), receivedAt: at)
+        let number = try AccessTokenResponse.parse(Array(#"{"access_token":"t","expires_in":300}"#.utf8), receivedAt: at)
+        #expect(text.expiresAt == Date(timeIntervalSince1970: 1300))
+        #expect(number == text)
+        #expect(text.renewAt == Date(timeIntervalSince1970: 1270))
+        #expect(throws: AccessTokenResponse.Invalid.self) {
+            _ = try AccessTokenResponse.parse(Array(#"{"expires_in":"300"}"#.utf8), receivedAt: at)
+        }
+    }
+}
+
+/// A thread-safe counter for interceptors.
+final class Counter: Sendable {
+    private let value = Mutex(0)
+
+    func next() -> Int { value.withLock { count in defer { count += 1 }; return count } }
+}

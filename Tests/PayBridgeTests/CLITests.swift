@@ -1,0 +1,170 @@
+import Foundation
+import Sandbox
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// The `paybridge` executable as an operator runs it.
+@Suite(.serialized) struct CLITests {
+    @Test func validateAcceptsAGoodConfig() async throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.write("good.yaml", ConfigTests.valid)
+        let output = try await Binary.run(["validate", "--config", path])
+        #expect(output.status == 0)
+        #expect(output.stdout.contains("\(path): OK (1 watches, 1 endpoints, 1 routes)"))
+    }
+
+    @Test func validatePrintsEveryErrorWithItsPlaceAndNoSecret() async throws {
+        let directory = try TemporaryDirectory()
+        let text = ConfigTests.valid
+            .replacingOccurrences(of: "  password: hunter2-password", with: "  pasword: hunter2-password")
+            .replacingOccurrences(of: "  pageSize: 500", with: "  pageSize: 0")
+            .replacingOccurrences(of: "  - to: [erp]", with: "  - to: [erp, pager]")
+        let path = try directory.write("bad.yaml", text)
+        let output = try await Binary.run(["validate", "--config", path])
+        #expect(output.status != 0)
+        let lines = output.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.contains("\(path):5:3: unknown key 'pasword' in source; did you mean 'password'?"))
+        #expect(lines.contains("\(path):6:13: source.pageSize must be a whole number from 1 to 5000"))
+        #expect(lines.contains("\(path):19:15: routes[0].to: unknown endpoint 'pager' (endpoints: erp)"))
+        #expect(lines.allSatisfy { $0.hasPrefix("\(path):") })
+        #expect(!output.stderr.contains("hunter2"))
+        #expect(!output.stdout.contains("hunter2"))
+    }
+
+    @Test func validateExplainsAMissingFile() async throws {
+        let output = try await Binary.run(["validate", "--config", "/nonexistent/paybridge.yaml"])
+        #expect(output.status != 0)
+        #expect(output.stderr.contains("/nonexistent/paybridge.yaml:1:1: cannot read the config file"))
+    }
+
+    @Test func pollOnceDeliversAndExitsZero() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(3)
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url)))
+        let baseline = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(baseline.status == 0, "\(baseline.stderr)")
+        harness.bank.bank.setStatus(ids[1], "Rejected")
+        let changed = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(changed.status == 0, "\(changed.stderr)")
+        #expect(receiver.requests.map(\.paymentId) == [ids[1]])
+        // A second process finds the same state: nothing new.
+        let again = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(again.status == 0)
+        #expect(receiver.requests.count == 1)
+        let listing = try await Binary.run(["deliveries", "--config", path])
+        #expect(listing.stdout.contains("erp: pending=0 delivered=1 dead=0"))
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    @Test func pollOnceFailsWithTheRequestId() async throws {
+        let harness = try await Harness.start()
+        harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? .json(502, "bad gateway") : nil }
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x")))
+        let output = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(output.status != 0)
+        let lastId = harness.bank.paymentRequests.last?.headers["x-request-id"] ?? "?"
+        #expect(output.stderr.contains("poll failed: watch 'recent', page 1: GET /api/v1/payments/singles?"))
+        #expect(output.stderr.contains("HTTP 502: bad gateway (request id \(lastId), after 2 attempts)"))
+        #expect(!output.stderr.contains("sandbox:sandbox"))
+        await harness.stop()
+    }
+
+    @Test func runDeliversAndStopsGracefullyOnSIGTERM() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(2)
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url))
+            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+        let path = try harness.directory.write("pb.yaml", text)
+        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        // Wait for the baseline, then change a payment.
+        for _ in 0..<100 where harness.bank.paymentRequests.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(300))
+        harness.bank.bank.setStatus(ids[0], "Processed")
+        #expect(await receiver.waitFor(count: 1, timeout: .seconds(10)))
+        let log = PipeReader(errors)
+        process.terminate()  // SIGTERM
+        let status = await Binary.exitStatus(of: process)
+        let logged = await log.text()
+        #expect(status == 0, "\(logged)")
+        #expect(logged.contains("stopped"))
+        #expect(receiver.requests.first?.paymentId == ids[0])
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    @Test func theDemoPrintsEventsWithinSeconds() async throws {
+        let (process, output, _) = try Binary.start(["run"])
+        let lines = LineCollector(output.fileHandleForReading)
+        var event: [String: Any]?
+        for _ in 0..<300 where event == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            event = lines.first.flatMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        }
+        kill(process.processIdentifier, SIGINT)
+        #expect(await Binary.exitStatus(of: process) == 0)
+        #expect((event?["type"] as? String)?.hasPrefix("payment.") == true)
+        #expect((event?["data"] as? [String: Any])?["payment"] is [String: Any])
+    }
+
+    @Test func sandboxServesTheBankAPI() async throws {
+        let (process, output, _) = try Binary.start(["sandbox", "--port", "0", "--initial-payments", "3", "--new-payment-every", "0s"])
+        let lines = LineCollector(output.fileHandleForReading)
+        var url: String?
+        for _ in 0..<200 where url == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            url = lines.first.flatMap { $0.components(separatedBy: "listening on ").last }
+        }
+        let base = try #require(url)
+        let directory = try TemporaryDirectory()
+        let path = try directory.write(
+            "pb.yaml", """
+                source:
+                  kind: sandbox
+                  apiURL: \(base)
+                  watches:
+                    - name: all
+                      baseline: emit
+                state:
+                  path: \(directory.file("state"))
+                endpoints:
+                  out:
+                    kind: console
+                """)
+        let poll = try await Binary.run(["poll", "--once", "--config", path])
+        process.terminate()
+        _ = await Binary.exitStatus(of: process)
+        #expect(poll.status == 0, "\(poll.stderr)")
+        #expect(poll.stdout.split(separator: "\n").count == 3)
+        #expect(poll.stdout.contains("\"type\":\"payment.created\""))
+    }
+}
+
+/// Collects the lines a process writes, as they come.
+final class LineCollector: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            var buffer = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                buffer.append(chunk)
+                while let newline = buffer.firstIndex(of: 0x0A) {
+                    let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
+                    buffer.removeSubrange(buffer.startIndex...newline)
+                    self.lines.withLock { $0.append(line) }
+                }
+            }
+        }
+    }
+
+    var first: String? { lines.withLock { $0.first } }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import Testing
+
+@testable import PayBridge
+
+@Suite struct ConfigTests {
+    let directory: TemporaryDirectory
+
+    init() throws { directory = try TemporaryDirectory() }
+
+    static let valid = """
+        source:
+          kind: banking-circle
+          apiURL: https://api.example
+          username: u
+          password: hunter2-password
+          pageSize: 500
+          watches:
+            - name: recent
+              every: 30s
+              query:
+                InstructedDateFrom: -3d
+                Status: [Rejected, MissingFunding]
+        endpoints:
+          erp:
+            url: https://erp.example/hooks
+            secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+            retry: [5s, 5m]
+        routes:
+          - to: [erp]
+        """
+
+    func load(_ text: String, environment: [String: String] = [:]) throws(ConfigurationError) -> LoadedConfiguration {
+        try ConfigLoader.load(text: text, file: "pb.yaml", baseDirectory: directory.path, environment: environment)
+    }
+
+    func errors(_ text: String, environment: [String: String] = [:]) -> [String] {
+        do {
+            _ = try load(text, environment: environment)
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    @Test func loadsTheContractsExample() throws {
+        let configuration = try load(Self.valid).configuration
+        #expect(configuration.source.pageSize == 500)
+        #expect(configuration.source.watches[0].query == [
+            QueryParameter(name: "InstructedDateFrom", value: .relativeTime(.seconds(3 * 86400))),
+            QueryParameter(name: "Status", value: .list(["Rejected", "MissingFunding"])),
+        ])
+        #expect(configuration.source.watches[0].statusFilter == ["Rejected", "MissingFunding"])
+        #expect(configuration.endpoints[0].retry.waits == [.seconds(5), .seconds(300)])
+        #expect(configuration.state.path == directory.path + "/paybridge-data")
+        #expect(configuration.source.authURL == nil)
+    }
+
+    @Test func jsonTextIsAcceptedToo() throws {
+        let json = """
+            {"source": {"apiURL": "http://127.0.0.1:9", "username": "u", "password": "p",
+              "watches": [{"name": "w", "every": "5s"}]},
+             "endpoints": {"e": {"url": "http://127.0.0.1:8/x", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
+             "routes": [{"to": ["e"], "when": {"status": ["Rejected"]}}]}
+            """
+        let configuration = try load(json).configuration
+        #expect(configuration.routes[0].when.status == ["Rejected"])
+    }
+
+    @Test func reportsEachErrorWithItsLineAndColumn() {
+        let text = """
+            source:
+              apiURL: https://api.example
+              username: u
+              password: p
+              pageSize: 9000
+              watches:
+                - name: recent
+                  every: 30x
+            endpoints:
+              erp:
+                url: https://erp.example
+                timeout: soon
+            routes:
+              - to: [erp, alerts]
+            """
+        let found = errors(text)
+        #expect(found.contains("pb.yaml:5:13: source.pageSize must be a whole number from 1 to 5000"))
+        #expect(found.contains { $0.hasPrefix("pb.yaml:8:14: source.watches[0].every: '30x' is not a duration") })
+        #expect(found.contains { $0.hasPrefix("pb.yaml:12:14: endpoints.erp.timeout: 'soon' is not a duration") })
+        #expect(found.contains("pb.yaml:14:15: routes[0].to: unknown endpoint 'alerts' (endpoints: erp)"))
+        #expect(found.count == 4)
+    }
+
+    @Test func unknownKeysAreErrorsThatNeverShowTheirValue() {
+        let text = Self.valid.replacingOccurrences(of: "  password: hunter2-password", with: "  pasword: hunter2-password")
+        let found = errors(text)
+        #expect(found.contains("pb.yaml:5:3: unknown key 'pasword' in source; did you mean 'password'?"))
+        #expect(found.contains("pb.yaml:2:3: source: missing 'password'"))
+        #expect(!found.joined().contains("hunter2"))
+    }
+
+    @Test func syntaxErrorsDoNotQuoteTheLine() {
+        let text = Self.valid.replacingOccurrences(of: "  password: hunter2-password", with: "  password: \"hunter2-password")
+        let found = errors(text)
+        #expect(found.count == 1)
+        #expect(found.first?.hasPrefix("pb.yaml:") == true)
+        #expect(found.first?.contains("YAML syntax error") == true)
+        #expect(!found.joined().contains("hunter2"))
+    }
+
+    @Test func duplicateKeysAreErrors() {
+        let text = Self.valid.replacingOccurrences(of: "  pageSize: 500", with: "  pageSize: 500\n  pageSize: 600")
+        #expect(errors(text).contains { $0.contains("duplicate key 'pageSize'") })
+    }
+
+    @Test func wrongTypesAreNamed() {
+        let text = Self.valid.replacingOccurrences(of: "      every: 30s", with: "      every: [30s]")
+            .replacingOccurrences(of: "routes:\n  - to: [erp]", with: "routes:\n  to: [erp]")
+        let found = errors(text)
+        #expect(found.contains("pb.yaml:9:14: source.watches[0].every must be a single value, not a list or mapping"))
+        #expect(found.contains("pb.yaml:19:3: routes must be a list"))
+    }
+
+    @Test func environmentIsExpanded() throws {
+        let text = Self.valid.replacingOccurrences(of: "password: hunter2-password", with: "password: ${BC_PASSWORD}")
+            .replacingOccurrences(of: "apiURL: https://api.example", with: "apiURL: ${BC_URL:-https://fallback.example}")
+        let configuration = try load(text, environment: ["BC_PASSWORD": "from-env"]).configuration
+        #expect(configuration.source.password.value == "from-env")
+        #expect(configuration.source.apiURL == "https://fallback.example")
+        #expect(errors(text) == ["pb.yaml:5:13: source.password: environment variable BC_PASSWORD is not set"])
+    }
+
+    @Test func secretsComeFromFilesAndAreValidated() throws {
+        try directory.write("erp.secret", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n")
+        let fromFile = Self.valid.replacingOccurrences(of: "secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", with: "secretFile: erp.secret")
+        #expect(try load(fromFile).configuration.endpoints[0].secrets == [Secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")])
+        let rotation = Self.valid.replacingOccurrences(
+            of: "secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            with: "secret: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD]")
+        #expect(try load(rotation).configuration.endpoints[0].secrets.count == 2)
+        let broken = Self.valid.replacingOccurrences(of: "secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", with: "secret: whsec_not*base64*at-all")
+        let found = errors(broken)
+        #expect(found == ["pb.yaml:16:13: endpoints.erp.secret is not a Standard Webhooks secret: expected 'whsec_' followed by base64"])
+        let missing = Self.valid.replacingOccurrences(of: "secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", with: "secretFile: nowhere.secret")
+        #expect(errors(missing).first?.contains("cannot read") == true)
+    }
+
+    @Test func secretsNeverShowInDescriptions() throws {
+        let configuration = try load(Self.valid).configuration
+        let dump = "\(configuration)"
+        #expect(!dump.contains("hunter2"))
+        #expect(!dump.contains("MfKQ9r8GKYqrTwjUPD8"))
+    }
+
+    @Test func pagingParametersBelongToPaybridge() {
+        let text = Self.valid.replacingOccurrences(of: "        InstructedDateFrom: -3d", with: "        PageSize: 10")
+        #expect(errors(text) == ["pb.yaml:11:9: source.watches[0].query: 'PageSize' is set by paybridge while paging; use source.pageSize"])
+    }
+
+    @Test func warnsWhenOthersCanReadASecret() throws {
+        let path = try directory.write("open.yaml", Self.valid, permissions: 0o644)
+        let loaded = try ConfigLoader.load(file: path, environment: [:])
+        #expect(loaded.warnings.contains { $0.message.contains("can be read by all users") })
+        let closed = try directory.write("closed.yaml", Self.valid, permissions: 0o600)
+        #expect(!(try ConfigLoader.load(file: closed, environment: [:])).warnings.contains { $0.message.contains("can be read") })
+    }
+
+    @Test func nestedRoutesInheritTheirParentsEndpoints() throws {
+        let text = Self.valid.replacingOccurrences(
+            of: "routes:\n  - to: [erp]",
+            with: "routes:\n  - to: [erp]\n    routes:\n      - when: {status: [Rejected]}\n        continue: true\n      - when: {type: [payment.created]}")
+        let route = try load(text).configuration.routes[0]
+        #expect(route.routes.map(\.to) == [["erp"], ["erp"]])
+        #expect(route.routes[0].continueMatching)
+    }
+
+    @Test(arguments: ["config/paybridge.yaml", "examples/erp-callback.yaml", "examples/failure-alerts.yaml"])
+    func shippedConfigsValidate(relativePath: String) throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent(relativePath).path
+        let loaded = try ConfigLoader.load(file: path, environment: [:])
+        #expect(!loaded.configuration.source.watches.isEmpty)
+        #expect(!loaded.configuration.endpoints.isEmpty)
+    }
+}

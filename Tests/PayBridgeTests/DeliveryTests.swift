@@ -1,0 +1,183 @@
+import Foundation
+import Sandbox
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// Retries, dead letters, Retry-After, ordering and isolation, over real HTTP on 127.0.0.1.
+@Suite(.serialized) struct DeliveryTests {
+    @Test func retriesReuseTheWebhookIdAndAreSignedAfresh() async throws {
+        let scenario = try await Scenario.start(payments: 1, retry: "[300ms]") { _, index in index == 0 ? .status(500) : .ok }
+        let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
+        _ = await bridge.pollOnce()
+        harness.bank.bank.setStatus(ids[0], "Processed")
+        _ = await bridge.pollOnce()
+        #expect(receiver.requests.count == 1)
+        var pending = try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
+        #expect(pending.first?.attempts == 1)
+        #expect(pending.first?.lastStatus == 500)
+
+        // Not due yet: nothing is sent.
+        await bridge.deliverDue()
+        #expect(receiver.requests.count == 1)
+        try await Task.sleep(for: .milliseconds(400))
+        await bridge.deliverDue()
+        let requests = receiver.requests
+        #expect(requests.count == 2)
+        #expect(requests[0].webhookId == requests[1].webhookId)
+        #expect(requests[0].body == requests[1].body)
+        let signer = WebhookSigner(secrets: [Secret(Fixtures.secret)])
+        for request in requests {
+            let timestamp = Int(request.headers["webhook-timestamp"] ?? "") ?? 0
+            #expect(abs(Double(timestamp) - request.receivedAt.timeIntervalSince1970) < 5)
+            #expect(request.headers["webhook-signature"] == signer.signature(id: request.webhookId, timestamp: timestamp, body: request.body))
+        }
+        pending = try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
+        #expect(pending.isEmpty)
+        #expect(try bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 10).first?.attempts == 2)
+        await scenario.stop()
+    }
+
+    @Test func aDeadLetterStopsBeingRetried() async throws {
+        let scenario = try await Scenario.start(payments: 1, retry: "[100ms]") { _, _ in .status(500) }
+        let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
+        _ = await bridge.pollOnce()
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        _ = await bridge.pollOnce()
+        try await Task.sleep(for: .milliseconds(200))
+        await bridge.deliverDue()
+        #expect(receiver.requests.count == 2)
+        let dead = try bridge.store.deliveries(endpoint: "erp", state: .dead, limit: 10)
+        #expect(dead.count == 1)
+        #expect(dead.first?.lastError?.hasPrefix("HTTP 500") == true)
+        try await Task.sleep(for: .milliseconds(300))
+        _ = await bridge.pollOnce()
+        #expect(receiver.requests.count == 2)
+        await scenario.stop()
+    }
+
+    @Test func retryAfterIsHonoured() async throws {
+        let scenario = try await Scenario.start(payments: 1, retry: "[50ms]") { _, index in
+            index == 0 ? .status(503, [("Retry-After", "2")]) : .ok
+        }
+        let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
+        _ = await bridge.pollOnce()
+        harness.bank.bank.setStatus(ids[0], "Processed")
+        _ = await bridge.pollOnce()
+        let first = try #require(receiver.requests.first)
+        let pending = try #require(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 1).first)
+        let wait = pending.dueAt.timeIntervalSince(first.receivedAt)
+        #expect(wait > 1.8 && wait < 3)
+        try await Task.sleep(for: .milliseconds(300))
+        await bridge.deliverDue()  // the schedule's 50 ms has passed, Retry-After has not
+        #expect(receiver.requests.count == 1)
+        while Date() < pending.dueAt { try await Task.sleep(for: .milliseconds(50)) }
+        await bridge.deliverDue()
+        #expect(receiver.requests.count == 2)
+        if receiver.requests.count == 2 {
+            #expect(receiver.requests[1].receivedAt.timeIntervalSince(first.receivedAt) >= 1.9)
+        }
+        await scenario.stop()
+    }
+
+    @Test func aLaterEventWaitsForTheEarlierOneOfTheSamePayment() async throws {
+        let scenario = try await Scenario.start(payments: 1, retry: "[200ms]") { _, index in index == 0 ? .status(500) : .ok }
+        let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
+        _ = await bridge.pollOnce()
+        harness.bank.bank.setStatus(ids[0], "MissingFunding")
+        _ = await bridge.pollOnce()  // event 1: attempt fails
+        harness.bank.bank.setStatus(ids[0], "Processed")
+        _ = await bridge.pollOnce()  // event 2: due, but waits behind event 1
+        #expect(receiver.requests.map(\.status) == ["MissingFunding"])
+        try await Task.sleep(for: .milliseconds(300))
+        await bridge.deliverDue()
+        #expect(receiver.requests.map(\.status) == ["MissingFunding", "MissingFunding", "Processed"])
+        await scenario.stop()
+    }
+
+    @Test func perPaymentOrderHoldsUnderConcurrency() async throws {
+        // Slow, uneven answers and some failures: without ordering, later events would overtake.
+        let scenario = try await Scenario.start(payments: 20, retry: "[10ms, 10ms, 10ms, 10ms, 10ms]", concurrency: 8) { request, index in
+            var reply = TestReceiver.Reply.ok
+            reply.delay = .milliseconds(Int64((request.paymentId.hashValue & 0x7) * 3))
+            if index % 7 == 3 { reply.status = 503 }
+            return reply
+        }
+        let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
+        _ = await bridge.pollOnce()
+        let lifecycle = ["Hold", "MissingFunding", "Processed", "Reversed"]
+        for status in lifecycle {
+            for id in ids { harness.bank.bank.setStatus(id, status) }
+            _ = await bridge.pollOnce()
+        }
+        for _ in 0..<50 where !(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 1).isEmpty) {
+            try await Task.sleep(for: .milliseconds(20))
+            await bridge.deliverDue()
+        }
+        #expect(try bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 1000).count == 80)
+        // Each payment's events were delivered (2xx) in its own order.
+        var delivered: [String: [String]] = [:]
+        let signer = WebhookSigner(secrets: [Secret(Fixtures.secret)])
+        for (index, request) in receiver.requests.enumerated() where index % 7 != 3 {
+            delivered[request.paymentId, default: []].append(request.status)
+            let timestamp = Int(request.headers["webhook-timestamp"] ?? "") ?? 0
+            #expect(request.headers["webhook-signature"] == signer.signature(id: request.webhookId, timestamp: timestamp, body: request.body))
+        }
+        for id in ids { #expect(delivered[id] == lifecycle, "payment \(id)") }
+        await scenario.stop()
+    }
+
+    @Test func aDeadEndpointDoesNotDelayAnother() async throws {
+        let harness = try await Harness.start()
+        let fast = try await TestReceiver.start()
+        // A listener that accepts connections and never answers.
+        let silent = try SilentListener()
+        let ids = harness.createPayments(5)
+        let bridge = try harness.bridge(
+            Fixtures.config(
+                bankURL: harness.bank.url, state: harness.statePath,
+                endpoints: Fixtures.endpoint("stuck", url: "http://127.0.0.1:\(silent.port)/hook", concurrency: 2)
+                    + Fixtures.endpoint("fast", url: fast.url, concurrency: 2)))
+        _ = await bridge.pollOnce()
+        for id in ids { harness.bank.bank.setStatus(id, "Processed") }
+        let running = Task { await bridge.dispatcher.run(.continuous) }
+        _ = await bridge.pollWatches()
+        // The stuck endpoint holds its two slots for its whole 5 s timeout; the fast one
+        // delivers all five meanwhile.
+        #expect(await fast.waitFor(count: 5, timeout: .seconds(4)))
+        #expect(try bridge.store.deliveries(endpoint: "stuck", state: .pending, limit: 10).count == 5)
+        bridge.dispatcher.stop(grace: .zero)
+        await running.value
+        bridge.close()
+        silent.close()
+        await fast.stop()
+        await harness.stop()
+    }
+}
+
+/// Accepts TCP connections on 127.0.0.1 and never reads or answers.
+final class SilentListener: Sendable {
+    let port: Int
+    private let socket: Int32
+
+    init() throws {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0, listen(fd, 64) == 0 else { throw POSIXError(.EADDRINUSE) }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        socket = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() { _ = Glibc.close(socket) }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// A temporary folder removed at the end of the test.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("paybridge-test-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    @discardableResult
+    func write(_ name: String, _ text: String, permissions: Int = 0o600) throws -> String {
+        let target = file(name)
+        try text.write(toFile: target, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: permissions], ofItemAtPath: target)
+        return target
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+enum Fixtures {
+    static let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+    /// A config for a test bank and endpoints; `extraSource`/`endpoints`/`routes` are YAML.
+    static func config(
+        bankURL: String, state: String, watches: String = defaultWatch, pageSize: Int = 1000, endpoints: String,
+        routes: String? = nil, extraSource: String = ""
+    ) -> String {
+        """
+        source:
+          kind: banking-circle
+          apiURL: \(bankURL)
+          username: sandbox
+          password: sandbox
+          pageSize: \(pageSize)
+          retries: 1
+          retryBackoff: 10ms
+        \(extraSource)
+          watches:
+        \(watches)
+        state:
+          path: \(state)
+        endpoints:
+        \(endpoints)
+        """ + (routes.map { "\nroutes:\n\($0)\n" } ?? "\n")
+    }
+
+    static let defaultWatch = """
+            - name: recent
+              every: 1s
+              query:
+                InstructedDateFrom: -3d
+        """
+
+    static func endpoint(_ name: String, url: String, retry: String = "[100ms, 100ms]", concurrency: Int = 8, extra: String = "") -> String {
+        """
+          \(name):
+            url: \(url)
+            secret: \(secret)
+            timeout: 5s
+            concurrency: \(concurrency)
+            retry: \(retry)
+        \(extra)
+        """
+    }
+
+    static func load(_ text: String, in directory: TemporaryDirectory) throws -> Configuration {
+        try ConfigLoader.load(text: text, file: "test.yaml", baseDirectory: directory.path).configuration
+    }
+
+    static var quietLogger: Logger {
+        var logger = Logger(label: "paybridge-test")
+        logger.logLevel = .critical
+        return logger
+    }
+}
+
+/// Runs the real `paybridge` executable.
+enum Binary {
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static var path: String {
+        let sibling = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("paybridge").path
+        if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/paybridge").path
+    }
+
+    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["PAYBRIDGE_LOG_LEVEL"] = env["PAYBRIDGE_LOG_LEVEL"] ?? "info"
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        return (process, out, err)
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Output {
+        let (process, out, err) = try start(arguments, environment: environment)
+        // Pipes are drained on threads of their own: blocking reads on the cooperative pool
+        // would starve the in-process servers the child talks to.
+        let stdout = PipeReader(out)
+        let stderr = PipeReader(err)
+        let status = await exitStatus(of: process)
+        return Output(status: status, stdout: await stdout.text(), stderr: await stderr.text())
+    }
+
+    /// Waits for the process to end without blocking a thread.
+    static func exitStatus(of process: Process) async -> Int32 {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                process.waitUntilExit()
+                continuation.resume(returning: process.terminationStatus)
+            }
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+final class PipeReader: Sendable {
+    private let result = Mutex<Data?>(nil)
+
+    init(_ pipe: Pipe) {
+        Thread.detachNewThread { [self] in
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            result.withLock { $0 = data }
+        }
+    }
+
+    func text() async -> String {
+        while true {
+            if let data = result.withLock({ $0 }) { return String(decoding: data, as: UTF8.self) }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}

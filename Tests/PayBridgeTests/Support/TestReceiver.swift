@@ -1,0 +1,110 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A webhook receiver on 127.0.0.1 that records every request and answers as told.
+final class TestReceiver: Sendable {
+    struct Received: Sendable {
+        var path: String
+        /// Lower-cased names.
+        var headers: [String: String]
+        var body: [UInt8]
+        var receivedAt: Date
+
+        var webhookId: String { headers["webhook-id"] ?? "" }
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
+        var data: [String: Any] { json["data"] as? [String: Any] ?? [:] }
+        var paymentId: String { data["paymentId"] as? String ?? "" }
+        var type: String { json["type"] as? String ?? "" }
+        var status: String { data["status"] as? String ?? "" }
+    }
+
+    struct Reply: Sendable {
+        var status: Int = 204
+        var headers: [(String, String)] = []
+        var delay: Duration = .zero
+
+        static let ok = Reply()
+        static func status(_ code: Int, _ headers: [(String, String)] = []) -> Reply { Reply(status: code, headers: headers) }
+    }
+
+    /// Decides the reply to the `index`-th request (0-based) of this receiver.
+    typealias Responder = @Sendable (Received, Int) -> Reply
+
+    private let state: Mutex<(requests: [Received], responder: Responder)>
+    private let group: Mutex<ServiceGroup?> = Mutex(nil)
+    private let task: Mutex<Task<Void, any Error>?> = Mutex(nil)
+    private(set) nonisolated(unsafe) var port = 0
+
+    var url: String { "http://127.0.0.1:\(port)/hook" }
+
+    private init(responder: @escaping Responder) {
+        state = Mutex(([], responder))
+    }
+
+    static func start(responder: @escaping Responder = { _, _ in .ok }) async throws -> TestReceiver {
+        let receiver = TestReceiver(responder: responder)
+        let router = Router()
+        router.post("/**") { request, _ -> Response in
+            var request = request
+            let body = try await request.collectBody(upTo: 16 << 20)
+            var headers: [String: String] = [:]
+            for field in request.headers { headers[field.name.canonicalName] = field.value }
+            let received = Received(path: request.uri.path, headers: headers, body: Array(body.readableBytesView), receivedAt: Date())
+            let reply = receiver.record(received)
+            if reply.delay > .zero { try? await Task.sleep(for: reply.delay) }
+            var fields = HTTPFields()
+            for (name, value) in reply.headers {
+                if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
+            }
+            return Response(status: .init(code: reply.status), headers: fields)
+        }
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "test-receiver")
+        logger.logLevel = .critical
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                continuation.yield(channel.localAddress?.port ?? 0)
+                continuation.finish()
+            }, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
+        receiver.group.withLock { $0 = group }
+        receiver.task.withLock { $0 = Task { try await group.run() } }
+        var iterator = ports.makeAsyncIterator()
+        receiver.port = await iterator.next() ?? 0
+        return receiver
+    }
+
+    private func record(_ received: Received) -> Reply {
+        state.withLock { state in
+            let index = state.requests.count
+            state.requests.append(received)
+            return state.responder(received, index)
+        }
+    }
+
+    func setResponder(_ responder: @escaping Responder) {
+        state.withLock { $0.responder = responder }
+    }
+
+    var requests: [Received] { state.withLock { $0.requests } }
+
+    /// Waits until at least `count` requests arrived; false on timeout.
+    func waitFor(count: Int, timeout: Duration = .seconds(20)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if requests.count >= count { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return requests.count >= count
+    }
+
+    func stop() async {
+        if let group = group.withLock({ $0 }) { await group.triggerGracefulShutdown() }
+        if let task = task.withLock({ $0 }) { _ = await task.result }
+    }
+}
