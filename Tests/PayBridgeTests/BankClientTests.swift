@@ -151,3 +151,35 @@ final class Counter: Sendable {
 
     func next() -> Int { value.withLock { count in defer { count += 1 }; return count } }
 }
+
+@Suite struct TokenCacheTests {
+    @Test func oneRenewalServesEveryoneWaiting() async throws {
+        let fetches = Counter()
+        let cache = TokenCache(now: Date.init) { () async throws(BankError) -> AccessToken in
+            let number = fetches.next()
+            try? await Task.sleep(for: .milliseconds(100))
+            let now = Date()
+            return AccessToken(value: Secret("t\(number)"), expiresAt: now + 300, renewAt: now + 270)
+        }
+        let tokens = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<20 { group.addTask { try await cache.token().value.value } }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(Set(tokens) == ["t0"])
+        #expect(fetches.next() == 1)
+    }
+
+    @Test func aRefusedTokenIsDroppedButANewerOneKept() async throws {
+        let fetches = Counter()
+        let cache = TokenCache(now: Date.init) { () async throws(BankError) -> AccessToken in
+            let now = Date()
+            return AccessToken(value: Secret("t\(fetches.next())"), expiresAt: now + 300, renewAt: now + 270)
+        }
+        let first = try await cache.token()
+        await cache.invalidate(first)
+        let second = try await cache.token()
+        #expect(second.value.value == "t1")
+        await cache.invalidate(first)  // stale: the current token stays
+        #expect(try await cache.token().value.value == "t1")
+    }
+}

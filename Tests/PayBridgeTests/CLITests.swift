@@ -83,6 +83,7 @@ import Testing
             .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
         let path = try harness.directory.write("pb.yaml", text)
         let (process, _, errors) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         // Wait for the baseline, then change a payment.
         for _ in 0..<100 where harness.bank.paymentRequests.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         try await Task.sleep(for: .milliseconds(300))
@@ -101,6 +102,7 @@ import Testing
 
     @Test func theDemoPrintsEventsWithinSeconds() async throws {
         let (process, output, _) = try Binary.start(["run"])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let lines = LineCollector(output.fileHandleForReading)
         var event: [String: Any]?
         for _ in 0..<300 where event == nil {
@@ -115,6 +117,7 @@ import Testing
 
     @Test func sandboxServesTheBankAPI() async throws {
         let (process, output, _) = try Binary.start(["sandbox", "--port", "0", "--initial-payments", "3", "--new-payment-every", "0s"])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let lines = LineCollector(output.fileHandleForReading)
         var url: String?
         for _ in 0..<200 where url == nil {

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+@testable import PayBridge
+
+/// Mutual TLS to the bank, against a Python HTTPS server that requires a client certificate
+/// issued by a CA made for the test with `openssl`.
+@Suite(.serialized) struct TLSTests {
+    static let opensslAvailable = FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")
+
+    struct Certificates {
+        let directory: TemporaryDirectory
+        var ca: String { directory.file("ca.pem") }
+        var serverCertificate: String { directory.file("server.pem") }
+        var serverKey: String { directory.file("server.key") }
+        var clientCertificate: String { directory.file("client.pem") }
+        var clientKey: String { directory.file("client.key") }
+
+        static func make() async throws -> Certificates {
+            let certificates = Certificates(directory: try TemporaryDirectory())
+            let d = certificates.directory
+            try d.write("server.ext", "subjectAltName=IP:127.0.0.1\n")
+            let steps: [[String]] = [
+                ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=paybridge test CA", "-keyout", d.file("ca.key"), "-out", certificates.ca],
+                ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", certificates.serverKey, "-out", d.file("server.csr")],
+                ["x509", "-req", "-in", d.file("server.csr"), "-CA", certificates.ca, "-CAkey", d.file("ca.key"), "-CAcreateserial", "-days", "1",
+                 "-extfile", d.file("server.ext"), "-out", certificates.serverCertificate],
+                ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=paybridge-client", "-keyout", certificates.clientKey, "-out", d.file("client.csr")],
+                ["x509", "-req", "-in", d.file("client.csr"), "-CA", certificates.ca, "-CAkey", d.file("ca.key"), "-CAcreateserial", "-days", "1",
+                 "-out", certificates.clientCertificate],
+            ]
+            for step in steps {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+                process.arguments = step
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = FileHandle.nullDevice
+                try process.run()
+                #expect(await Binary.exitStatus(of: process) == 0, "openssl \(step.joined(separator: " "))")
+            }
+            return certificates
+        }
+    }
+
+    func source(_ url: String, _ tls: String) -> String {
+        """
+        source:
+          apiURL: \(url)
+          username: sandbox
+          password: sandbox
+          retries: 0
+        \(tls)
+          watches:
+            - name: all
+        state:
+          path: ./state
+        """
+    }
+
+    @Test(.enabled(if: opensslAvailable, "needs /usr/bin/openssl"))
+    func theClientCertificateIsPresentedAndTheServerVerified() async throws {
+        let certificates = try await Certificates.make()
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/mtls_bank.py").path
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", script, certificates.serverCertificate, certificates.serverKey, certificates.ca]
+        let output = Pipe()
+        server.standardOutput = output
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL) }
+        let lines = LineCollector(output.fileHandleForReading)
+        var port: String?
+        for _ in 0..<200 where port == nil {
+            try await Task.sleep(for: .milliseconds(25))
+            port = lines.first.flatMap { $0.hasPrefix("port ") ? String($0.dropFirst(5)) : nil }
+        }
+        let url = "https://127.0.0.1:\(try #require(port))"
+        let directory = certificates.directory
+
+        let mutual = source(url, "  caFile: \(certificates.ca)\n  clientCertificate: \(certificates.clientCertificate)\n  clientKey: \(certificates.clientKey)")
+        let bridge = try Bridge(configuration: try Fixtures.load(mutual, in: directory), logger: Fixtures.quietLogger)
+        let result = await bridge.pollOnce()
+        bridge.close()
+        #expect(result.failures.isEmpty, "\(result.failures)")
+        #expect(result.reports.first?.recorded == 1)
+
+        // Without the client certificate the server refuses the handshake.
+        let anonymous = source(url, "  caFile: \(certificates.ca)")
+        let refused = try Bridge(configuration: try Fixtures.load(anonymous, in: directory), logger: Fixtures.quietLogger)
+        let failed = await refused.pollOnce()
+        refused.close()
+        #expect(failed.failures.count == 1)
+
+        // Without the CA the server's certificate is not trusted: verification is always on.
+        let untrusted = source(url, "  clientCertificate: \(certificates.clientCertificate)\n  clientKey: \(certificates.clientKey)")
+        let unverified = try Bridge(configuration: try Fixtures.load(untrusted, in: directory), logger: Fixtures.quietLogger)
+        let rejected = await unverified.pollOnce()
+        unverified.close()
+        #expect(rejected.failures.first.map { "\($0)".contains("TLS error") } == true, "\(rejected.failures)")
+    }
+}
