@@ -128,6 +128,37 @@ import Testing
         await scenario.stop()
     }
 
+    @Test func concurrencyBoundsRequestsInFlight() async throws {
+        var slow = TestReceiver.Reply.ok
+        slow.delay = .milliseconds(100)
+        let scenario = try await Scenario.start(payments: 12, concurrency: 3) { [slow] _, _ in slow }
+        _ = await scenario.bridge.pollOnce()
+        for id in scenario.ids { scenario.bank.setStatus(id, "Processed") }
+        _ = await scenario.bridge.pollOnce()
+        #expect(scenario.receiver.requests.count == 12)
+        #expect(scenario.receiver.mostConcurrent == 3)
+        await scenario.stop()
+    }
+
+    @Test func anAttemptThatOutlivesItsTimeoutFailsAndIsRetried() async throws {
+        let harness = try await Harness.start()
+        let silent = try SilentListener()
+        let ids = harness.createPayments(1)
+        let endpoint = Fixtures.endpoint("stuck", url: "http://127.0.0.1:\(silent.port)/hook", retry: "[1h]")
+            .replacingOccurrences(of: "timeout: 5s", with: "timeout: 300ms")
+        let bridge = try harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
+        _ = await bridge.pollOnce()
+        harness.bank.bank.setStatus(ids[0], "Processed")
+        _ = await bridge.pollOnce()
+        let pending = try bridge.store.deliveries(endpoint: "stuck", state: .pending, limit: 1).first
+        #expect(pending?.attempts == 1)
+        #expect(pending?.lastError?.hasPrefix("timed out") == true, "\(pending?.lastError ?? "")")
+        #expect((pending?.dueAt.timeIntervalSinceNow ?? 0) > 3000)
+        bridge.close()
+        silent.close()
+        await harness.stop()
+    }
+
     @Test func aDeadEndpointDoesNotDelayAnother() async throws {
         let harness = try await Harness.start()
         let fast = try await TestReceiver.start()

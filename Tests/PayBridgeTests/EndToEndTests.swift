@@ -177,6 +177,27 @@ import Testing
         await harness.stop()
     }
 
+    @Test func eventIdsDependOnlyOnTheChange() async throws {
+        // Two bridges with separate state see the same changes: the same ids, as a re-run
+        // after a crash (same state, same change) must produce.
+        let scenario = try await Scenario.start(payments: 3)
+        let other = try await TestReceiver.start()
+        let second = try Bridge(
+            configuration: try Fixtures.load(
+                Fixtures.config(bankURL: scenario.harness.bank.url, state: scenario.harness.directory.file("state-2"), endpoints: Fixtures.endpoint("erp", url: other.url)),
+                in: scenario.harness.directory), logger: Fixtures.quietLogger)
+        _ = await scenario.bridge.pollOnce()
+        _ = await second.pollOnce()
+        for id in scenario.ids { scenario.bank.setStatus(id, "Rejected") }
+        _ = await scenario.bridge.pollOnce()
+        _ = await second.pollOnce()
+        #expect(scenario.receiver.requests.count == 3)
+        #expect(Set(scenario.receiver.requests.map(\.webhookId)) == Set(other.requests.map(\.webhookId)))
+        second.close()
+        await other.stop()
+        await scenario.stop()
+    }
+
     @Test func anUnknownStatusPassesThrough() async throws {
         let scenario = try await Scenario.start(payments: 1)
         _ = await scenario.bridge.pollOnce()

@@ -35,6 +35,7 @@ final class TestReceiver: Sendable {
     typealias Responder = @Sendable (Received, Int) -> Reply
 
     private let state: Mutex<(requests: [Received], responder: Responder)>
+    private let inFlight = Mutex((now: 0, most: 0))
     private let group: Mutex<ServiceGroup?> = Mutex(nil)
     private let task: Mutex<Task<Void, any Error>?> = Mutex(nil)
     private(set) nonisolated(unsafe) var port = 0
@@ -54,8 +55,10 @@ final class TestReceiver: Sendable {
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
             let received = Received(path: request.uri.path, headers: headers, body: Array(body.readableBytesView), receivedAt: Date())
+            receiver.inFlight.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
             let reply = receiver.record(received)
             if reply.delay > .zero { try? await Task.sleep(for: reply.delay) }
+            receiver.inFlight.withLock { $0.now -= 1 }
             var fields = HTTPFields()
             for (name, value) in reply.headers {
                 if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
@@ -92,6 +95,9 @@ final class TestReceiver: Sendable {
     }
 
     var requests: [Received] { state.withLock { $0.requests } }
+
+    /// The most requests this receiver was answering at once.
+    var mostConcurrent: Int { inFlight.withLock { $0.most } }
 
     /// Waits until at least `count` requests arrived; false on timeout.
     func waitFor(count: Int, timeout: Duration = .seconds(20)) async -> Bool {
