@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import PayBridge
+import Prometheus
 import ServiceLifecycle
 
 struct Run: AsyncParsableCommand {
@@ -16,6 +18,8 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let logger = common.bootstrapLogging()
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let configuration: Configuration
         if let config {
             configuration = try loadConfiguration(config)
@@ -32,9 +36,13 @@ struct Run: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(1)
         }
+        var services = bridge.services()
+        if let listen = configuration.adminListen {
+            services.insert(AdminServer.application(listen: listen, bridge: bridge, registry: registry, logger: logger), at: 0)
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: bridge.services().map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

@@ -46,16 +46,16 @@ import Testing
     }
 
     @Test func eventIdsAreStableAndDistinct() {
-        let first = PaymentEvent.id(paymentId: "p1", sequence: 1, status: "Rejected")
-        #expect(first == PaymentEvent.id(paymentId: "p1", sequence: 1, status: "Rejected"))
-        #expect(first != PaymentEvent.id(paymentId: "p1", sequence: 2, status: "Rejected"))
-        #expect(first != PaymentEvent.id(paymentId: "p2", sequence: 1, status: "Rejected"))
+        let first = Event.id(subject: "p1", sequence: 1, discriminator: "Rejected")
+        #expect(first == Event.id(subject: "p1", sequence: 1, discriminator: "Rejected"))
+        #expect(first != Event.id(subject: "p1", sequence: 2, discriminator: "Rejected"))
+        #expect(first != Event.id(subject: "p2", sequence: 1, discriminator: "Rejected"))
         #expect(first.hasPrefix("evt_") && first.count == 36)
     }
 
     @Test func eventBodyCarriesThePaymentVerbatim() throws {
         let payment = Array(#"{"paymentId":"p1","status":"Rejected","amount":13.00,"t":"2023-09-23T15:33:51.0133333+00:00","x":null}"#.utf8)
-        let event = PaymentEvent(
+        let event = Event.payment(
             type: .paymentStatusChanged, paymentId: "p1", status: "Rejected", previousStatus: "PendingProcessing", watch: "w\"1",
             sequence: 2, createdAt: Date(timeIntervalSince1970: 1_795_000_000.123), payment: payment[...])
         let text = String(decoding: event.body, as: UTF8.self)

@@ -86,7 +86,7 @@ final class ConfigReader {
             return nil
         }
         guard let entries = mapping(root, "the config") else { return nil }
-        let keys = checkKeys(entries, allowed: ["source", "state", "endpoints", "routes", "delivery"], in: "the config")
+        let keys = checkKeys(entries, allowed: ["source", "state", "endpoints", "routes", "delivery", "admin"], in: "the config")
 
         var source: SourceConfiguration?
         if let entry = keys["source"] {
@@ -105,11 +105,12 @@ final class ConfigReader {
             routes = endpoints.isEmpty ? [] : [Route(to: endpoints.map(\.name))]
         }
         let delivery = keys["delivery"].map { readDelivery($0.value) } ?? DeliveryConfiguration()
+        let admin = keys["admin"].flatMap { readAdmin($0.value) }
         if endpoints.isEmpty {
             warning(root, "no endpoints: changes are recorded but delivered nowhere")
         }
         guard let source else { return nil }
-        return Configuration(source: source, state: state, endpoints: endpoints, routes: routes, delivery: delivery)
+        return Configuration(source: source, state: state, endpoints: endpoints, routes: routes, delivery: delivery, adminListen: admin)
     }
 
     private func reportSyntax(_ yamlError: YamlError, text: String) {
@@ -142,7 +143,7 @@ final class ConfigReader {
             entries,
             allowed: [
                 "kind", "apiURL", "authURL", "username", "password", "clientCertificate", "clientKey", "caFile", "pageSize",
-                "timeout", "connectTimeout", "retries", "retryBackoff", "watches",
+                "timeout", "connectTimeout", "retries", "retryBackoff", "unavailableAfter", "maxBackoff", "watches",
             ], in: "source")
         let kind = keys["kind"].flatMap { enumValue($0.value, SourceConfiguration.Kind.self, "source.kind") } ?? .bankingCircle
         let apiURL = keys["apiURL"].flatMap { url($0.value, "source.apiURL") }
@@ -171,6 +172,8 @@ final class ConfigReader {
         let connectTimeout = keys["connectTimeout"].flatMap { duration($0.value, "source.connectTimeout", positive: true) } ?? .seconds(10)
         let retries = keys["retries"].flatMap { integer($0.value, "source.retries", in: 0...10) } ?? 2
         let backoff = keys["retryBackoff"].flatMap { duration($0.value, "source.retryBackoff", positive: false) } ?? .milliseconds(500)
+        let unavailableAfter = keys["unavailableAfter"].flatMap { duration($0.value, "source.unavailableAfter", positive: false) } ?? .seconds(300)
+        let maxBackoff = keys["maxBackoff"].flatMap { duration($0.value, "source.maxBackoff", positive: true) } ?? .seconds(300)
         var watches: [Watch] = []
         if let entry = keys["watches"] {
             watches = readWatches(entry.value)
@@ -180,7 +183,7 @@ final class ConfigReader {
         return SourceConfiguration(
             kind: kind, apiURL: apiURL, authURL: authURL, username: Secret(username ?? ""), password: Secret(password ?? ""),
             tls: tls, pageSize: pageSize, timeout: timeout, connectTimeout: connectTimeout, retries: retries,
-            retryBackoff: backoff, watches: watches)
+            retryBackoff: backoff, unavailableAfter: unavailableAfter, maxBackoff: maxBackoff, watches: watches)
     }
 
     private func readWatches(_ node: Node) -> [Watch] {
@@ -230,9 +233,23 @@ final class ConfigReader {
 
     private func readState(_ node: Node) -> StateConfiguration {
         guard let entries = mapping(node, "state") else { return StateConfiguration(path: resolvePath("./paybridge-data")) }
-        let keys = checkKeys(entries, allowed: ["path"], in: "state")
+        let keys = checkKeys(entries, allowed: ["path", "retention", "busyTimeout"], in: "state")
         let path = keys["path"].flatMap { string($0.value, "state.path") } ?? "./paybridge-data"
-        return StateConfiguration(path: resolvePath(path))
+        let retention = keys["retention"].flatMap { duration($0.value, "state.retention", positive: true) } ?? .seconds(30 * 86400)
+        let busy = keys["busyTimeout"].flatMap { duration($0.value, "state.busyTimeout", positive: false) } ?? .seconds(5)
+        return StateConfiguration(path: resolvePath(path), retention: retention, busyTimeout: busy)
+    }
+
+    private func readAdmin(_ node: Node) -> String? {
+        guard let entries = mapping(node, "admin") else { return nil }
+        let keys = checkKeys(entries, allowed: ["listen"], in: "admin")
+        guard let entry = keys["listen"], let text = string(entry.value, "admin.listen") else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (0...65535).contains(port) else {
+            error(entry.value, "admin.listen must be HOST:PORT, e.g. 127.0.0.1:9464")
+            return nil
+        }
+        return text
     }
 
     private func readDelivery(_ node: Node) -> DeliveryConfiguration {
@@ -259,7 +276,7 @@ final class ConfigReader {
             entries,
             allowed: [
                 "kind", "url", "secret", "secretFile", "timeout", "connectTimeout", "concurrency", "retry", "format", "headers",
-                "caFile", "clientCertificate", "clientKey",
+                "caFile", "clientCertificate", "clientKey", "rateLimit", "disableAfter", "breaker",
             ], in: path)
         let kind = keys["kind"].flatMap { enumValue($0.value, EndpointConfiguration.Kind.self, "\(path).kind") } ?? .http
         var url = ""
@@ -314,9 +331,21 @@ final class ConfigReader {
         if (keys["clientCertificate"] == nil) != (keys["clientKey"] == nil) {
             error(node, "\(path): 'clientCertificate' and 'clientKey' go together (mutual TLS needs both)")
         }
+        let rateLimit = keys["rateLimit"].flatMap { rate($0.value, "\(path).rateLimit") }
+        let disableAfter = keys["disableAfter"].flatMap { duration($0.value, "\(path).disableAfter", positive: true) } ?? .seconds(5 * 86400)
+        var breaker = BreakerSettings()
+        if let entry = keys["breaker"], let fields = mapping(entry.value, "\(path).breaker") {
+            let settings = checkKeys(fields, allowed: ["failures", "minimumDuration", "openFor"], in: "\(path).breaker")
+            breaker.failures = settings["failures"].flatMap { integer($0.value, "\(path).breaker.failures", in: 1...100_000) } ?? breaker.failures
+            breaker.minimumDuration =
+                settings["minimumDuration"].flatMap { duration($0.value, "\(path).breaker.minimumDuration", positive: false) }
+                ?? breaker.minimumDuration
+            breaker.openFor = settings["openFor"].flatMap { duration($0.value, "\(path).breaker.openFor", positive: true) } ?? breaker.openFor
+        }
         return EndpointConfiguration(
             name: name, kind: kind, url: url, secrets: secrets, timeout: timeout, connectTimeout: connectTimeout,
-            concurrency: concurrency, retry: retry, format: format, headers: headers, tls: tls)
+            concurrency: concurrency, retry: retry, format: format, headers: headers, tls: tls, rateLimit: rateLimit,
+            breaker: breaker, disableAfter: disableAfter)
     }
 
     private func readRoutes(
@@ -525,6 +554,18 @@ final class ConfigReader {
             return nil
         }
         return value
+    }
+
+    /// `50/s`, `600/m`, `1000/h`: requests per second.
+    func rate(_ node: Node, _ path: String) -> Double? {
+        guard let text = string(node, path) else { return nil }
+        let parts = text.split(separator: "/")
+        let per: Double? = parts.count == 2 ? ["s": 1, "m": 60, "h": 3600][String(parts[1])] : nil
+        guard let per, let count = Double(parts[0]), count > 0 else {
+            error(node, "\(path): \(Self.quoted(text)) is not a rate (write it like 50/s, 600/m or 1000/h)")
+            return nil
+        }
+        return count / per
     }
 
     func enumValue<E: RawRepresentable & CaseIterable>(_ node: Node, _ type: E.Type, _ path: String) -> E? where E.RawValue == String {

@@ -17,16 +17,19 @@ public struct Configuration: Sendable {
     public var endpoints: [EndpointConfiguration]
     public var routes: [Route]
     public var delivery: DeliveryConfiguration
+    /// Where `/metrics` and `/health` are served (`host:port`), or nil for nowhere.
+    public var adminListen: String?
 
     public init(
         source: SourceConfiguration, state: StateConfiguration, endpoints: [EndpointConfiguration], routes: [Route],
-        delivery: DeliveryConfiguration = DeliveryConfiguration()
+        delivery: DeliveryConfiguration = DeliveryConfiguration(), adminListen: String? = nil
     ) {
         self.source = source
         self.state = state
         self.endpoints = endpoints
         self.routes = routes
         self.delivery = delivery
+        self.adminListen = adminListen
     }
 
     public func endpoint(named name: String) -> EndpointConfiguration? {
@@ -58,13 +61,17 @@ public struct SourceConfiguration: Sendable {
     public var retries: Int
     /// Wait before the first retry; doubled for each further one, with jitter.
     public var retryBackoff: Duration
+    /// After this long without a successful poll, one `source.unavailable` event.
+    public var unavailableAfter: Duration
+    /// Failed polls are retried ever later (doubling from the watch's interval) up to this.
+    public var maxBackoff: Duration
     public var watches: [Watch]
 
     public init(
         kind: Kind = .bankingCircle, apiURL: String?, authURL: String? = nil, username: Secret, password: Secret,
         tls: TLSOptions = TLSOptions(), pageSize: Int = 1000, timeout: Duration = .seconds(30),
         connectTimeout: Duration = .seconds(10), retries: Int = 2, retryBackoff: Duration = .milliseconds(500),
-        watches: [Watch]
+        unavailableAfter: Duration = .seconds(300), maxBackoff: Duration = .seconds(300), watches: [Watch]
     ) {
         self.kind = kind
         self.apiURL = apiURL
@@ -77,6 +84,8 @@ public struct SourceConfiguration: Sendable {
         self.connectTimeout = connectTimeout
         self.retries = retries
         self.retryBackoff = retryBackoff
+        self.unavailableAfter = unavailableAfter
+        self.maxBackoff = maxBackoff
         self.watches = watches
     }
 }
@@ -139,8 +148,17 @@ public struct QueryParameter: Sendable, Equatable {
 public struct StateConfiguration: Sendable {
     /// Folder of the SQLite database.
     public var path: String
+    /// Delivered events and their attempt logs are deleted after this; dead letters stay
+    /// until replayed or purged.
+    public var retention: Duration
+    /// How long a write waits for another writer before it counts as a storage fault.
+    public var busyTimeout: Duration
 
-    public init(path: String) { self.path = path }
+    public init(path: String, retention: Duration = .seconds(30 * 86400), busyTimeout: Duration = .seconds(5)) {
+        self.path = path
+        self.retention = retention
+        self.busyTimeout = busyTimeout
+    }
 }
 
 /// Settings of the delivery side as a whole.
@@ -177,11 +195,17 @@ public struct EndpointConfiguration: Sendable {
     public var format: Format
     public var headers: [(name: String, value: String)]
     public var tls: TLSOptions
+    /// At most this many requests per second, spaced evenly (nil: no limit).
+    public var rateLimit: Double?
+    public var breaker: BreakerSettings
+    /// Failing without a single success for this long disables the endpoint.
+    public var disableAfter: Duration
 
     public init(
         name: String, kind: Kind = .http, url: String, secrets: [Secret] = [], timeout: Duration = .seconds(10),
         connectTimeout: Duration = .seconds(5), concurrency: Int = 8, retry: RetrySchedule = .standard,
-        format: Format = .standard, headers: [(name: String, value: String)] = [], tls: TLSOptions = TLSOptions()
+        format: Format = .standard, headers: [(name: String, value: String)] = [], tls: TLSOptions = TLSOptions(),
+        rateLimit: Double? = nil, breaker: BreakerSettings = BreakerSettings(), disableAfter: Duration = .seconds(5 * 86400)
     ) {
         self.name = name
         self.kind = kind
@@ -194,5 +218,23 @@ public struct EndpointConfiguration: Sendable {
         self.format = format
         self.headers = headers
         self.tls = tls
+        self.rateLimit = rateLimit
+        self.breaker = breaker
+        self.disableAfter = disableAfter
+    }
+}
+
+/// When an endpoint's circuit opens: after `failures` failures in a row spanning at least
+/// `minimumDuration` (so a brief blip never opens it). While open, one probe is sent every
+/// `openFor`, doubling up to ten times that.
+public struct BreakerSettings: Sendable, Equatable {
+    public var failures: Int
+    public var minimumDuration: Duration
+    public var openFor: Duration
+
+    public init(failures: Int = 10, minimumDuration: Duration = .seconds(60), openFor: Duration = .seconds(30)) {
+        self.failures = failures
+        self.minimumDuration = minimumDuration
+        self.openFor = openFor
     }
 }

@@ -12,6 +12,14 @@ public protocol PaymentSource: Sendable {
 
 /// A poll that did not finish; pages committed before the failure stay committed.
 public struct PollError: Error, Sendable, CustomStringConvertible {
+    public enum Stage: Sendable {
+        /// The bank did not answer as it should.
+        case source
+        /// The state database refused a read or a write.
+        case storage
+    }
+
+    public var stage: Stage
     public var watch: String
     /// The page that failed (nil for a failure outside paging).
     public var page: Int?
@@ -19,7 +27,7 @@ public struct PollError: Error, Sendable, CustomStringConvertible {
     public var underlying: any Error
 
     public var description: String {
-        var place = "watch '\(watch)'"
+        var place = stage == .storage ? "state storage, watch '\(watch)'" : "watch '\(watch)'"
         if let page { place += ", page \(page)" }
         if let paymentId { place += ", payment \(paymentId)" }
         return "\(place): \(underlying)"
@@ -90,11 +98,11 @@ public struct Poller: Sendable {
             do {
                 page = try await source.fetchPage(watch: watch, pageNumber: pageNumber, pageSize: pageSize, pollStartedAt: startedAt)
             } catch {
-                throw PollError(watch: watch.name, page: pageNumber, underlying: error)
+                throw PollError(stage: .source, watch: watch.name, page: pageNumber, underlying: error)
             }
             if let echoed = page.currentPage, echoed != pageNumber {
                 throw PollError(
-                    watch: watch.name, page: pageNumber,
+                    stage: .source, watch: watch.name, page: pageNumber,
                     underlying: SourceContractError("the bank answered page \(echoed) when asked for page \(pageNumber)"))
             }
             try attempt(watch, page: pageNumber) { try apply(page, watch: watch, emitNew: emitNew, report: &report) }
@@ -105,7 +113,7 @@ public struct Poller: Sendable {
             pageNumber += 1
             if pageNumber > Self.maxPages {
                 throw PollError(
-                    watch: watch.name, page: pageNumber,
+                    stage: .source, watch: watch.name, page: pageNumber,
                     underlying: SourceContractError("more than \(Self.maxPages) full pages: is PageNumber ignored?"))
             }
         }
@@ -124,7 +132,7 @@ public struct Poller: Sendable {
                 do {
                     single = try await source.fetchPayment(id: paymentId)
                 } catch {
-                    throw PollError(watch: watch.name, paymentId: paymentId, underlying: error)
+                    throw PollError(stage: .source, watch: watch.name, paymentId: paymentId, underlying: error)
                 }
                 report.lookups += 1
                 guard let single else {
@@ -172,7 +180,7 @@ public struct Poller: Sendable {
                     counts.changed += 1
                     type = .paymentStatusChanged
                 }
-                let event = PaymentEvent(
+                let event = Event.payment(
                     type: type, paymentId: change.payment.paymentId, status: change.state.status,
                     previousStatus: change.previous?.status, watch: watch.name, sequence: change.state.sequence,
                     createdAt: committedAt, payment: page.rawObject(of: change.payment))
@@ -188,11 +196,12 @@ public struct Poller: Sendable {
         if queued { onQueued() }
     }
 
+    /// Runs store work; its errors are storage faults.
     private func attempt<T>(_ watch: Watch, page: Int? = nil, paymentId: String? = nil, _ body: () throws -> T) throws(PollError) -> T {
         do {
             return try body()
         } catch {
-            throw PollError(watch: watch.name, page: page, paymentId: paymentId, underlying: error)
+            throw PollError(stage: .storage, watch: watch.name, page: page, paymentId: paymentId, underlying: error)
         }
     }
 }

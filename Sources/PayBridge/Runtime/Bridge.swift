@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 
 /// One paybridge: the store, the bank client, the poller and the dispatcher, wired from a
@@ -8,9 +9,11 @@ public final class Bridge: Sendable {
     public let configuration: Configuration
     public let store: SQLiteStore
     public let dispatcher: Dispatcher
+    public let storage: StorageMonitor
+    public let source: SourceMonitor
     let poller: Poller
     private let http: CurlHTTPClient
-    private let logger: Logger
+    let logger: Logger
 
     /// - Parameters:
     ///   - apiURL: the bank's base URL when the config has none (the in-process sandbox).
@@ -24,22 +27,32 @@ public final class Bridge: Sendable {
         let http = CurlHTTPClient()
         self.http = http
         do {
-            store = try SQLiteStore(directory: configuration.state.path)
+            store = try SQLiteStore(directory: configuration.state.path, busyTimeout: configuration.state.busyTimeout)
         } catch {
             http.shutdown()
             throw StateUnavailable(path: configuration.state.path, underlying: error)
         }
-        let client = BankingCircleClient(
-            source: configuration.source, apiURL: apiURL, authURL: apiURL, http: http, logger: logger)
+        let routes = RouteTable(routes: configuration.routes)
+        let storage = StorageMonitor(logger: logger)
+        self.storage = storage
+        let client = BankingCircleClient(source: configuration.source, apiURL: apiURL, authURL: apiURL, http: http, logger: logger)
+        let wake = WakeRelay()
+        let onQueued: @Sendable () -> Void = { wake.fire() }
         if let console {
-            dispatcher = Dispatcher(endpoints: configuration.endpoints, store: store, http: http, logger: logger, console: console)
+            dispatcher = Dispatcher(
+                endpoints: configuration.endpoints, store: store, http: http, routes: routes, storage: storage, logger: logger,
+                console: console, onQueued: onQueued)
         } else {
-            dispatcher = Dispatcher(endpoints: configuration.endpoints, store: store, http: http, logger: logger)
+            dispatcher = Dispatcher(
+                endpoints: configuration.endpoints, store: store, http: http, routes: routes, storage: storage, logger: logger,
+                onQueued: onQueued)
         }
-        let dispatcher = self.dispatcher
+        wake.target = dispatcher
+        source = SourceMonitor(
+            store: store, routes: routes, threshold: configuration.source.unavailableAfter, logger: logger, onQueued: onQueued)
         poller = Poller(
-            source: client, store: store, routes: RouteTable(routes: configuration.routes), pageSize: configuration.source.pageSize,
-            logger: logger, onQueued: { dispatcher.wake() })
+            source: client, store: store, routes: routes, pageSize: configuration.source.pageSize, logger: logger,
+            onQueued: onQueued)
     }
 
     /// What `pollOnce` did.
@@ -48,11 +61,12 @@ public final class Bridge: Sendable {
         public var failures: [PollError]
     }
 
-    /// Polls every watch once, then attempts every delivery due now; deliveries that fail are
-    /// left queued for their next retry.
+    /// Polls every watch once, then attempts every delivery due now (deliveries that fail
+    /// stay queued for their next retry), then applies retention.
     public func pollOnce() async -> OnceResult {
         let result = await pollWatches()
         await dispatcher.run(.drain(dueBy: Date()))
+        prune()
         return result
     }
 
@@ -60,26 +74,81 @@ public final class Bridge: Sendable {
     public func pollWatches() async -> OnceResult {
         var result = OnceResult(reports: [], failures: [])
         for watch in configuration.source.watches {
-            do {
-                let report = try await poller.poll(watch)
-                log(report)
-                result.reports.append(report)
-            } catch {
-                logger.error("poll failed", metadata: ["watch": "\(watch.name)", "error": "\(error)"])
-                result.failures.append(error)
+            switch await poll(watch) {
+            case .success(let report): result.reports.append(report)
+            case .failure(let error): result.failures.append(error)
             }
         }
         return result
     }
 
+    /// One poll of `watch`, with its outcome reported to the monitors and the log.
+    func poll(_ watch: Watch, shouldStop: @Sendable () -> Bool = { false }) async -> Result<PollReport, PollError> {
+        let metrics = PollMetrics(watch: watch.name)
+        let started = ContinuousClock.now
+        do {
+            let report = try await poller.poll(watch, shouldStop: shouldStop)
+            metrics.duration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            metrics.succeeded.increment()
+            storage.reportHealthy()
+            if report.complete { await source.pollSucceeded() }
+            log(report)
+            return .success(report)
+        } catch {
+            metrics.failed.increment()
+            switch error.stage {
+            case .storage:
+                storage.reportFault(error)
+            case .source:
+                logger.error("poll failed", metadata: ["watch": "\(watch.name)", "error": "\(error)"])
+                await source.pollFailed(error)
+            }
+            return .failure(error)
+        }
+    }
+
+    /// Deletes delivered events and attempt logs older than `state.retention`.
+    @discardableResult
+    public func prune(now: Date = Date()) -> PruneReport? {
+        do {
+            let report = try store.prune(before: now.addingTimeInterval(-configuration.state.retention.seconds))
+            if report != PruneReport() {
+                logger.info(
+                    "retention: deleted delivered events and their logs",
+                    metadata: ["deliveries": "\(report.deliveries)", "attempts": "\(report.attempts)", "events": "\(report.events)"])
+            }
+            return report
+        } catch {
+            storage.reportFault(error)
+            return nil
+        }
+    }
+
     /// The long-running parts, for a `ServiceGroup`: the dispatcher first, so it is the last
-    /// to stop (graceful shutdown runs in reverse order), then one loop per watch.
+    /// to stop (graceful shutdown runs in reverse order), then upkeep, then one loop per watch.
     public func services() -> [any Service] {
-        var services: [any Service] = [DeliveryService(dispatcher: dispatcher, grace: configuration.delivery.shutdownGrace)]
+        var services: [any Service] = [
+            DeliveryService(dispatcher: dispatcher, grace: configuration.delivery.shutdownGrace), RetentionService(bridge: self),
+        ]
         for watch in configuration.source.watches {
             services.append(WatchService(bridge: self, watch: watch))
         }
         return services
+    }
+
+    /// What `/health` shows.
+    public struct Health: Sendable {
+        public var storageAvailable: Bool
+        public var sourceAvailable: Bool
+        public var endpoints: [Dispatcher.EndpointStatus]
+
+        public var healthy: Bool {
+            storageAvailable && sourceAvailable && endpoints.allSatisfy { $0.state == "closed" }
+        }
+    }
+
+    public func health() async -> Health {
+        Health(storageAvailable: storage.isAvailable, sourceAvailable: await source.isAvailable, endpoints: dispatcher.endpointStatuses)
     }
 
     /// Releases the transport; call once everything has stopped.
@@ -103,6 +172,14 @@ public final class Bridge: Sendable {
     }
 }
 
+/// Lets the poller wake a dispatcher created after it.
+private final class WakeRelay: @unchecked Sendable {
+    // @unchecked: `target` is set once in Bridge.init, before anything can fire.
+    weak var target: Dispatcher?
+
+    func fire() { target?.wake() }
+}
+
 /// The state folder could not be opened.
 public struct StateUnavailable: Error, CustomStringConvertible {
     public var path: String
@@ -111,7 +188,28 @@ public struct StateUnavailable: Error, CustomStringConvertible {
     public var description: String { "cannot open the state database in \(path): \(underlying)" }
 }
 
-/// Polls one watch on its interval until a graceful shutdown; a shutdown stops it between pages.
+struct PollMetrics {
+    let succeeded: Counter
+    let failed: Counter
+    let duration: Metrics.Timer
+
+    init(watch: String) {
+        succeeded = Counter(label: "paybridge_polls_total", dimensions: [("watch", watch), ("outcome", "ok")])
+        failed = Counter(label: "paybridge_polls_total", dimensions: [("watch", watch), ("outcome", "failed")])
+        duration = Metrics.Timer(label: "paybridge_poll_duration_seconds", dimensions: [("watch", watch)], preferredDisplayUnit: .seconds)
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// Polls one watch on its interval until a graceful shutdown, which stops it between pages.
+/// Failed polls back off (doubling, up to `source.maxBackoff`); while the state storage takes
+/// no writes, it waits instead of polling.
 struct WatchService: Service {
     let bridge: Bridge
     let watch: Watch
@@ -119,16 +217,34 @@ struct WatchService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             let clock = ContinuousClock()
+            var failures = 0
             while !Task.isCancelled {
-                let started = clock.now
-                do {
-                    let report = try await bridge.poller.poll(watch, shouldStop: { Task.isCancelled })
-                    bridge.log(report)
-                } catch {
-                    bridge.poller.logger.error("poll failed", metadata: ["watch": "\(watch.name)", "error": "\(error)"])
+                if !bridge.storage.isAvailable {
+                    await bridge.storage.waitUntilWritable(bridge.store)
+                    continue
                 }
-                let elapsed = clock.now - started
-                try? await Task.sleep(for: max(.zero, watch.every - elapsed))
+                let started = clock.now
+                switch await bridge.poll(watch, shouldStop: { Task.isCancelled }) {
+                case .success: failures = 0
+                case .failure(let error) where error.stage == .source: failures += 1
+                case .failure: break
+                }
+                let delay = PollSchedule.delay(every: watch.every, failures: failures, maxBackoff: bridge.configuration.source.maxBackoff)
+                try? await Task.sleep(for: max(.zero, delay - (clock.now - started)))
+            }
+        }
+    }
+}
+
+/// Applies retention at start and every hour.
+struct RetentionService: Service {
+    let bridge: Bridge
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                bridge.prune()
+                try? await Task.sleep(for: .seconds(3600))
             }
         }
     }

@@ -12,12 +12,13 @@ public final class SQLiteStore: Store {
     private let pool: DatabasePool
     public let path: String
 
-    /// Opens (and creates or migrates) the database in `directory`.
-    public init(directory: String) throws {
+    /// Opens (and creates or migrates) the database in `directory`. A write waits up to
+    /// `busyTimeout` for another writer (another process, an operator's sqlite3) to finish.
+    public init(directory: String, busyTimeout: Duration = .seconds(5)) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = URL(fileURLWithPath: directory).appendingPathComponent(Self.fileName).path
         var configuration = GRDB.Configuration()
-        configuration.busyMode = .timeout(10)
+        configuration.busyMode = .timeout(busyTimeout.seconds)
         configuration.label = "paybridge"
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
@@ -50,20 +51,20 @@ public final class SQLiteStore: Store {
                     CREATE TABLE event (
                         id TEXT PRIMARY KEY NOT NULL,
                         type TEXT NOT NULL,
-                        payment_id TEXT NOT NULL,
+                        subject TEXT NOT NULL,
                         sequence INTEGER NOT NULL,
-                        status TEXT NOT NULL,
+                        status TEXT,
                         previous_status TEXT,
-                        watch TEXT NOT NULL,
+                        watch TEXT,
                         created_at REAL NOT NULL,
                         body BLOB NOT NULL
                     );
-                    CREATE INDEX event_payment ON event(payment_id, sequence);
+                    CREATE INDEX event_created ON event(created_at);
                     CREATE TABLE delivery (
                         id INTEGER PRIMARY KEY,
                         event_id TEXT NOT NULL REFERENCES event(id),
                         endpoint TEXT NOT NULL,
-                        payment_id TEXT NOT NULL,
+                        subject TEXT NOT NULL,
                         sequence INTEGER NOT NULL,
                         state TEXT NOT NULL DEFAULT 'pending',
                         attempts INTEGER NOT NULL DEFAULT 0,
@@ -76,7 +77,8 @@ public final class SQLiteStore: Store {
                     );
                     CREATE INDEX delivery_due ON delivery(endpoint, due_at) WHERE state = 'pending';
                     CREATE INDEX delivery_next ON delivery(due_at) WHERE state = 'pending';
-                    CREATE INDEX delivery_order ON delivery(endpoint, payment_id, sequence) WHERE state = 'pending';
+                    CREATE INDEX delivery_order ON delivery(endpoint, subject, sequence) WHERE state = 'pending';
+                    CREATE INDEX delivery_done ON delivery(state, updated_at) WHERE state != 'pending';
                     CREATE TABLE attempt (
                         delivery_id INTEGER NOT NULL REFERENCES delivery(id),
                         number INTEGER NOT NULL,
@@ -86,6 +88,22 @@ public final class SQLiteStore: Store {
                         error TEXT,
                         PRIMARY KEY (delivery_id, number)
                     ) WITHOUT ROWID;
+                    CREATE TABLE endpoint_state (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        disabled_at REAL,
+                        disabled_reason TEXT,
+                        failing_since REAL
+                    );
+                    CREATE TABLE source_state (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        failing_since REAL,
+                        announced_at REAL,
+                        sequence INTEGER NOT NULL DEFAULT 0
+                    );
+                    CREATE TABLE heartbeat (
+                        id INTEGER PRIMARY KEY,
+                        at REAL NOT NULL
+                    );
                     """)
         }
         return migrator
@@ -99,6 +117,12 @@ public final class SQLiteStore: Store {
 
     public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
         try pool.write { db in try body(SQLiteTransaction(db: db)) }
+    }
+
+    public func checkWritable() throws {
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, ?)", arguments: [Date().timeIntervalSince1970])
+        }
     }
 
     static func paymentStates(_ db: Database, _ paymentIds: [String]) throws -> [String: PaymentState] {
@@ -146,29 +170,56 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func endpointRecords() throws -> [String: EndpointRecord] {
+        try pool.read { db in
+            var records: [String: EndpointRecord] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT name, disabled_at, disabled_reason, failing_since FROM endpoint_state") {
+                let disabledAt: Double? = row[1]
+                let failingSince: Double? = row[3]
+                records[row[0]] = EndpointRecord(
+                    disabledAt: disabledAt.map(Date.init(timeIntervalSince1970:)), disabledReason: row[2],
+                    failingSince: failingSince.map(Date.init(timeIntervalSince1970:)))
+            }
+            return records
+        }
+    }
+
+    public func sourceRecord() throws -> SourceRecord {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT failing_since, announced_at, sequence FROM source_state WHERE name = 'source'")
+            else { return SourceRecord() }
+            let failingSince: Double? = row[0]
+            let announcedAt: Double? = row[1]
+            return SourceRecord(
+                failingSince: failingSince.map(Date.init(timeIntervalSince1970:)),
+                announcedAt: announcedAt.map(Date.init(timeIntervalSince1970:)), sequence: row[2])
+        }
+    }
+
     // MARK: Delivery queue
 
     public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery] {
         try pool.read { db in
             let statement = try db.cachedStatement(
                 sql: """
-                    SELECT d.id, d.event_id, e.type, d.payment_id, d.sequence, d.attempts, e.body
+                    SELECT d.id, d.event_id, e.type, d.subject, d.sequence, d.attempts, e.created_at, e.body
                     FROM delivery d JOIN event e ON e.id = d.event_id
                     WHERE d.endpoint = ? AND d.state = 'pending' AND d.due_at <= ?
                       AND d.id NOT IN (SELECT value FROM json_each(?))
                       AND NOT EXISTS (
                         SELECT 1 FROM delivery p
-                        WHERE p.endpoint = d.endpoint AND p.payment_id = d.payment_id
+                        WHERE p.endpoint = d.endpoint AND p.subject = d.subject
                           AND p.state = 'pending' AND p.sequence < d.sequence)
                     ORDER BY d.due_at, d.id
                     LIMIT ?
                     """)
             let excluded = "[" + excluding.map(String.init).joined(separator: ",") + "]"
             return try Row.fetchAll(statement, arguments: [endpoint, dueBy.timeIntervalSince1970, excluded, limit]).map { row in
-                let body: Data = row[6]
+                let createdAt: Double = row[6]
+                let body: Data = row[7]
                 return QueuedDelivery(
-                    id: row[0], eventId: row[1], eventType: row[2], endpoint: endpoint, paymentId: row[3], sequence: row[4],
-                    attempts: row[5], body: [UInt8](body))
+                    id: row[0], eventId: row[1], eventType: row[2], endpoint: endpoint, subject: row[3], sequence: row[4],
+                    attempts: row[5], createdAt: Date(timeIntervalSince1970: createdAt), body: [UInt8](body))
             }
         }
     }
@@ -228,11 +279,11 @@ public final class SQLiteStore: Store {
             var conditions: [String] = []
             var arguments: StatementArguments = []
             if let endpoint {
-                conditions.append("endpoint = ?")
+                conditions.append("d.endpoint = ?")
                 arguments += [endpoint]
             }
             if let state {
-                conditions.append("state = ?")
+                conditions.append("d.state = ?")
                 arguments += [state.rawValue]
             }
             let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
@@ -240,16 +291,19 @@ public final class SQLiteStore: Store {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT id, event_id, endpoint, payment_id, sequence, state, attempts, due_at, last_status, last_error
-                    FROM delivery \(filter) ORDER BY id LIMIT ?
+                    SELECT d.id, d.event_id, e.type, d.endpoint, d.subject, d.sequence, d.state, d.attempts, d.due_at,
+                        d.updated_at, d.last_status, d.last_error
+                    FROM delivery d JOIN event e ON e.id = d.event_id \(filter) ORDER BY d.id LIMIT ?
                     """, arguments: arguments)
             return rows.map { row in
-                let dueAt: Double = row[7]
-                let stateText: String = row[5]
+                let stateText: String = row[6]
+                let dueAt: Double = row[8]
+                let updatedAt: Double = row[9]
                 return DeliveryRecord(
-                    id: row[0], eventId: row[1], endpoint: row[2], paymentId: row[3], sequence: row[4],
-                    state: DeliveryState(rawValue: stateText) ?? .pending, attempts: row[6],
-                    dueAt: Date(timeIntervalSince1970: dueAt), lastStatus: row[8], lastError: row[9])
+                    id: row[0], eventId: row[1], eventType: row[2], endpoint: row[3], subject: row[4], sequence: row[5],
+                    state: DeliveryState(rawValue: stateText) ?? .pending, attempts: row[7],
+                    dueAt: Date(timeIntervalSince1970: dueAt), updatedAt: Date(timeIntervalSince1970: updatedAt),
+                    lastStatus: row[10], lastError: row[11])
             }
         }
     }
@@ -265,6 +319,73 @@ public final class SQLiteStore: Store {
             }
             return counts
         }
+    }
+
+    public func pendingCounts() throws -> [String: Int] {
+        try pool.read { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT endpoint, COUNT(*) FROM delivery WHERE state = 'pending' GROUP BY endpoint") {
+                counts[row[0]] = row[1]
+            }
+            return counts
+        }
+    }
+
+    public func replay(endpoint: String, ids: [Int64]?, at date: Date) throws -> Int {
+        try pool.write { db in
+            let now = date.timeIntervalSince1970
+            if let ids {
+                try db.execute(
+                    sql: """
+                        UPDATE delivery SET state = 'pending', attempts = 0, due_at = ?, updated_at = ?
+                        WHERE endpoint = ? AND state != 'pending' AND id IN (SELECT value FROM json_each(?))
+                        """, arguments: [now, now, endpoint, "[" + ids.map(String.init).joined(separator: ",") + "]"])
+            } else {
+                try db.execute(
+                    sql: """
+                        UPDATE delivery SET state = 'pending', attempts = 0, due_at = ?, updated_at = ?
+                        WHERE endpoint = ? AND state = 'dead'
+                        """, arguments: [now, now, endpoint])
+            }
+            return db.changesCount
+        }
+    }
+
+    public func purgeDead(endpoint: String, before: Date) throws -> Int {
+        try pool.write { db in
+            let doomed = "SELECT id FROM delivery WHERE endpoint = ? AND state = 'dead' AND updated_at < ?"
+            let arguments: StatementArguments = [endpoint, before.timeIntervalSince1970]
+            try db.execute(sql: "DELETE FROM attempt WHERE delivery_id IN (\(doomed))", arguments: arguments)
+            try db.execute(sql: "DELETE FROM delivery WHERE id IN (\(doomed))", arguments: arguments)
+            let count = db.changesCount
+            try Self.deleteOrphanEvents(db, before: before)
+            return count
+        }
+    }
+
+    public func prune(before: Date) throws -> PruneReport {
+        try pool.write { db in
+            var report = PruneReport()
+            let done = "SELECT id FROM delivery WHERE state = 'delivered' AND updated_at < ?"
+            let arguments: StatementArguments = [before.timeIntervalSince1970]
+            try db.execute(sql: "DELETE FROM attempt WHERE delivery_id IN (\(done))", arguments: arguments)
+            report.attempts = db.changesCount
+            try db.execute(sql: "DELETE FROM delivery WHERE id IN (\(done))", arguments: arguments)
+            report.deliveries = db.changesCount
+            report.events = try Self.deleteOrphanEvents(db, before: before)
+            return report
+        }
+    }
+
+    /// Events older than `before` that no delivery refers to any more.
+    @discardableResult
+    private static func deleteOrphanEvents(_ db: Database, before: Date) throws -> Int {
+        try db.execute(
+            sql: """
+                DELETE FROM event WHERE created_at < ?
+                  AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_id = event.id)
+                """, arguments: [before.timeIntervalSince1970])
+        return db.changesCount
     }
 }
 
@@ -286,28 +407,44 @@ private struct SQLiteTransaction: StoreTransaction {
         try statement.execute(arguments: [paymentId, state.status, state.sequence, date.timeIntervalSince1970])
     }
 
-    func appendEvent(_ event: PaymentEvent, endpoints: [String], dueAt: Date) throws {
+    func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) throws {
         let insertEvent = try db.cachedStatement(
             sql: """
-                INSERT OR IGNORE INTO event (id, type, payment_id, sequence, status, previous_status, watch, created_at, body)
+                INSERT OR IGNORE INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
         try insertEvent.execute(arguments: [
-            event.id, event.type.rawValue, event.paymentId, event.sequence, event.status, event.previousStatus, event.watch,
+            event.id, event.type.rawValue, event.subject, event.sequence, event.status, event.previousStatus, event.watch,
             event.createdAt.timeIntervalSince1970, Data(event.body),
         ])
         guard !endpoints.isEmpty else { return }
         let insertDelivery = try db.cachedStatement(
             sql: """
-                INSERT OR IGNORE INTO delivery (event_id, endpoint, payment_id, sequence, due_at, created_at, updated_at)
+                INSERT OR IGNORE INTO delivery (event_id, endpoint, subject, sequence, due_at, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
         let now = event.createdAt.timeIntervalSince1970
         for endpoint in endpoints {
             try insertDelivery.execute(arguments: [
-                event.id, endpoint, event.paymentId, event.sequence, dueAt.timeIntervalSince1970, now, now,
+                event.id, endpoint, event.subject, event.sequence, dueAt.timeIntervalSince1970, now, now,
             ])
         }
+    }
+
+    func saveEndpointRecord(name: String, _ record: EndpointRecord) throws {
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO endpoint_state (name, disabled_at, disabled_reason, failing_since) VALUES (?, ?, ?, ?)
+                """,
+            arguments: [
+                name, record.disabledAt?.timeIntervalSince1970, record.disabledReason, record.failingSince?.timeIntervalSince1970,
+            ])
+    }
+
+    func saveSourceRecord(_ record: SourceRecord) throws {
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO source_state (name, failing_since, announced_at, sequence) VALUES ('source', ?, ?, ?)",
+            arguments: [record.failingSince?.timeIntervalSince1970, record.announcedAt?.timeIntervalSince1970, record.sequence])
     }
 
     func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws {

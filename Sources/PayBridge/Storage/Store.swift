@@ -18,16 +18,48 @@ public struct WatchRecord: Sendable, Equatable {
     public var lastSuccessAt: Date?
 }
 
+/// What paybridge remembers of an endpoint between runs.
+public struct EndpointRecord: Sendable, Equatable {
+    public var disabledAt: Date?
+    public var disabledReason: String?
+    /// Start of the current run of failures, kept so a restart does not reset the clock
+    /// of `disableAfter`.
+    public var failingSince: Date?
+
+    public init(disabledAt: Date? = nil, disabledReason: String? = nil, failingSince: Date? = nil) {
+        self.disabledAt = disabledAt
+        self.disabledReason = disabledReason
+        self.failingSince = failingSince
+    }
+}
+
+/// What paybridge remembers of the bank's availability between runs.
+public struct SourceRecord: Sendable, Equatable {
+    public var failingSince: Date?
+    /// When `source.unavailable` was emitted for the current outage.
+    public var announcedAt: Date?
+    /// Change number of the `source` subject (orders its events).
+    public var sequence: Int
+
+    public init(failingSince: Date? = nil, announcedAt: Date? = nil, sequence: Int = 0) {
+        self.failingSince = failingSince
+        self.announcedAt = announcedAt
+        self.sequence = sequence
+    }
+}
+
 /// A delivery waiting for its next attempt, with what that attempt sends.
 public struct QueuedDelivery: Sendable, Equatable {
     public var id: Int64
     public var eventId: String
     public var eventType: String
     public var endpoint: String
-    public var paymentId: String
+    public var subject: String
     public var sequence: Int
     /// Attempts made before this one.
     public var attempts: Int
+    /// When the event was detected (for latency figures).
+    public var createdAt: Date
     public var body: [UInt8]
 }
 
@@ -70,14 +102,23 @@ public struct AttemptRecord: Sendable {
 public struct DeliveryRecord: Sendable, Equatable {
     public var id: Int64
     public var eventId: String
+    public var eventType: String
     public var endpoint: String
-    public var paymentId: String
+    public var subject: String
     public var sequence: Int
     public var state: DeliveryState
     public var attempts: Int
     public var dueAt: Date
+    public var updatedAt: Date
     public var lastStatus: Int?
     public var lastError: String?
+}
+
+/// What a retention pass removed.
+public struct PruneReport: Sendable, Equatable {
+    public var deliveries = 0
+    public var attempts = 0
+    public var events = 0
 }
 
 /// The writes of one transaction: all of them commit, or none.
@@ -85,9 +126,11 @@ public protocol StoreTransaction {
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
     func savePaymentState(paymentId: String, state: PaymentState, at date: Date) throws
     /// Stores the event and one pending delivery per endpoint, due at `dueAt`.
-    func appendEvent(_ event: PaymentEvent, endpoints: [String], dueAt: Date) throws
+    func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) throws
     func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws
     func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
+    func saveEndpointRecord(name: String, _ record: EndpointRecord) throws
+    func saveSourceRecord(_ record: SourceRecord) throws
 }
 
 /// The state and the delivery queue. SQLite is the embedded implementation; every SQL
@@ -97,11 +140,15 @@ public protocol Store: Sendable {
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
     /// Runs `body` in one write transaction.
     func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T
+    /// Fails unless a write transaction can commit now (the storage-fault probe).
+    func checkWritable() throws
 
     func watchRecord(name: String) throws -> WatchRecord?
     func watchMembers(name: String) throws -> Set<String>
+    func endpointRecords() throws -> [String: EndpointRecord]
+    func sourceRecord() throws -> SourceRecord
 
-    /// Pending deliveries of `endpoint` due by `dueBy` whose payment has no earlier pending
+    /// Pending deliveries of `endpoint` due by `dueBy` whose subject has no earlier pending
     /// delivery to the same endpoint, oldest first, skipping the ids in `excluding`.
     func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery]
     /// The earliest due time after `date` among pending deliveries of `endpoints`.
@@ -110,4 +157,13 @@ public protocol Store: Sendable {
 
     func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord]
     func deliveryCounts() throws -> [String: [DeliveryState: Int]]
+    /// Pending deliveries per endpoint (cheap: an index covers it).
+    func pendingCounts() throws -> [String: Int]
+    /// Makes dead (or, with `ids`, those) deliveries of `endpoint` pending again, due now.
+    func replay(endpoint: String, ids: [Int64]?, at date: Date) throws -> Int
+    /// Deletes dead deliveries of `endpoint` last touched before `before`.
+    func purgeDead(endpoint: String, before: Date) throws -> Int
+    /// Deletes delivered deliveries, their attempts, and events left without deliveries, all
+    /// older than `before`. Dead letters and pending deliveries are kept.
+    func prune(before: Date) throws -> PruneReport
 }
