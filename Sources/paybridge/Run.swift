@@ -29,13 +29,23 @@ struct Run: AsyncParsableCommand {
                         metadata: ["state": "\(configuration.state.path)"])
         }
         let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger, demo: config == nil)
-        let bridge: Bridge
-        do {
-            bridge = try Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger)
-        } catch {
-            printError("error: \(error)")
-            throw ExitCode(1)
+        // A state folder that cannot be opened (read-only, full, locked) is waited out: the
+        // operator sees one line and paybridge starts as soon as it clears.
+        var opened: Bridge?
+        var announced = false
+        while opened == nil {
+            do {
+                opened = try Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger)
+            } catch {
+                if !announced {
+                    logger.error("\(error); retrying every 2 s until it opens")
+                    announced = true
+                }
+                try await Task.sleep(for: .seconds(2))
+            }
         }
+        guard let bridge = opened else { return }
+        if announced { logger.notice("state database opened") }
         var services = bridge.services()
         if let listen = configuration.adminListen {
             services.insert(AdminServer.application(listen: listen, bridge: bridge, registry: registry, logger: logger), at: 0)

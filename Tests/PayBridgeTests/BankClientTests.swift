@@ -150,6 +150,8 @@ final class Counter: Sendable {
     private let value = Mutex(0)
 
     func next() -> Int { value.withLock { count in defer { count += 1 }; return count } }
+
+    func peek() -> Int { value.withLock { $0 } }
 }
 
 @Suite struct TokenCacheTests {

@@ -170,4 +170,5 @@ final class LineCollector: Sendable {
     }
 
     var first: String? { lines.withLock { $0.first } }
+    var all: [String] { lines.withLock { $0 } }
 }

@@ -187,27 +187,13 @@ import Testing
     }
 }
 
-/// Accepts TCP connections on 127.0.0.1 and never reads or answers.
+/// Completes TCP handshakes (the kernel does) and never reads or answers.
 final class SilentListener: Sendable {
     let port: Int
     private let socket: Int32
 
     init() throws {
-        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        guard bound == 0, listen(fd, 64) == 0 else { throw POSIXError(.EADDRINUSE) }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        socket = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (socket, port) = try Sockets.listener(backlog: 64)
     }
 
     func close() { _ = Glibc.close(socket) }

@@ -98,5 +98,30 @@ import Testing
         let rejected = await unverified.pollOnce()
         unverified.close()
         #expect(rejected.failures.first.map { "\($0)".contains("TLS error") } == true, "\(rejected.failures)")
+
+        // An endpoint with its own client certificate: the receiver sees it.
+        let bank = try await TestBank.start()
+        let paymentId = bank.bank.createPayment(amount: 10, status: "PendingProcessing")
+        func endpointConfig(_ tls: String, state: String) -> String {
+            Fixtures.config(
+                bankURL: bank.url, state: directory.file(state),
+                endpoints: "  hook:\n    url: \(url)/hook\n    secret: \(Fixtures.secret)\n    retry: [1h]\n    caFile: \(certificates.ca)\n\(tls)")
+        }
+        let signed = try Bridge(
+            configuration: try Fixtures.load(
+                endpointConfig("    clientCertificate: \(certificates.clientCertificate)\n    clientKey: \(certificates.clientKey)\n", state: "s1"),
+                in: directory), logger: Fixtures.quietLogger)
+        let anonymousEndpoint = try Bridge(
+            configuration: try Fixtures.load(endpointConfig("", state: "s2"), in: directory), logger: Fixtures.quietLogger)
+        for bridge in [signed, anonymousEndpoint] { _ = await bridge.pollOnce() }
+        bank.bank.setStatus(paymentId, "Processed")
+        for bridge in [signed, anonymousEndpoint] { _ = await bridge.pollOnce() }
+        #expect(try signed.store.deliveries(endpoint: "hook", state: .delivered, limit: 1).count == 1)
+        let refusedDelivery = try anonymousEndpoint.store.deliveries(endpoint: "hook", state: .pending, limit: 1).first
+        #expect(refusedDelivery?.attempts == 1)
+        #expect(lines.all.contains("hook paybridge-client"))
+        signed.close()
+        anonymousEndpoint.close()
+        await bank.stop()
     }
 }

@@ -155,6 +155,8 @@ public final class Dispatcher: @unchecked Sendable {
     private var inFlightCount: Int { targets.reduce(0) { $0 + $1.inFlight.count } }
 
     private func loop(_ mode: Mode) {
+        var drainCutoff: Date?
+        if case .drain(let date) = mode { drainCutoff = date }
         while true {
             condition.lock()
             let batch = finished
@@ -163,8 +165,10 @@ public final class Dispatcher: @unchecked Sendable {
             let stopping = stopDeadline
             condition.unlock()
 
-            record(batch)
+            let announced = record(batch)
             let current = now()
+            // Events this loop created (endpoint.disabled) are due now, even in a drain.
+            if announced, let cutoff = drainCutoff { drainCutoff = max(cutoff, current) }
             syncEndpointRecords(at: current)
             publishStatuses()
             if let stopping {
@@ -175,9 +179,7 @@ public final class Dispatcher: @unchecked Sendable {
                     return
                 }
             } else if storage.isAvailable {
-                let dueBy: Date
-                if case .drain(let date) = mode { dueBy = date } else { dueBy = current }
-                let started = fill(dueBy: dueBy, now: current)
+                let started = fill(dueBy: drainCutoff ?? current, now: current)
                 if case .drain = mode, started == 0, inFlightCount == 0, !hasFinished() { return }
             } else if case .drain = mode, inFlightCount == 0, !hasFinished() {
                 return  // Results not recorded stay pending in the store and are sent again later.
@@ -197,6 +199,8 @@ public final class Dispatcher: @unchecked Sendable {
         for target in targets {
             if let change = target.health.nextChange { wake = min(wake, change) }
             if let next = target.limiter?.nextStart, next > current { wake = min(wake, next) }
+            // A disabled endpoint may be re-enabled by an operator: look every two seconds.
+            if target.health.isDisabled { wake = min(wake, current.addingTimeInterval(2)) }
         }
         if let next = try? store.nextDueDate(after: current, endpoints: targets.map(\.endpoint.name)) {
             wake = min(wake, next)
@@ -292,8 +296,9 @@ public final class Dispatcher: @unchecked Sendable {
     // MARK: Results
 
     /// Turns finished attempts into records, updates each endpoint's health, and commits the
-    /// records together (with any held back by an earlier storage fault).
-    private func record(_ batch: [Finished]) {
+    /// records together (with any held back by an earlier storage fault). Returns whether it
+    /// committed events of its own.
+    private func record(_ batch: [Finished]) -> Bool {
         for attempt in batch {
             let index = attempt.target
             let endpoint = targets[index].endpoint
@@ -316,11 +321,11 @@ public final class Dispatcher: @unchecked Sendable {
                 apply(change, to: index, at: attempt.finishedAt)
             }
         }
-        flush()
+        return flush()
     }
 
-    private func flush() {
-        guard !unrecorded.isEmpty || !unsavedEvents.isEmpty else { return }
+    private func flush() -> Bool {
+        guard !unrecorded.isEmpty || !unsavedEvents.isEmpty else { return false }
         do {
             let records = unrecorded.values.flatMap { $0 }
             let events = unsavedEvents
@@ -339,10 +344,12 @@ public final class Dispatcher: @unchecked Sendable {
             unrecorded.removeAll()
             storage.reportHealthy()
             if queued { onQueued() }
+            return !events.isEmpty
         } catch {
             // The deliveries stay pending in the store and are held back here until it takes
             // writes again; if paybridge stops first, they are attempted again later.
             storage.reportFault(error)
+            return false
         }
     }
 

@@ -1,9 +1,8 @@
 """A minimal Banking Circle stand-in over HTTPS that requires a client certificate.
 
 Usage: python3 mtls_bank.py CERT KEY CA
-Serves the authorize call (Basic sandbox:sandbox) and a one-payment list on 127.0.0.1,
-prints "port N" once listening, and answers every request with the client's CN in
-the X-Client-CN header.
+Serves the authorize call (Basic sandbox:sandbox), a one-payment list and a webhook
+receiver (POST, prints "hook <client CN>") on 127.0.0.1; prints "port N" once listening.
 """
 import base64
 import http.server
@@ -37,6 +36,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(401, b"", cn)
         payment = {"paymentId": "5f0e1c2d-0000-4000-8000-000000000001", "status": "Processed", "amount": 13.00}
         return self.reply(200, json.dumps({"result": [payment], "pageInfo": {"currentPage": 1, "pageSize": 1000, "rowCount": 1}}).encode(), cn)
+
+    def do_POST(self):
+        peer = self.connection.getpeercert() or {}
+        cn = next((value for rdn in peer.get("subject", ()) for name, value in rdn if name == "commonName"), "")
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        print(f"hook {cn}", flush=True)
+        return self.reply(204, b"", cn)
 
     def reply(self, status, body, cn):
         head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\nX-Client-CN: {cn}\r\n\r\n"

@@ -26,6 +26,7 @@ final class TestReceiver: Sendable {
         var status: Int = 204
         var headers: [(String, String)] = []
         var delay: Duration = .zero
+        var bodySize = 0
 
         static let ok = Reply()
         static func status(_ code: Int, _ headers: [(String, String)] = []) -> Reply { Reply(status: code, headers: headers) }
@@ -63,7 +64,10 @@ final class TestReceiver: Sendable {
             for (name, value) in reply.headers {
                 if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
             }
-            return Response(status: .init(code: reply.status), headers: fields)
+            guard reply.bodySize > 0 else { return Response(status: .init(code: reply.status), headers: fields) }
+            return Response(
+                status: .init(code: reply.status), headers: fields,
+                body: ResponseBody(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "x"), count: reply.bodySize)))
         }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: "test-receiver")

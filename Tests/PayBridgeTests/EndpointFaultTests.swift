@@ -1,0 +1,200 @@
+import Foundation
+import Sandbox
+import Testing
+
+@testable import PayBridge
+
+/// Every way an endpoint can fail is one clean failed attempt, retried on schedule; 410 Gone
+/// disables the endpoint, visibly, without losing its deliveries.
+@Suite(.serialized) struct EndpointFaultTests {
+    enum Fault: String, CaseIterable, CustomTestStringConvertible {
+        case clientError, redirect, serverErrorWithMegabytes, reset, refused, neverAnswers, connectTimeout
+
+        var testDescription: String { rawValue }
+    }
+
+    /// One change delivered to an endpoint that fails as `fault`; returns the delivery after the attempt.
+    func attempt(against url: String, timeout: String = "timeout: 1s\n    connectTimeout: 300ms") async throws -> (DeliveryRecord?, Date) {
+        let harness = try await Harness.start()
+        let ids = harness.createPayments(1)
+        let endpoint = Fixtures.endpoint("erp", url: url, retry: "[1h, 1h]").replacingOccurrences(of: "timeout: 5s", with: timeout)
+        let bridge = try harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
+        _ = await bridge.pollOnce()
+        harness.bank.bank.setStatus(ids[0], "Processed")
+        let started = Date()
+        let result = await bridge.pollOnce()
+        #expect(result.failures.isEmpty)
+        let delivery = try bridge.store.deliveries(endpoint: "erp", state: nil, limit: 10).first
+        bridge.close()
+        await harness.stop()
+        return (delivery, started)
+    }
+
+    @Test(arguments: Fault.allCases)
+    func eachFaultIsACleanFailedAttemptRetriedOnSchedule(fault: Fault) async throws {
+        var cleanup: @Sendable () async -> Void = {}
+        let url: String
+        let expected: String
+        switch fault {
+        case .clientError, .redirect, .serverErrorWithMegabytes:
+            let receiver = try await TestReceiver.start { _, _ in
+                switch fault {
+                case .clientError: return .status(422)
+                case .redirect: return .status(302, [("Location", "http://127.0.0.1:1/elsewhere")])
+                default: return TestReceiver.Reply(status: 500, bodySize: 5 << 20)
+                }
+            }
+            cleanup = { await receiver.stop() }
+            url = receiver.url
+            expected = ["clientError": "HTTP 422", "redirect": "HTTP 302", "serverErrorWithMegabytes": "HTTP 500: xxxx"][fault.rawValue] ?? ""
+        case .reset:
+            let listener = try ResettingListener()
+            cleanup = { listener.close() }
+            url = "http://127.0.0.1:\(listener.port)/hook"
+            expected = "connection failed"
+        case .refused:
+            url = "http://127.0.0.1:\(try Sockets.closedPort())/hook"
+            expected = "connection failed"
+        case .neverAnswers:
+            let listener = try SilentListener()
+            cleanup = { listener.close() }
+            url = "http://127.0.0.1:\(listener.port)/hook"
+            expected = "timed out"
+        case .connectTimeout:
+            let listener = try FullBacklogListener()
+            cleanup = { listener.close() }
+            url = "http://127.0.0.1:\(listener.port)/hook"
+            expected = "timed out"
+        }
+        let (delivery, started) = try await attempt(against: url)
+        await cleanup()
+        let record = try #require(delivery)
+        #expect(record.state == .pending)
+        #expect(record.attempts == 1)
+        #expect(record.lastError?.hasPrefix(expected) == true, "\(record.lastError ?? "nil")")
+        // Next attempt on the schedule: an hour (±10 % jitter) after this one.
+        let wait = record.dueAt.timeIntervalSince(started)
+        #expect(wait > 3200 && wait < 4000)
+        if fault == .serverErrorWithMegabytes {
+            #expect((record.lastError?.count ?? 0) < 300)  // the body was not kept
+        }
+    }
+
+    @Test func aTwoHundredWithMegabytesIsDelivered() async throws {
+        let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, bodySize: 8 << 20) }
+        let (delivery, _) = try await attempt(against: receiver.url, timeout: "timeout: 10s")
+        #expect(delivery?.state == .delivered)
+        await receiver.stop()
+    }
+
+    @Test func goneDisablesTheEndpointAnnouncesItAndKeepsItsDeliveries() async throws {
+        let harness = try await Harness.start()
+        let gone = try await TestReceiver.start { _, _ in .status(410) }
+        let ops = try await TestReceiver.start()
+        let ids = harness.createPayments(3)
+        let text = Fixtures.config(
+            bankURL: harness.bank.url, state: harness.statePath,
+            endpoints: Fixtures.endpoint("erp", url: gone.url, concurrency: 1) + Fixtures.endpoint("ops", url: ops.url),
+            routes: """
+                  - when: { type: [payment.status_changed] }
+                    to: [erp]
+                  - when: { type: [endpoint.disabled] }
+                    to: [ops, erp]
+                """)
+        let bridge = try harness.bridge(text)
+        _ = await bridge.pollOnce()
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        _ = await bridge.pollOnce()
+        #expect(gone.requests.count == 1)  // disabled after the first 410: the rest wait
+        let pending = try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
+        #expect(pending.count == 3)
+        #expect(try bridge.store.endpointRecords()["erp"]?.disabledReason == "the endpoint answered 410 Gone")
+        #expect(bridge.dispatcher.endpointStatuses.first { $0.name == "erp" }?.state == "disabled")
+
+        // The announcement went to ops (not to the disabled endpoint itself).
+        #expect(ops.requests.count == 1)
+        let announcement = try #require(ops.requests.first)
+        #expect(announcement.type == "endpoint.disabled")
+        #expect(announcement.data["endpoint"] as? String == "erp")
+        #expect(announcement.data["reason"] as? String == "the endpoint answered 410 Gone")
+        #expect(announcement.data["pendingDeliveries"] as? Int == 3)
+        #expect(announcement.webhookId.hasPrefix("evt_"))
+
+        // Nothing more is attempted while disabled, even much later.
+        _ = await bridge.pollOnce()
+        #expect(gone.requests.count == 1)
+
+        // An operator re-enables it (what `paybridge endpoints enable erp` writes); the
+        // dispatcher picks that up and delivers everything, in order per payment.
+        gone.setResponder { _, _ in .ok }
+        try bridge.store.write { try $0.saveEndpointRecord(name: "erp", EndpointRecord()) }
+        try await Task.sleep(for: .milliseconds(2100))
+        await bridge.deliverDue()
+        #expect(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).isEmpty)
+        #expect(Set(gone.requests.dropFirst().map(\.paymentId)) == Set(ids))
+        bridge.close()
+        await gone.stop()
+        await ops.stop()
+        await harness.stop()
+    }
+
+    @Test func aFloodForOneEndpointDoesNotStarveAnother() async throws {
+        let harness = try await Harness.start()
+        var slow = TestReceiver.Reply.ok
+        slow.delay = .milliseconds(20)
+        let flooded = try await TestReceiver.start { [slow] _, _ in slow }
+        let quiet = try await TestReceiver.start()
+        let ids = harness.createPayments(400)
+        let text = Fixtures.config(
+            bankURL: harness.bank.url, state: harness.statePath,
+            endpoints: Fixtures.endpoint("flooded", url: flooded.url, concurrency: 4) + Fixtures.endpoint("quiet", url: quiet.url),
+            routes: """
+                  - to: [flooded]
+                  - when: { status: [Rejected] }
+                    to: [quiet]
+                """)
+        let bridge = try harness.bridge(text)
+        _ = await bridge.pollOnce()
+        for id in ids.dropLast(5) { harness.bank.bank.setStatus(id, "Processed") }
+        _ = await bridge.pollWatches()  // 395 deliveries for the flooded endpoint
+        let running = Task { await bridge.dispatcher.run(.continuous) }
+        #expect(await flooded.waitFor(count: 10))
+        for id in ids.suffix(5) { harness.bank.bank.setStatus(id, "Rejected") }
+        _ = await bridge.pollWatches()
+        // The quiet endpoint's five arrive while the flood (≈2 s of work) is far from done.
+        #expect(await quiet.waitFor(count: 5, timeout: .seconds(5)))
+        #expect(flooded.requests.count < 300)
+        bridge.dispatcher.stop(grace: .zero)
+        await running.value
+        bridge.close()
+        await flooded.stop()
+        await quiet.stop()
+        await harness.stop()
+    }
+
+    @Test func theRateLimitHolds() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(30)
+        let endpoint = Fixtures.endpoint("erp", url: receiver.url, concurrency: 8, extra: "    rateLimit: 10/s")
+        let bridge = try harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
+        _ = await bridge.pollOnce()
+        for id in ids { harness.bank.bank.setStatus(id, "Processed") }
+        _ = await bridge.pollWatches()
+        let running = Task { await bridge.dispatcher.run(.continuous) }
+        #expect(await receiver.waitFor(count: 30, timeout: .seconds(10)))
+        bridge.dispatcher.stop(grace: .zero)
+        await running.value
+        let arrivals = receiver.requests.map(\.receivedAt)
+        for start in arrivals {
+            // Arrival jitter on a busy machine can bunch two requests; never more than the limit.
+            let window = arrivals.filter { $0 >= start && $0 < start.addingTimeInterval(1) }
+            #expect(window.count <= 11, "\(window.count) requests within a second")
+        }
+        let span = (arrivals.max() ?? Date()).timeIntervalSince(arrivals.min() ?? Date())
+        #expect(span >= 2.8)  // 30 requests at 10/s take at least 2.9 s
+        bridge.close()
+        await receiver.stop()
+        await harness.stop()
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import Sandbox
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// The bank failing: outages announced once, backoff, recovery, and no false events from
+/// pages that drift while paybridge reads them.
+@Suite(.serialized) struct SourceFaultTests {
+    @Test func anOutageIsAnnouncedOnceAndItsEndToo() async throws {
+        let harness = try await Harness.start()
+        let ops = try await TestReceiver.start()
+        _ = harness.createPayments(2)
+        let text = Fixtures.config(
+            bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("ops", url: ops.url),
+            routes: "  - when: { type: [source.unavailable, source.recovered] }\n    to: [ops]",
+            extraSource: "  unavailableAfter: 300ms")
+        let bridge = try harness.bridge(text)
+        _ = await bridge.pollOnce()
+        harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? .json(503, "{}") : nil }
+        for _ in 0..<4 {
+            _ = await bridge.pollOnce()
+            try await Task.sleep(for: .milliseconds(150))
+        }
+        #expect(ops.requests.map(\.type) == ["source.unavailable"])
+        #expect(await !bridge.source.isAvailable)
+        let error = ops.requests.first?.data["error"] as? String ?? ""
+        #expect(error.contains("HTTP 503") && error.contains("request id "))
+        harness.bank.bank.setInterceptor(nil)
+        _ = await bridge.pollOnce()
+        _ = await bridge.pollOnce()
+        #expect(ops.requests.map(\.type) == ["source.unavailable", "source.recovered"])
+        #expect(ops.requests.last?.data["since"] as? String == ops.requests.first?.data["since"] as? String)
+        bridge.close()
+
+        // A restart during an outage does not announce it again.
+        harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? .json(503, "{}") : nil }
+        let first = try harness.bridge(text)
+        _ = await first.pollOnce()
+        try await Task.sleep(for: .milliseconds(350))
+        _ = await first.pollOnce()
+        first.close()
+        let second = try harness.bridge(text)
+        _ = await second.pollOnce()
+        #expect(ops.requests.map(\.type) == ["source.unavailable", "source.recovered", "source.unavailable"])
+        second.close()
+        await ops.stop()
+        await harness.stop()
+    }
+
+    @Test func aFiveHundredStormMakesRunBackOffThenRecover() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(2)
+        let text = Fixtures.config(
+            bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url),
+            extraSource: "  maxBackoff: 800ms"
+        ).replacingOccurrences(of: "every: 1s", with: "every: 100ms").replacingOccurrences(of: "retries: 1", with: "retries: 0")
+        let path = try harness.directory.write("pb.yaml", text)
+        let (process, _, _) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        for _ in 0..<100 where harness.bank.paymentRequests.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        let storm = Counter()
+        harness.bank.bank.setInterceptor { request in
+            guard request.path.hasPrefix("/api/v1/payments") else { return nil }
+            _ = storm.next()
+            return .json(500, #"{"errorCode":"Internal"}"#)
+        }
+        try await Task.sleep(for: .seconds(3))
+        // Without backoff a 100 ms watch polls ~30 times in 3 s; backing off 0.2, 0.4, 0.8, 0.8 … s it polls about 6.
+        let duringStorm = storm.next()
+        #expect(duringStorm >= 3 && duringStorm <= 10, "\(duringStorm) polls during the storm")
+        harness.bank.bank.setInterceptor(nil)
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        #expect(await receiver.waitFor(count: 1, timeout: .seconds(5)))
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        #expect(receiver.requests.map(\.paymentId) == [ids[0]])  // no false events from the storm
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    @Test func pagesThatDriftWhilePagingMakeNoFalseEvents() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(25)
+        let bridge = try harness.bridge(
+            Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: receiver.url)))
+        _ = await bridge.pollOnce()
+
+        // New payments arrive (newest first: they push everything down a page) and others
+        // vanish from the window, between the requests for page 1 and page 2.
+        let bank = harness.bank.bank
+        let added = Mutex<[String]>([])
+        let drifted = Mutex(false)
+        bank.setInterceptor { request in
+            guard request.queryValue("PageNumber") == "2" else { return nil }
+            let first = drifted.withLock { done -> Bool in
+                defer { done = true }
+                return !done
+            }
+            guard first else { return nil }
+            let new = (0..<3).map { _ in bank.createPayment(amount: 5, status: "PendingProcessing") }
+            added.withLock { $0 = new }
+            bank.removePayment(ids[0])
+            bank.removePayment(ids[24])
+            return nil
+        }
+        let drift = await bridge.pollOnce()
+        #expect(added.withLock { $0.count } == 3)
+        #expect(drift.failures.isEmpty)
+        #expect(drift.reports.first?.pages == 3)
+        #expect(drift.reports.first?.events == 0)
+        #expect(receiver.requests.isEmpty)
+
+        bank.setInterceptor(nil)
+        _ = await bridge.pollOnce()
+        #expect(receiver.requests.count == 3)
+        #expect(Set(receiver.requests.map(\.paymentId)) == Set(added.withLock { $0 }))
+        #expect(receiver.requests.allSatisfy { $0.type == "payment.created" })
+        bridge.close()
+        await receiver.stop()
+        await harness.stop()
+    }
+}
+
+@Suite(.serialized) struct RetentionTests {
+    @Test func deliveredEventsArePrunedDeadLettersKeptUntilReplayedOrPurged() async throws {
+        let scenario = try await Scenario.start(payments: 3, retry: "[]") { request, _ in
+            request.status == "Rejected" ? .status(500) : .ok
+        }
+        _ = await scenario.bridge.pollOnce()
+        scenario.bank.setStatus(scenario.ids[0], "Processed")
+        scenario.bank.setStatus(scenario.ids[1], "Processed")
+        scenario.bank.setStatus(scenario.ids[2], "Rejected")
+        _ = await scenario.bridge.pollOnce()
+        let store = scenario.bridge.store
+        #expect(try store.deliveryCounts()["erp"] == [.delivered: 2, .dead: 1])
+
+        // Within the retention period nothing goes; after it, delivered events and their logs do.
+        #expect(scenario.bridge.prune(now: Date().addingTimeInterval(29 * 86400)) == PruneReport())
+        let report = try #require(scenario.bridge.prune(now: Date().addingTimeInterval(31 * 86400)))
+        #expect(report == PruneReport(deliveries: 2, attempts: 2, events: 2))
+        #expect(try store.deliveryCounts()["erp"] == [.dead: 1])
+
+        // The dead letter stays until replayed…
+        scenario.receiver.setResponder { _, _ in .ok }
+        let dead = try #require(try store.deliveries(endpoint: "erp", state: .dead, limit: 1).first)
+        #expect(try store.replay(endpoint: "erp", ids: nil, at: Date()) == 1)
+        await scenario.bridge.deliverDue()
+        #expect(scenario.receiver.requests.last?.webhookId == dead.eventId)
+        #expect(try store.deliveryCounts()["erp"] == [.delivered: 1])
+
+        // …or purged.
+        scenario.bank.setStatus(scenario.ids[2], "Reversed")
+        scenario.receiver.setResponder { _, _ in .status(500) }
+        _ = await scenario.bridge.pollOnce()
+        #expect(try store.purgeDead(endpoint: "erp", before: Date().addingTimeInterval(1)) == 1)
+        #expect(try store.deliveryCounts()["erp"] == [.delivered: 1])
+        await scenario.stop()
+    }
+
+    @Test func operatorsReplayAndPurgeFromTheCommandLine() async throws {
+        let scenario = try await Scenario.start(payments: 2, retry: "[]") { _, _ in .status(503) }
+        let path = try scenario.harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: scenario.harness.bank.url, state: scenario.harness.statePath, endpoints: Fixtures.endpoint("erp", url: scenario.receiver.url, retry: "[]")))
+        _ = await scenario.bridge.pollOnce()
+        for id in scenario.ids { scenario.bank.setStatus(id, "Rejected") }
+        _ = await scenario.bridge.pollOnce()
+        let listed = try await Binary.run(["deliveries", "list", "--config", path, "--state", "dead"])
+        #expect(listed.stdout.contains("erp: pending=0 delivered=0 dead=2"))
+        #expect(listed.stdout.contains("payment.status_changed"))
+        let dead = try scenario.bridge.store.deliveries(endpoint: "erp", state: .dead, limit: 10)
+        let replayed = try await Binary.run(["deliveries", "replay", "--config", path, "--endpoint", "erp", "--id", "\(dead[0].id)"])
+        #expect(replayed.stdout.contains("erp: 1 deliveries queued again"))
+        let purged = try await Binary.run(["deliveries", "purge", "--config", path, "--endpoint", "erp"])
+        #expect(purged.stdout.contains("erp: 1 dead deliveries deleted"))
+        #expect(try scenario.bridge.store.deliveryCounts()["erp"] == [.pending: 1])
+        await scenario.stop()
+    }
+}

@@ -1,0 +1,221 @@
+import Foundation
+import GRDB
+import Sandbox
+import Testing
+
+@testable import PayBridge
+
+/// The state database refusing writes: locked by another writer, a full disk, a read-only
+/// folder. paybridge must stop detecting what it cannot record, keep what it has, say so once
+/// and resume when the fault clears.
+@Suite(.serialized) struct StorageFaultTests {
+    /// Holds SQLite's write lock on the database from another connection until released.
+    final class WriteLock: @unchecked Sendable {
+        private let queue: DatabaseQueue
+        private let release = DispatchSemaphore(value: 0)
+        private let held = DispatchSemaphore(value: 0)
+        private let done = DispatchSemaphore(value: 0)
+
+        init(path: String) throws {
+            queue = try DatabaseQueue(path: path)
+            Thread.detachNewThread { [self] in
+                try? queue.inDatabase { db in
+                    try db.execute(sql: "BEGIN IMMEDIATE")
+                    held.signal()
+                    release.wait()
+                    try db.execute(sql: "ROLLBACK")
+                }
+                done.signal()
+            }
+            held.wait()
+        }
+
+        func unlock() {
+            release.signal()
+            done.wait()
+        }
+    }
+
+    static let canMount: Bool = {
+        guard getuid() == 0, let directory = try? TemporaryDirectory() else { return false }
+        let mounted = run("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", directory.path]) == 0
+        if mounted { _ = run("/bin/umount", [directory.path]) }
+        return mounted
+    }()
+
+    @discardableResult
+    static func run(_ tool: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func config(_ harness: Harness, receiver: TestReceiver, state: String) -> String {
+        Fixtures.config(bankURL: harness.bank.url, state: state, endpoints: Fixtures.endpoint("erp", url: receiver.url))
+            .replacingOccurrences(of: "  path: \(state)", with: "  path: \(state)\n  busyTimeout: 200ms")
+    }
+
+    @Test func aLockedDatabaseStopsDetectionAndLosesNothing() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(4)
+        let bridge = try harness.bridge(config(harness, receiver: receiver, state: harness.statePath))
+        _ = await bridge.pollOnce()
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+
+        let lock = try WriteLock(path: bridge.store.path)
+        let blocked = await bridge.pollOnce()
+        #expect(blocked.failures.first?.stage == .storage)
+        #expect(blocked.failures.first.map { "\($0)".contains("database is locked") } == true)
+        #expect(!bridge.storage.isAvailable)
+        #expect(receiver.requests.isEmpty)
+        lock.unlock()
+
+        let recovered = await bridge.pollOnce()
+        #expect(recovered.failures.isEmpty)
+        #expect(bridge.storage.isAvailable)
+        #expect(Set(receiver.requests.map(\.paymentId)) == Set(ids))
+        #expect(receiver.requests.count == 4)
+        bridge.close()
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    @Test func deliveryResultsAreHeldNotResentWhileTheDatabaseIsLocked() async throws {
+        let harness = try await Harness.start()
+        var slow = TestReceiver.Reply.ok
+        slow.delay = .milliseconds(300)
+        let receiver = try await TestReceiver.start { [slow] _, _ in slow }
+        let ids = harness.createPayments(2)
+        let bridge = try harness.bridge(config(harness, receiver: receiver, state: harness.statePath))
+        _ = await bridge.pollOnce()
+        for id in ids { harness.bank.bank.setStatus(id, "Processed") }
+        _ = await bridge.pollWatches()
+        let running = Task { await bridge.dispatcher.run(.continuous) }
+        #expect(await receiver.waitFor(count: 2))
+        let lock = try WriteLock(path: bridge.store.path)  // taken while both attempts are in flight
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(!bridge.storage.isAvailable)
+        #expect(receiver.requests.count == 2)  // held, not sent again
+        #expect(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 2)
+        lock.unlock()
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(bridge.storage.isAvailable)
+        #expect(try bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 10).count == 2)
+        #expect(receiver.requests.count == 2)
+        bridge.dispatcher.stop(grace: .zero)
+        await running.value
+        bridge.close()
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    @Test(.enabled(if: canMount, "needs root and tmpfs mounts"))
+    func aFullDiskStopsDetectionUntilThereIsRoomAgain() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let mountPoint = harness.directory.file("disk")
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        #expect(Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint]) == 0)
+        defer { Self.run("/bin/umount", ["-l", mountPoint]) }
+        let ids = harness.createPayments(20)
+        let bridge = try harness.bridge(config(harness, receiver: receiver, state: mountPoint + "/state"))
+        _ = await bridge.pollOnce()
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+
+        // Fill the disk to the last byte.
+        let filler = mountPoint + "/filler"
+        _ = FileManager.default.createFile(atPath: filler, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: filler))
+        let chunk = Data(count: 4096)
+        while (try? handle.write(contentsOf: chunk)) != nil {}
+        try? handle.close()
+
+        let full = await bridge.pollOnce()
+        #expect(full.failures.first?.stage == .storage, "\(full.failures)")
+        #expect(!bridge.storage.isAvailable)
+        #expect(receiver.requests.isEmpty)
+
+        try FileManager.default.removeItem(atPath: filler)
+        let recovered = await bridge.pollOnce()
+        #expect(recovered.failures.isEmpty, "\(recovered.failures)")
+        #expect(Set(receiver.requests.map(\.paymentId)) == Set(ids))
+        #expect(receiver.requests.count == 20)
+        bridge.close()
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    @Test(.enabled(if: canMount, "needs root and tmpfs mounts"))
+    func aReadOnlyStateFolderIsWaitedOutByRun() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(2)
+        let mountPoint = harness.directory.file("ro")
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        #expect(Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m,ro", "tmpfs", mountPoint]) == 0)
+        defer { Self.run("/bin/umount", ["-l", mountPoint]) }
+        let text = config(harness, receiver: receiver, state: mountPoint + "/state").replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+        let path = try harness.directory.write("pb.yaml", text)
+
+        // poll --once fails at once, clearly.
+        let once = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(once.status == 1)
+        #expect(once.stderr.contains("cannot open the state database in \(mountPoint)/state"))
+
+        // run waits, says so once, and starts when the folder becomes writable.
+        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let log = PipeReader(errors)
+        try await Task.sleep(for: .milliseconds(2500))
+        #expect(harness.bank.paymentRequests.isEmpty)
+        #expect(Self.run("/bin/mount", ["-o", "remount,rw", mountPoint]) == 0)
+        for _ in 0..<100 where harness.bank.paymentRequests.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(400))
+        harness.bank.bank.setStatus(ids[0], "Processed")
+        #expect(await receiver.waitFor(count: 1, timeout: .seconds(10)))
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        let logged = await log.text()
+        #expect(logged.components(separatedBy: "retrying every 2 s until it opens").count == 2, "\(logged)")
+        #expect(logged.contains("state database opened"))
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    @Test func runSaysOnceThatStorageIsUnavailableAndResumes() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(3)
+        let state = harness.statePath
+        let text = config(harness, receiver: receiver, state: state).replacingOccurrences(of: "every: 1s", with: "every: 100ms")
+        let path = try harness.directory.write("pb.yaml", text)
+        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let log = PipeReader(errors)
+        for _ in 0..<100 where harness.bank.paymentRequests.count < 2 { try await Task.sleep(for: .milliseconds(50)) }
+
+        let lock = try WriteLock(path: state + "/" + SQLiteStore.fileName)
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        try await Task.sleep(for: .milliseconds(1500))  // many poll intervals
+        #expect(receiver.requests.isEmpty)
+        let pollsWhileLocked = harness.bank.paymentRequests.count
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(harness.bank.paymentRequests.count == pollsWhileLocked)  // polling is paused
+        lock.unlock()
+        #expect(await receiver.waitFor(count: 3, timeout: .seconds(10)))
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        let logged = await log.text()
+        #expect(logged.components(separatedBy: "state storage unavailable").count == 2, "\(logged)")
+        #expect(logged.contains("state storage available again"))
+        #expect(receiver.requests.count == 3)
+        await receiver.stop()
+        await harness.stop()
+    }
+}
