@@ -64,6 +64,18 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // Benchmarks: an orchestrator of real processes (bench bank, nginx, the release binary).
+        .executableTarget(
+            name: "paybridge-bench",
+            dependencies: [
+                "PayBridge",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/PayBridgeBench"
+        ),
         .testTarget(
             name: "PayBridgeTests",
             dependencies: [

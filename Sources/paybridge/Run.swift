@@ -54,6 +54,8 @@ struct Run: AsyncParsableCommand {
             configuration: ServiceGroupConfiguration(
                 services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        logger.info(
+            "started", metadata: ["watches": "\(configuration.source.watches.count)", "endpoints": "\(configuration.endpoints.count)"])
         do {
             try await group.run()
         } catch {

@@ -76,8 +76,10 @@ import Testing
         await killer.value
 
         // A last, uninterrupted run delivers what is left.
-        let (process, _, _) = try Binary.start(["run", "--config", path], environment: ["PAYBRIDGE_LOG_LEVEL": "error"])
+        let (process, _, errors) = try Binary.start(["run", "--config", path], environment: ["PAYBRIDGE_LOG_LEVEL": "info"])
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let log = LineCollector(errors.fileHandleForReading)
+        for _ in 0..<200 where !log.all.contains(where: { $0.contains("started") }) { try await Task.sleep(for: .milliseconds(25)) }
         let store = try SQLiteStore(directory: harness.statePath)
         while try store.pendingCounts()["erp", default: 0] > 0 { try await Task.sleep(for: .milliseconds(100)) }
         process.terminate()

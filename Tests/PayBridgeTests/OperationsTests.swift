@@ -98,7 +98,12 @@ import Testing
         let enabled = try await Binary.run(["endpoints", "enable", "erp", "--config", path])
         #expect(enabled.stdout.contains("erp: enabled"))
         #expect(await gone.waitFor(count: 3, timeout: .seconds(10)))
-        let listing = try await Binary.run(["endpoints", "--config", path])
+        // Results are committed in groups: wait for the last one to land.
+        var listing = try await Binary.run(["endpoints", "--config", path])
+        for _ in 0..<50 where !listing.stdout.contains("erp\tpending=0") {
+            try await Task.sleep(for: .milliseconds(100))
+            listing = try await Binary.run(["endpoints", "--config", path])
+        }
         #expect(listing.stdout.contains("erp\tpending=0\tenabled"))
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)

@@ -127,14 +127,22 @@ import Testing
 
 @Suite(.serialized) struct RetentionTests {
     @Test func deliveredEventsArePrunedDeadLettersKeptUntilReplayedOrPurged() async throws {
-        let scenario = try await Scenario.start(payments: 3, retry: "[]") { request, _ in
-            request.status == "Rejected" ? .status(500) : .ok
+        // The first attempt for ids[0] fails and is retried; Rejected always fails and dies.
+        let scenario = try await Scenario.start(payments: 3, retry: "[50ms]")
+        let first = scenario.ids[0]
+        let failedOnce = Mutex(false)
+        scenario.receiver.setResponder { request, _ in
+            if request.status == "Rejected" { return .status(500) }
+            if request.paymentId == first, !failedOnce.withLock({ done in defer { done = true }; return done }) { return .status(500) }
+            return .ok
         }
         _ = await scenario.bridge.pollOnce()
         scenario.bank.setStatus(scenario.ids[0], "Processed")
         scenario.bank.setStatus(scenario.ids[1], "Processed")
         scenario.bank.setStatus(scenario.ids[2], "Rejected")
         _ = await scenario.bridge.pollOnce()
+        try await Task.sleep(for: .milliseconds(100))
+        await scenario.bridge.deliverDue()
         let store = scenario.bridge.store
         #expect(try store.deliveryCounts()["erp"] == [.delivered: 2, .dead: 1])
 
@@ -156,6 +164,8 @@ import Testing
         scenario.bank.setStatus(scenario.ids[2], "Reversed")
         scenario.receiver.setResponder { _, _ in .status(500) }
         _ = await scenario.bridge.pollOnce()
+        try await Task.sleep(for: .milliseconds(100))
+        await scenario.bridge.deliverDue()
         #expect(try store.purgeDead(endpoint: "erp", before: Date().addingTimeInterval(1)) == 1)
         #expect(try store.deliveryCounts()["erp"] == [.delivered: 1])
         await scenario.stop()

@@ -1,14 +1,17 @@
 import Foundation
 import Logging
 import Metrics
+import Synchronization
 
 /// Sends queued deliveries to their endpoints and records each attempt.
 ///
-/// One thread runs the loop: record finished attempts (one transaction per batch), then fill
-/// each endpoint's free slots with due deliveries, then sleep until an attempt finishes, new
-/// deliveries are queued, or something becomes due (a retry, a circuit's probe, a rate
-/// limit's next slot). Every endpoint has its own slots, circuit breaker and rate limit, so a
-/// slow or dead endpoint only ever holds its own.
+/// One thread runs the loop: take finished attempts and hand their results to the `Recorder`
+/// (which commits them in groups on its own thread), start due deliveries in every endpoint's
+/// free slots from an in-memory ready queue refilled from the store in chunks, then sleep
+/// until an attempt finishes, a commit is acknowledged, new deliveries are queued, or
+/// something becomes due (a retry, a circuit's probe, a rate limit's next slot). Every
+/// endpoint has its own slots, circuit breaker and rate limit, so a slow or dead endpoint
+/// only holds its own.
 public final class Dispatcher: @unchecked Sendable {
     // @unchecked: the fields under "Loop thread" are touched only by the loop thread;
     // everything shared with other threads is guarded by `condition`.
@@ -16,8 +19,25 @@ public final class Dispatcher: @unchecked Sendable {
     public enum Mode: Sendable {
         /// Until `stop` is called.
         case continuous
-        /// Until nothing due by the date is left to attempt (`paybridge poll --once`).
+        /// Until nothing due by the date is left to attempt.
         case drain(dueBy: Date)
+        /// Continuous until the trigger fires, then a drain (`poll --once` delivers while it polls).
+        case drainWhen(DrainTrigger)
+    }
+
+    /// Turns one `.drainWhen` run into a drain.
+    public final class DrainTrigger: Sendable {
+        private let cutoff = Mutex<Date?>(nil)
+        private let dispatcher: Dispatcher
+
+        public init(_ dispatcher: Dispatcher) { self.dispatcher = dispatcher }
+
+        public func fire(dueBy: Date) {
+            cutoff.withLock { $0 = dueBy }
+            dispatcher.wake()
+        }
+
+        var dueBy: Date? { cutoff.withLock { $0 } }
     }
 
     /// An endpoint's state as `/health` and operators see it.
@@ -35,7 +55,30 @@ public final class Dispatcher: @unchecked Sendable {
         var health: EndpointHealth
         var limiter: RateLimiter?
         var inFlight: Set<Int64> = []
+        /// Due deliveries fetched from the store, oldest first, not yet started.
+        var ready: [QueuedDelivery] = []
+        var readyHead = 0
+        var readyIds: Set<Int64> = []
+        /// Results not yet committed; their deliveries must not be fetched again.
+        var unrecorded: Set<Int64> = []
+        /// The last refill found nothing more; reset when something may have become due.
+        var exhausted = false
         let metrics: EndpointMetrics
+
+        var readyCount: Int { ready.count - readyHead }
+        var chunk: Int { max(256, endpoint.concurrency * 4) }
+
+        mutating func popReady() -> QueuedDelivery? {
+            guard readyHead < ready.count else { return nil }
+            let delivery = ready[readyHead]
+            readyHead += 1
+            readyIds.remove(delivery.id)
+            if readyHead > 1024, readyHead * 2 > ready.count {
+                ready.removeFirst(readyHead)
+                readyHead = 0
+            }
+            return delivery
+        }
     }
 
     private struct Finished {
@@ -59,6 +102,7 @@ public final class Dispatcher: @unchecked Sendable {
     // Shared, under `condition`.
     private let condition = NSCondition()
     private var finished: [Finished] = []
+    private var acknowledged: [Recorder.Acknowledgement] = []
     private var wakeRequested = false
     private var stopDeadline: Date?
     private var running = false
@@ -67,11 +111,15 @@ public final class Dispatcher: @unchecked Sendable {
     // Loop thread.
     private var targets: [Target]
     private var rotation = 0
-    /// Results not yet committed (the store refused them); their deliveries are not re-sent.
-    private var unrecorded: [Int: [AttemptRecord]] = [:]
-    /// Operational events not yet committed.
-    private var unsavedEvents: [(Event, EndpointRecord, String)] = []
+    private var recorder: Recorder?
+    /// Work for the recorder gathered during one turn of the loop.
+    private var outgoing = Recorder.Batch()
+    /// Delivery ids whose results are with the recorder, by target: not fetched again meanwhile.
+    private var unrecordedTarget: [Int64: Int] = [:]
+    /// Endpoints with a disabled event not yet committed.
+    private var unsavedDisabled: Set<String> = []
     private var lastSync = Date.distantPast
+    private var nextDue: (date: Date?, checkedAt: Date) = (nil, .distantPast)
 
     /// - Parameters:
     ///   - routes: where `endpoint.disabled` events go.
@@ -103,6 +151,23 @@ public final class Dispatcher: @unchecked Sendable {
                 limiter: endpoint.rateLimit.map { RateLimiter(perSecond: $0) }, metrics: metrics)
         }
         statuses = targets.map(Self.status)
+        recorder = Recorder(store: store, routes: routes, storage: self.storage, onQueued: onQueued) { [weak self] ack in
+            self?.acknowledge(ack)
+        }
+    }
+
+    deinit { recorder?.stop() }
+
+    /// Stops the recorder's thread; call once the dispatcher will not run again.
+    public func shutdown() {
+        recorder?.stop()
+    }
+
+    private func acknowledge(_ ack: Recorder.Acknowledgement) {
+        condition.lock()
+        acknowledged.append(ack)
+        condition.signal()
+        condition.unlock()
     }
 
     /// New deliveries were committed: look for them now rather than at the next timer.
@@ -157,18 +222,35 @@ public final class Dispatcher: @unchecked Sendable {
     private func loop(_ mode: Mode) {
         var drainCutoff: Date?
         if case .drain(let date) = mode { drainCutoff = date }
+        // The store may have changed since the last run (an operator's replay): start afresh.
+        for index in targets.indices {
+            targets[index].ready.removeAll()
+            targets[index].readyHead = 0
+            targets[index].readyIds.removeAll()
+        }
+        markAllUnexhausted()
         while true {
             condition.lock()
             let batch = finished
             finished.removeAll(keepingCapacity: true)
+            let acks = acknowledged
+            acknowledged.removeAll()
+            let woken = wakeRequested
             wakeRequested = false
             let stopping = stopDeadline
             condition.unlock()
+            if case .drainWhen(let trigger) = mode, drainCutoff == nil, let dueBy = trigger.dueBy { drainCutoff = dueBy }
 
-            let announced = record(batch)
             let current = now()
-            // Events this loop created (endpoint.disabled) are due now, even in a drain.
-            if announced, let cutoff = drainCutoff { drainCutoff = max(cutoff, current) }
+            // New deliveries, or a retry coming due: the next refill may find more.
+            if woken || (nextDue.date.map { $0 <= current } ?? false) { markAllUnexhausted() }
+            if received(acks), let cutoff = drainCutoff {
+                // Events this loop created (endpoint.disabled) are due now, even in a drain.
+                drainCutoff = max(cutoff, current)
+            }
+            process(batch)
+            recorder?.submit(outgoing)
+            outgoing = Recorder.Batch()
             syncEndpointRecords(at: current)
             publishStatuses()
             if let stopping {
@@ -176,42 +258,81 @@ public final class Dispatcher: @unchecked Sendable {
                     if inFlightCount > 0 {
                         logger.warning("stopping with deliveries in flight; they stay queued", metadata: ["inFlight": "\(inFlightCount)"])
                     }
+                    recorder?.waitUntilIdle(deadline: max(stopping, current).addingTimeInterval(2))
                     return
                 }
             } else if storage.isAvailable {
                 let started = fill(dueBy: drainCutoff ?? current, now: current)
-                if case .drain = mode, started == 0, inFlightCount == 0, !hasFinished() { return }
-            } else if case .drain = mode, inFlightCount == 0, !hasFinished() {
+                if drainCutoff != nil, started == 0, inFlightCount == 0, unrecordedTarget.isEmpty, !hasFinished(),
+                    !waitingOnRateLimit(current)
+                {
+                    return
+                }
+            } else if drainCutoff != nil, inFlightCount == 0, !hasFinished() {
                 return  // Results not recorded stay pending in the store and are sent again later.
             }
-            sleep(until: wakeTime(mode: mode, stopping: stopping, now: current))
+            sleep(until: wakeTime(draining: drainCutoff != nil, stopping: stopping, now: current))
         }
     }
 
     private func hasFinished() -> Bool {
-        condition.withLock { !finished.isEmpty }
+        condition.withLock { !finished.isEmpty || !acknowledged.isEmpty }
     }
 
-    private func wakeTime(mode: Mode, stopping: Date?, now current: Date) -> Date {
+    /// Takes the recorder's acknowledgements; returns whether they committed events of ours.
+    private func received(_ acks: [Recorder.Acknowledgement]) -> Bool {
+        guard !acks.isEmpty else { return false }
+        var events = false
+        for ack in acks {
+            for id in ack.deliveryIds {
+                if let index = unrecordedTarget.removeValue(forKey: id) { targets[index].unrecorded.remove(id) }
+            }
+            events = events || ack.committedEvents
+        }
+        if events { unsavedDisabled.removeAll() }
+        // Delivered or dead-lettered deliveries may have unblocked later ones of their subject.
+        markAllUnexhausted()
+        return events
+    }
+
+    private func markAllUnexhausted() {
+        for index in targets.indices { targets[index].exhausted = false }
+        nextDue = (nil, .distantPast)
+    }
+
+    /// Whether some endpoint has due work that only its rate limit holds back.
+    private func waitingOnRateLimit(_ current: Date) -> Bool {
+        targets.contains { target in
+            guard let limiter = target.limiter, !limiter.allows(now: current) else { return false }
+            return target.readyCount > 0 || !target.exhausted
+        }
+    }
+
+    private func wakeTime(draining: Bool, stopping: Date?, now current: Date) -> Date {
         if let stopping { return stopping }
         var wake = current.addingTimeInterval(storage.isAvailable ? 30 : 1)
-        if case .drain = mode { return wake }
         for target in targets {
             if let change = target.health.nextChange { wake = min(wake, change) }
-            if let next = target.limiter?.nextStart, next > current { wake = min(wake, next) }
+            if let next = target.limiter?.nextStart, next > current, target.readyCount > 0 || !target.exhausted {
+                wake = min(wake, next)
+            }
             // A disabled endpoint may be re-enabled by an operator: look every two seconds.
             if target.health.isDisabled { wake = min(wake, current.addingTimeInterval(2)) }
         }
-        if let next = try? store.nextDueDate(after: current, endpoints: targets.map(\.endpoint.name)) {
-            wake = min(wake, next)
+        if !draining {
+            // Retries coming due: asked of the store at most every 50 ms, not at every wake-up.
+            if current.timeIntervalSince(nextDue.checkedAt) >= 0.05 {
+                nextDue = ((try? store.nextDueDate(after: current, endpoints: targets.map(\.endpoint.name))) ?? nil, current)
+            }
+            if let due = nextDue.date { wake = min(wake, max(due, current)) }
         }
-        return max(wake, current.addingTimeInterval(0.001))
+        return max(wake, current.addingTimeInterval(0.0002))
     }
 
     private func sleep(until date: Date) {
         condition.lock()
         let stopAlreadyRequested = stopDeadline != nil
-        while finished.isEmpty, !wakeRequested, (stopDeadline != nil) == stopAlreadyRequested, now() < date {
+        while finished.isEmpty, acknowledged.isEmpty, !wakeRequested, (stopDeadline != nil) == stopAlreadyRequested, now() < date {
             if !condition.wait(until: date) { break }
         }
         condition.unlock()
@@ -229,17 +350,13 @@ public final class Dispatcher: @unchecked Sendable {
             var free = min(targets[index].endpoint.concurrency - targets[index].inFlight.count, admitted)
             if let limiter = targets[index].limiter { free = limiter.allows(now: current) ? min(free, 1) : 0 }
             guard free > 0 else { continue }
-            let due: [QueuedDelivery]
-            do {
-                let excluded = targets[index].inFlight.union((unrecorded[index] ?? []).map(\.deliveryId))
-                due = try store.dueDeliveries(endpoint: targets[index].endpoint.name, dueBy: dueBy, limit: free, excluding: excluded)
-            } catch {
-                storage.reportFault(error)
-                return started
+            if targets[index].readyCount < free, !targets[index].exhausted {
+                guard refill(index, dueBy: dueBy) else { return started }
             }
-            for delivery in due {
+            while free > 0, let delivery = targets[index].popReady() {
                 targets[index].inFlight.insert(delivery.id)
                 targets[index].limiter?.take(now: current)
+                free -= 1
                 started += 1
                 if let request = start(delivery, target: index) { batch.append(request) }
             }
@@ -247,6 +364,22 @@ public final class Dispatcher: @unchecked Sendable {
         rotation = count == 0 ? 0 : (rotation + 1) % count
         if !batch.isEmpty { http.submit(batch: batch) }
         return started
+    }
+
+    /// Fetches the next chunk of due deliveries of one endpoint; false on a storage fault.
+    private func refill(_ index: Int, dueBy: Date) -> Bool {
+        let target = targets[index]
+        do {
+            let excluded = target.inFlight.union(target.readyIds).union(target.unrecorded)
+            let due = try store.dueDeliveries(endpoint: target.endpoint.name, dueBy: dueBy, limit: target.chunk, excluding: excluded)
+            targets[index].ready.append(contentsOf: due)
+            for delivery in due { targets[index].readyIds.insert(delivery.id) }
+            targets[index].exhausted = due.count < target.chunk
+            return true
+        } catch {
+            storage.reportFault(error)
+            return false
+        }
     }
 
     /// Begins one attempt: returns the HTTP request to submit, or nil when the endpoint
@@ -295,10 +428,9 @@ public final class Dispatcher: @unchecked Sendable {
 
     // MARK: Results
 
-    /// Turns finished attempts into records, updates each endpoint's health, and commits the
-    /// records together (with any held back by an earlier storage fault). Returns whether it
-    /// committed events of its own.
-    private func record(_ batch: [Finished]) -> Bool {
+    /// Turns finished attempts into results (committed by `flush`) and updates each
+    /// endpoint's health.
+    private func process(_ batch: [Finished]) {
         for attempt in batch {
             let index = attempt.target
             let endpoint = targets[index].endpoint
@@ -309,47 +441,19 @@ public final class Dispatcher: @unchecked Sendable {
             var next = DeliveryPolicy.next(
                 after: attempt.result, attempt: number, schedule: endpoint.retry, now: attempt.finishedAt, random: random())
             if gone { next = .retry(at: attempt.finishedAt) }  // kept for when an operator re-enables the endpoint
-            let record = AttemptRecord(
-                deliveryId: attempt.delivery.id, attempt: number, startedAt: attempt.startedAt,
-                duration: .milliseconds(Int64(attempt.finishedAt.timeIntervalSince(attempt.startedAt) * 1000)),
-                httpStatus: status, error: attempt.result.summary, next: next)
-            unrecorded[index, default: []].append(record)
+            outgoing.records.append(
+                AttemptRecord(
+                    deliveryId: attempt.delivery.id, attempt: number, startedAt: attempt.startedAt,
+                    duration: .milliseconds(Int64(attempt.finishedAt.timeIntervalSince(attempt.startedAt) * 1000)),
+                    httpStatus: status, error: attempt.result.summary, next: next))
+            targets[index].unrecorded.insert(attempt.delivery.id)
+            unrecordedTarget[attempt.delivery.id] = index
             targets[index].inFlight.remove(attempt.delivery.id)
             count(attempt, next: next, metrics: targets[index].metrics)
             log(attempt, endpoint: endpoint.name, number: number, next: next)
             if let change = targets[index].health.record(success: success, gone: gone, now: attempt.finishedAt) {
                 apply(change, to: index, at: attempt.finishedAt)
             }
-        }
-        return flush()
-    }
-
-    private func flush() -> Bool {
-        guard !unrecorded.isEmpty || !unsavedEvents.isEmpty else { return false }
-        do {
-            let records = unrecorded.values.flatMap { $0 }
-            let events = unsavedEvents
-            let queued = events.isEmpty ? false : try store.write { transaction -> Bool in
-                var queued = false
-                for (event, record, endpoint) in events {
-                    try transaction.saveEndpointRecord(name: endpoint, record)
-                    let targets = routes.endpoints(for: event.routable).filter { $0 != endpoint }
-                    try transaction.appendEvent(event, endpoints: targets, dueAt: event.createdAt)
-                    queued = queued || !targets.isEmpty
-                }
-                return queued
-            }
-            unsavedEvents.removeAll()
-            try store.recordAttempts(records)
-            unrecorded.removeAll()
-            storage.reportHealthy()
-            if queued { onQueued() }
-            return !events.isEmpty
-        } catch {
-            // The deliveries stay pending in the store and are held back here until it takes
-            // writes again; if paybridge stops first, they are attempted again later.
-            storage.reportFault(error)
-            return false
         }
     }
 
@@ -384,27 +488,24 @@ public final class Dispatcher: @unchecked Sendable {
                     "endpoint": .string(name), "reason": .string(reason),
                     "failingSince": since.map { .string(Timestamp.iso8601($0)) } ?? .null, "pendingDeliveries": .number(pending),
                 ])
-            unsavedEvents.append((event, EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since), name))
+            outgoing.events.append((event, EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since), name))
+            unsavedDisabled.insert(name)
         }
     }
 
     private func saveRecord(_ index: Int, _ record: EndpointRecord) {
-        let name = targets[index].endpoint.name
-        do {
-            try store.write { try $0.saveEndpointRecord(name: name, record) }
-        } catch {
-            storage.reportFault(error)
-        }
+        outgoing.endpointRecords.append((targets[index].endpoint.name, record))
     }
 
-    /// Picks up operators' `paybridge endpoints enable` (every two seconds).
+    /// Picks up operators' `paybridge endpoints enable` and `deliveries replay` (every two seconds).
     private func syncEndpointRecords(at date: Date) {
         guard date.timeIntervalSince(lastSync) >= 2, storage.isAvailable else { return }
         lastSync = date
+        markAllUnexhausted()
         guard let records = try? store.endpointRecords() else { return }
         for index in targets.indices where targets[index].health.isDisabled {
             let record = records[targets[index].endpoint.name]
-            guard record?.disabledAt == nil, !unsavedEvents.contains(where: { $0.2 == targets[index].endpoint.name }) else { continue }
+            guard record?.disabledAt == nil, !unsavedDisabled.contains(targets[index].endpoint.name) else { continue }
             targets[index].health.enable()
             targets[index].metrics.disabled.record(0)
             logger.notice("endpoint re-enabled", metadata: ["endpoint": "\(targets[index].endpoint.name)"])
@@ -416,7 +517,7 @@ public final class Dispatcher: @unchecked Sendable {
 
     private func publishStatuses() {
         let current = targets.map(Self.status)
-        condition.withLock { statuses = current }
+        condition.withLock { if statuses != current { statuses = current } }
     }
 
     private static func status(_ target: Target) -> EndpointStatus {
@@ -443,6 +544,8 @@ public final class Dispatcher: @unchecked Sendable {
     }
 
     private func log(_ attempt: Finished, endpoint: String, number: Int, next: AttemptRecord.Next) {
+        // Built only when it will be printed: this runs for every delivery.
+        if case .delivered = next, logger.logLevel > .debug { return }
         var metadata: Logger.Metadata = [
             "endpoint": "\(endpoint)", "eventId": "\(attempt.delivery.eventId)", "subject": "\(attempt.delivery.subject)",
             "attempt": "\(number)",

@@ -88,15 +88,15 @@ public struct Poller: Sendable {
         let statusFilter = watch.statusFilter
         var seen = Set<String>()
 
+        // While a page is diffed and committed, the next one is already on its way (asked
+        // for only when this one was full, so no request is wasted).
         var pageNumber = 1
-        while true {
-            if shouldStop() {
-                report.complete = false
-                return report
-            }
+        var next: Task<PaymentPage, any Error>? = Self.fetch(source, watch, pageNumber, pageSize, startedAt)
+        while let fetching = next {
+            next = nil
             let page: PaymentPage
             do {
-                page = try await source.fetchPage(watch: watch, pageNumber: pageNumber, pageSize: pageSize, pollStartedAt: startedAt)
+                page = try await fetching.value
             } catch {
                 throw PollError(stage: .source, watch: watch.name, page: pageNumber, underlying: error)
             }
@@ -105,11 +105,20 @@ public struct Poller: Sendable {
                     stage: .source, watch: watch.name, page: pageNumber,
                     underlying: SourceContractError("the bank answered page \(echoed) when asked for page \(pageNumber)"))
             }
+            let full = page.payments.count >= pageSize
+            if full, pageNumber < Self.maxPages, !shouldStop() {
+                next = Self.fetch(source, watch, pageNumber + 1, pageSize, startedAt)
+            }
             try attempt(watch, page: pageNumber) { try apply(page, watch: watch, emitNew: emitNew, report: &report) }
             report.pages += 1
             report.payments += page.payments.count
             if statusFilter != nil { seen.formUnion(page.payments.lazy.map(\.paymentId)) }
-            if page.payments.count < pageSize { break }
+            guard full else { break }
+            if shouldStop() {
+                next?.cancel()
+                report.complete = false
+                return report
+            }
             pageNumber += 1
             if pageNumber > Self.maxPages {
                 throw PollError(
@@ -152,6 +161,17 @@ public struct Poller: Sendable {
         return report
     }
 
+    private static func fetch(
+        _ source: any PaymentSource, _ watch: Watch, _ number: Int, _ size: Int, _ startedAt: Date
+    ) -> Task<PaymentPage, any Error> {
+        Task { try await source.fetchPage(watch: watch, pageNumber: number, pageSize: size, pollStartedAt: startedAt) }
+    }
+
+    /// Changes committed per transaction: each change's state, event and deliveries always
+    /// commit together. Chunks start small so the first events are being delivered while the
+    /// rest commit (B4's latency), and grow so a big scan pays for few commits (B1's rate).
+    static func commitChunk(_ index: Int) -> Int { min(512, 32 << min(index, 4)) }
+
     /// Diffs one page and commits what changed. The diff is made first from a read and made
     /// again inside the write, so a page with no change never takes the write lock and two
     /// watches seeing the same payment cannot both emit its change.
@@ -161,9 +181,28 @@ public struct Poller: Sendable {
         guard !candidates.isEmpty else { return }
         let changedIds = Set(candidates.map(\.payment.paymentId))
         let sightings = page.payments.filter { changedIds.contains($0.paymentId) }
+        // A payment's sightings stay in one chunk, in page order.
+        var chunks: [[ScannedPayment]] = [[]]
+        var chunkOf: [String: Int] = [:]
+        for sighting in sightings {
+            if let index = chunkOf[sighting.paymentId] {
+                chunks[index].append(sighting)
+                continue
+            }
+            if chunks[chunks.count - 1].count >= Self.commitChunk(chunks.count - 1) { chunks.append([]) }
+            chunkOf[sighting.paymentId] = chunks.count - 1
+            chunks[chunks.count - 1].append(sighting)
+        }
+        for chunk in chunks where !chunk.isEmpty {
+            try commit(chunk, of: page, watch: watch, emitNew: emitNew, report: &report)
+        }
+    }
+
+    private func commit(_ sightings: [ScannedPayment], of page: PaymentPage, watch: Watch, emitNew: Bool, report: inout PollReport) throws {
         let committedAt = now()
+        let ids = Array(Set(sightings.map(\.paymentId)))
         let (counts, queued) = try store.write { transaction -> ((Int, Int, Int), Bool) in
-            let current = try transaction.paymentStates(for: Array(changedIds))
+            let current = try transaction.paymentStates(for: ids)
             var counts = (recorded: 0, created: 0, changed: 0)
             var queued = false
             for change in ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew) {

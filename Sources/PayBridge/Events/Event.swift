@@ -88,11 +88,19 @@ public struct Event: Sendable, Equatable {
     /// `evt_` + 32 hex digits derived from the subject, its change number and what changed
     /// (a payment's new status), so a poll re-run after a crash names the same change the same way.
     public static func id(subject: String, sequence: Int, discriminator: String) -> String {
-        let digest = SHA256.hash(data: Array("\(subject)\n\(sequence)\n\(discriminator)".utf8))
-        return "evt_" + digest.prefix(16).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        var hasher = SHA256()
+        hasher.update(data: Array(subject.utf8))
+        hasher.update(data: Array("\n\(sequence)\n".utf8))
+        hasher.update(data: Array(discriminator.utf8))
+        let digest = hasher.finalize()
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = Array("evt_".utf8)
+        text.reserveCapacity(36)
+        for byte in digest.prefix(16) {
+            text.append(hex[Int(byte >> 4)])
+            text.append(hex[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
     // The payment fields, for storage and logs.
@@ -128,6 +136,12 @@ struct JSONWriter {
 
     mutating func string(_ text: String) {
         output.append(UInt8(ascii: "\""))
+        // Most strings (ids, statuses) need no escaping: copy them whole.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            output.append(contentsOf: text.utf8)
+            output.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])

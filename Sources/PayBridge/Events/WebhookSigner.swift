@@ -5,13 +5,15 @@ import Foundation
 /// keyed by the base64 part of a `whsec_` secret; one signature per secret, space-separated,
 /// so receivers keep verifying while a secret is rotated.
 public struct WebhookSigner: Sendable {
-    private let keys: [SymmetricKey]
+    /// One HMAC already keyed per secret; each signature starts from a copy, so the key
+    /// schedule is not redone for every request.
+    private let keyed: [HMAC<SHA256>]
 
     public init(secrets: [Secret]) {
-        keys = secrets.compactMap { Self.key(fromSecret: $0.value) }
+        keyed = secrets.compactMap { Self.key(fromSecret: $0.value) }.map { HMAC<SHA256>(key: $0) }
     }
 
-    public var isSigning: Bool { !keys.isEmpty }
+    public var isSigning: Bool { !keyed.isEmpty }
 
     /// The HMAC key of a secret, or nil when it is not `whsec_` + base64 (the prefix is optional).
     public static func key(fromSecret secret: String) -> SymmetricKey? {
@@ -22,10 +24,10 @@ public struct WebhookSigner: Sendable {
 
     /// The `webhook-signature` header value, or nil when the endpoint has no secret.
     public func signature(id: String, timestamp: Int, body: [UInt8]) -> String? {
-        guard !keys.isEmpty else { return nil }
+        guard !keyed.isEmpty else { return nil }
         let prefix = Array("\(id).\(timestamp).".utf8)
-        return keys.map { key in
-            var mac = HMAC<SHA256>(key: key)
+        return keyed.map { template in
+            var mac = template
             mac.update(data: prefix)
             mac.update(data: body)
             return "v1," + Data(mac.finalize()).base64EncodedString()

@@ -62,10 +62,14 @@ public final class Bridge: Sendable {
     }
 
     /// Polls every watch once, then attempts every delivery due now (deliveries that fail
-    /// stay queued for their next retry), then applies retention.
+    /// stay queued for their next retry), then applies retention. Deliveries start while the
+    /// watches are still being polled.
     public func pollOnce() async -> OnceResult {
+        let trigger = Dispatcher.DrainTrigger(dispatcher)
+        let delivering = Task { await dispatcher.run(.drainWhen(trigger)) }
         let result = await pollWatches()
-        await dispatcher.run(.drain(dueBy: Date()))
+        trigger.fire(dueBy: Date())
+        await delivering.value
         prune()
         return result
     }
@@ -151,8 +155,9 @@ public final class Bridge: Sendable {
         Health(storageAvailable: storage.isAvailable, sourceAvailable: await source.isAvailable, endpoints: dispatcher.endpointStatuses)
     }
 
-    /// Releases the transport; call once everything has stopped.
+    /// Releases the transport and the dispatcher's threads; call once everything has stopped.
     public func close() {
+        dispatcher.shutdown()
         http.shutdown()
     }
 

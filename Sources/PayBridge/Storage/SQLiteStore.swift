@@ -1,15 +1,18 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// The embedded store: one SQLite database in WAL mode.
 ///
 /// Durability: `synchronous = FULL`, so a commit is on disk when `write` returns and survives
 /// a power cut as well as a crash (NORMAL would survive a process crash but may lose the last
 /// commits on power loss). Commits are batched by the callers, so the fsync per commit is cheap.
+/// Checkpoints run in the background (`Checkpointer`), so no commit waits for one.
 public final class SQLiteStore: Store {
     public static let fileName = "paybridge.sqlite"
 
     private let pool: DatabasePool
+    private let checkpointer: Checkpointer
     public let path: String
 
     /// Opens (and creates or migrates) the database in `directory`. A write waits up to
@@ -22,10 +25,16 @@ public final class SQLiteStore: Store {
         configuration.label = "paybridge"
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // Checkpoints are the Checkpointer's job; this is only a backstop should it stall.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 20000")
+            try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
+        checkpointer = try Checkpointer(path: path)
     }
+
+    deinit { checkpointer.stop() }
 
     private static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -73,10 +82,9 @@ public final class SQLiteStore: Store {
                         updated_at REAL NOT NULL,
                         last_status INTEGER,
                         last_error TEXT,
-                        UNIQUE (event_id, endpoint)
+                        delivered_at REAL
                     );
                     CREATE INDEX delivery_due ON delivery(endpoint, due_at) WHERE state = 'pending';
-                    CREATE INDEX delivery_next ON delivery(due_at) WHERE state = 'pending';
                     CREATE INDEX delivery_order ON delivery(endpoint, subject, sequence) WHERE state = 'pending';
                     CREATE INDEX delivery_done ON delivery(state, updated_at) WHERE state != 'pending';
                     CREATE TABLE attempt (
@@ -229,46 +237,10 @@ public final class SQLiteStore: Store {
             let statement = try db.cachedStatement(
                 sql: """
                     SELECT MIN(due_at) FROM delivery
-                    WHERE state = 'pending' AND due_at > ? AND endpoint IN (SELECT value FROM json_each(?))
+                    WHERE state = 'pending' AND endpoint IN (SELECT value FROM json_each(?)) AND due_at > ?
                     """)
-            let seconds = try Double.fetchOne(statement, arguments: [date.timeIntervalSince1970, Self.jsonArray(endpoints)])
+            let seconds = try Double.fetchOne(statement, arguments: [Self.jsonArray(endpoints), date.timeIntervalSince1970])
             return seconds.map(Date.init(timeIntervalSince1970:))
-        }
-    }
-
-    public func recordAttempts(_ attempts: [AttemptRecord]) throws {
-        guard !attempts.isEmpty else { return }
-        try pool.write { db in
-            let insert = try db.cachedStatement(
-                sql: """
-                    INSERT OR REPLACE INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error)
-                    VALUES (?, ?, ?, ?, ?, ?)
-                    """)
-            let update = try db.cachedStatement(
-                sql: """
-                    UPDATE delivery SET state = ?, attempts = ?, due_at = COALESCE(?, due_at), last_status = ?,
-                        last_error = ?, updated_at = ?
-                    WHERE id = ? AND state = 'pending'
-                    """)
-            let now = Date().timeIntervalSince1970
-            for record in attempts {
-                try insert.execute(arguments: [
-                    record.deliveryId, record.attempt, record.startedAt.timeIntervalSince1970,
-                    Double(record.duration.milliseconds), record.httpStatus, record.error,
-                ])
-                let state: DeliveryState
-                var dueAt: Double?
-                switch record.next {
-                case .delivered: state = .delivered
-                case .dead: state = .dead
-                case .retry(let date):
-                    state = .pending
-                    dueAt = date.timeIntervalSince1970
-                }
-                try update.execute(arguments: [
-                    state.rawValue, record.attempt, dueAt, record.httpStatus, record.error, now, record.deliveryId,
-                ])
-            }
         }
     }
 
@@ -417,10 +389,11 @@ private struct SQLiteTransaction: StoreTransaction {
             event.id, event.type.rawValue, event.subject, event.sequence, event.status, event.previousStatus, event.watch,
             event.createdAt.timeIntervalSince1970, Data(event.body),
         ])
-        guard !endpoints.isEmpty else { return }
+        // An event already stored already has its deliveries: appending it again is a no-op.
+        guard db.changesCount > 0, !endpoints.isEmpty else { return }
         let insertDelivery = try db.cachedStatement(
             sql: """
-                INSERT OR IGNORE INTO delivery (event_id, endpoint, subject, sequence, due_at, created_at, updated_at)
+                INSERT INTO delivery (event_id, endpoint, subject, sequence, due_at, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
         let now = event.createdAt.timeIntervalSince1970
@@ -439,6 +412,48 @@ private struct SQLiteTransaction: StoreTransaction {
             arguments: [
                 name, record.disabledAt?.timeIntervalSince1970, record.disabledReason, record.failingSince?.timeIntervalSince1970,
             ])
+    }
+
+    /// A success is recorded on the delivery row (`delivered_at`, `last_status`); only
+    /// failures and the attempts that follow them get an `attempt` row, which keeps the common
+    /// case to one write per delivery.
+    func recordAttempts(_ attempts: [AttemptRecord]) throws {
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT OR REPLACE INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """)
+        let update = try db.cachedStatement(
+            sql: """
+                UPDATE delivery SET state = ?, attempts = ?, due_at = COALESCE(?, due_at), last_status = ?,
+                    last_error = ?, updated_at = ?, delivered_at = ?
+                WHERE id = ? AND state = 'pending'
+                """)
+        let now = Date().timeIntervalSince1970
+        for record in attempts {
+            let finished = record.startedAt.timeIntervalSince1970 + Double(record.duration.milliseconds) / 1000
+            if record.next != .delivered || record.attempt > 1 {
+                try insert.execute(arguments: [
+                    record.deliveryId, record.attempt, record.startedAt.timeIntervalSince1970,
+                    Double(record.duration.milliseconds), record.httpStatus, record.error,
+                ])
+            }
+            let state: DeliveryState
+            var dueAt: Double?
+            var deliveredAt: Double?
+            switch record.next {
+            case .delivered:
+                state = .delivered
+                deliveredAt = finished
+            case .dead: state = .dead
+            case .retry(let date):
+                state = .pending
+                dueAt = date.timeIntervalSince1970
+            }
+            try update.execute(arguments: [
+                state.rawValue, record.attempt, dueAt, record.httpStatus, record.error, now, deliveredAt, record.deliveryId,
+            ])
+        }
     }
 
     func saveSourceRecord(_ record: SourceRecord) throws {
@@ -463,6 +478,40 @@ private struct SQLiteTransaction: StoreTransaction {
         let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO watch_member (watch, payment_id) VALUES (?, ?)")
         for id in paymentIds {
             try insert.execute(arguments: [name, id])
+        }
+    }
+}
+
+/// Copies the WAL back into the database file every 200 ms from a connection of its own, in
+/// PASSIVE mode: it never blocks a writer or a reader, so commits (the poller's, the
+/// recorder's) never pay for a checkpoint. Measured: B4's p99 detection→2xx fell from 88 ms
+/// (32 MB checkpoints on the committing thread) and B1 rose by a tenth.
+final class Checkpointer: @unchecked Sendable {
+    // @unchecked: `queue` is used only by the checkpoint thread; `wake` is thread-safe.
+    private let queue: DatabaseQueue
+    private let wake = DispatchSemaphore(value: 0)
+    private let stopped = Mutex(false)
+
+    init(path: String) throws {
+        var configuration = GRDB.Configuration()
+        configuration.label = "paybridge-checkpoint"
+        configuration.busyMode = .timeout(1)
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        queue = try DatabaseQueue(path: path, configuration: configuration)
+        let thread = Thread { [self] in run() }
+        thread.name = "paybridge-checkpoint"
+        thread.start()
+    }
+
+    func stop() {
+        stopped.withLock { $0 = true }
+        wake.signal()
+    }
+
+    private func run() {
+        while !stopped.withLock({ $0 }) {
+            _ = try? queue.inDatabase { db in try db.checkpoint(.passive) }
+            _ = wake.wait(timeout: .now() + .milliseconds(200))
         }
     }
 }

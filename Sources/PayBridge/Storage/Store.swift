@@ -131,6 +131,8 @@ public protocol StoreTransaction {
     func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
     func saveEndpointRecord(name: String, _ record: EndpointRecord) throws
     func saveSourceRecord(_ record: SourceRecord) throws
+    /// Logs the attempts and moves their deliveries on (delivered, retry at, dead).
+    func recordAttempts(_ attempts: [AttemptRecord]) throws
 }
 
 /// The state and the delivery queue. SQLite is the embedded implementation; every SQL
@@ -153,7 +155,6 @@ public protocol Store: Sendable {
     func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery]
     /// The earliest due time after `date` among pending deliveries of `endpoints`.
     func nextDueDate(after date: Date, endpoints: [String]) throws -> Date?
-    func recordAttempts(_ attempts: [AttemptRecord]) throws
 
     func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord]
     func deliveryCounts() throws -> [String: [DeliveryState: Int]]
@@ -166,4 +167,11 @@ public protocol Store: Sendable {
     /// Deletes delivered deliveries, their attempts, and events left without deliveries, all
     /// older than `before`. Dead letters and pending deliveries are kept.
     func prune(before: Date) throws -> PruneReport
+}
+
+extension Store {
+    public func recordAttempts(_ attempts: [AttemptRecord]) throws {
+        guard !attempts.isEmpty else { return }
+        try write { try $0.recordAttempts(attempts) }
+    }
 }

@@ -181,7 +181,7 @@ private final class CurlTransfer {
     let request: HTTPRequest
     let completion: @Sendable (Result<HTTPResponse, TransportError>) -> Void
     private var responseBody: [UInt8] = []
-    private var responseHeaders: [(name: String, value: String)] = []
+    private var responseHeaders: [UInt8] = []
     private var truncated = false
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private var requestBody: UnsafeMutableRawBufferPointer?
@@ -248,6 +248,9 @@ private final class CurlTransfer {
     }
 
     func appendBody(_ bytes: UnsafeRawBufferPointer) {
+        if responseBody.isEmpty, let expected = expectedLength {
+            responseBody.reserveCapacity(min(expected, request.maxResponseBytes))
+        }
         let room = request.maxResponseBytes - responseBody.count
         if bytes.count > room {
             truncated = true
@@ -258,23 +261,26 @@ private final class CurlTransfer {
     }
 
     func appendHeaderLine(_ bytes: UnsafeRawBufferPointer) {
-        let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        if line.hasPrefix("HTTP/") {
-            // A new response (after 100 Continue or a redirect we don't follow): start over.
-            responseHeaders.removeAll()
+        // A status line starts a new response (after 100 Continue, or a redirect we don't follow).
+        if bytes.count >= 5, bytes[0] == UInt8(ascii: "H"), bytes[1] == UInt8(ascii: "T"), bytes[2] == UInt8(ascii: "T"),
+            bytes[3] == UInt8(ascii: "P"), bytes[4] == UInt8(ascii: "/")
+        {
+            responseHeaders.removeAll(keepingCapacity: true)
             return
         }
-        guard let colon = line.firstIndex(of: ":"), responseHeaders.count < 200 else { return }
-        let name = line[..<colon].lowercased()
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        responseHeaders.append((name: name, value: value))
+        if responseHeaders.count + bytes.count <= 64 << 10 { responseHeaders.append(contentsOf: bytes) }
+    }
+
+    /// Content-Length of the response, so the body is allocated once rather than grown.
+    private var expectedLength: Int? {
+        HTTPResponse(status: 0, rawHeaders: responseHeaders).header("content-length").flatMap { Int($0) }
     }
 
     func result(code: CURLcode, easy: UnsafeMutableRawPointer) -> Result<HTTPResponse, TransportError> {
         guard code == CURLE_OK else { return .failure(Self.error(for: code, detail: String(cString: errorBuffer))) }
         var status = 0
         _ = cshim_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
-        return .success(HTTPResponse(status: status, headers: responseHeaders, body: responseBody, truncated: truncated))
+        return .success(HTTPResponse(status: status, rawHeaders: responseHeaders, body: responseBody, truncated: truncated))
     }
 
     func releaseResources() {

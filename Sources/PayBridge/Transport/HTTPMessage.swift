@@ -45,24 +45,39 @@ public struct HTTPRequest: Sendable {
     }
 }
 
-/// A response with its status, headers (names lower-cased) and the body bytes kept.
+/// A response with its status, headers and the body bytes kept.
 public struct HTTPResponse: Sendable {
     public var status: Int
-    public var headers: [(name: String, value: String)]
+    /// The raw header block (`Name: value` lines); parsed only when a header is asked for,
+    /// since most responses are never asked.
+    public var rawHeaders: [UInt8]
     public var body: [UInt8]
     /// True when the body was longer than the request's `maxResponseBytes`.
     public var truncated: Bool
 
-    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], truncated: Bool = false) {
+    public init(status: Int, rawHeaders: [UInt8] = [], body: [UInt8] = [], truncated: Bool = false) {
         self.status = status
-        self.headers = headers
+        self.rawHeaders = rawHeaders
         self.body = body
         self.truncated = truncated
     }
 
+    /// The last value of header `name` (compared without regard to case).
     public func header(_ name: String) -> String? {
-        let wanted = name.lowercased()
-        return headers.last(where: { $0.name == wanted })?.value
+        let wanted = Array(name.utf8)
+        var value: String?
+        for line in rawHeaders.split(separator: UInt8(ascii: "\n")) {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon - line.startIndex == wanted.count else { continue }
+            var matches = true
+            for (offset, byte) in line[line.startIndex..<colon].enumerated() where byte | 0x20 != wanted[offset] | 0x20 {
+                matches = false
+                break
+            }
+            guard matches else { continue }
+            let text = String(decoding: line[(colon + 1)...], as: UTF8.self)
+            value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return value
     }
 
     /// The first bytes of the body as text, for logs and error messages.
