@@ -5,6 +5,20 @@ import PayBridge
 
 @main
 struct PayBridgeCommand: AsyncParsableCommand {
+    static func main() async {
+        MemoryTuning.apply()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "paybridge",
         abstract: "Turns Banking Circle's polled payments API into signed webhook events.",

@@ -63,6 +63,8 @@ public final class Dispatcher: @unchecked Sendable {
         var unrecorded: Set<Int64> = []
         /// The last refill found nothing more; reset when something may have become due.
         var exhausted = false
+        /// When `exhausted` was last found, for throttling re-checks after acknowledgements.
+        var exhaustedAt = Date.distantPast
         let metrics: EndpointMetrics
 
         var readyCount: Int { ready.count - readyHead }
@@ -119,6 +121,10 @@ public final class Dispatcher: @unchecked Sendable {
     /// Endpoints with a disabled event not yet committed.
     private var unsavedDisabled: Set<String> = []
     private var lastSync = Date.distantPast
+    /// Committed results may have unblocked later deliveries of their subjects; exhausted
+    /// queues are looked at again at most every `successorCheck`, not after every commit.
+    private var successorsMayBeDue = false
+    static let successorCheck: TimeInterval = 0.005
     private var nextDue: (date: Date?, checkedAt: Date) = (nil, .distantPast)
 
     /// - Parameters:
@@ -291,12 +297,13 @@ public final class Dispatcher: @unchecked Sendable {
         }
         if events { unsavedDisabled.removeAll() }
         // Delivered or dead-lettered deliveries may have unblocked later ones of their subject.
-        markAllUnexhausted()
+        successorsMayBeDue = true
         return events
     }
 
     private func markAllUnexhausted() {
         for index in targets.indices { targets[index].exhausted = false }
+        successorsMayBeDue = false
         nextDue = (nil, .distantPast)
     }
 
@@ -311,6 +318,11 @@ public final class Dispatcher: @unchecked Sendable {
     private func wakeTime(draining: Bool, stopping: Date?, now current: Date) -> Date {
         if let stopping { return stopping }
         var wake = current.addingTimeInterval(storage.isAvailable ? 30 : 1)
+        if successorsMayBeDue {
+            for target in targets where target.exhausted {
+                wake = min(wake, target.exhaustedAt.addingTimeInterval(Self.successorCheck))
+            }
+        }
         for target in targets {
             if let change = target.health.nextChange { wake = min(wake, change) }
             if let next = target.limiter?.nextStart, next > current, target.readyCount > 0 || !target.exhausted {
@@ -343,6 +355,17 @@ public final class Dispatcher: @unchecked Sendable {
         var batch: [(HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)] = []
         var started = 0
         let count = targets.count
+        if successorsMayBeDue {
+            var pending = false
+            for index in targets.indices where targets[index].exhausted {
+                if current.timeIntervalSince(targets[index].exhaustedAt) >= Self.successorCheck {
+                    targets[index].exhausted = false
+                } else {
+                    pending = true
+                }
+            }
+            successorsMayBeDue = pending
+        }
         for step in 0..<count {
             let index = (rotation + step) % count
             let (admitted, change) = targets[index].health.admits(now: current, inFlight: targets[index].inFlight.count)
@@ -359,6 +382,12 @@ public final class Dispatcher: @unchecked Sendable {
                 free -= 1
                 started += 1
                 if let request = start(delivery, target: index) { batch.append(request) }
+                // Hand requests over in small groups: the transport starts sending the first
+                // while the rest are being signed.
+                if batch.count >= 16 {
+                    http.submit(batch: batch)
+                    batch.removeAll(keepingCapacity: true)
+                }
             }
         }
         rotation = count == 0 ? 0 : (rotation + 1) % count
@@ -375,6 +404,7 @@ public final class Dispatcher: @unchecked Sendable {
             targets[index].ready.append(contentsOf: due)
             for delivery in due { targets[index].readyIds.insert(delivery.id) }
             targets[index].exhausted = due.count < target.chunk
+            if targets[index].exhausted { targets[index].exhaustedAt = now() }
             return true
         } catch {
             storage.reportFault(error)

@@ -170,7 +170,7 @@ public struct Poller: Sendable {
     /// Changes committed per transaction: each change's state, event and deliveries always
     /// commit together. Chunks start small so the first events are being delivered while the
     /// rest commit (B4's latency), and grow so a big scan pays for few commits (B1's rate).
-    static func commitChunk(_ index: Int) -> Int { min(512, 32 << min(index, 4)) }
+    static func commitChunk(_ index: Int) -> Int { min(512, 16 << min(index, 5)) }
 
     /// Diffs one page and commits what changed. The diff is made first from a read and made
     /// again inside the write, so a page with no change never takes the write lock and two

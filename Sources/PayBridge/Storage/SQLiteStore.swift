@@ -23,11 +23,15 @@ public final class SQLiteStore: Store {
         var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(busyTimeout.seconds)
         configuration.label = "paybridge"
+        // Two readers are plenty (the dispatcher's queries, the poller's diffs); each costs a cache.
+        configuration.maximumReaderCount = 2
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
             // Checkpoints are the Checkpointer's job; this is only a backstop should it stall.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 20000")
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+            // All connections' caches together stay near 8 MB (B3: 1M payments within 64 MB RSS).
+            try db.execute(sql: "PRAGMA soft_heap_limit = 8388608")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
@@ -139,9 +143,10 @@ public final class SQLiteStore: Store {
             sql: "SELECT id, status, sequence FROM payment WHERE id IN (SELECT value FROM json_each(?))")
         var states: [String: PaymentState] = [:]
         states.reserveCapacity(paymentIds.count)
-        let rows = try Row.fetchCursor(statement, arguments: [jsonArray(paymentIds)])
-        while let row = try rows.next() {
-            states[row[0]] = PaymentState(status: row[1], sequence: row[2])
+        var raw = RawStatement(statement)
+        raw.bind(jsonArray(paymentIds))
+        try raw.forEachRow { row in
+            states[row.text(0)] = PaymentState(status: row.text(1), sequence: row.int(2))
         }
         return states
     }
@@ -222,13 +227,20 @@ public final class SQLiteStore: Store {
                     LIMIT ?
                     """)
             let excluded = "[" + excluding.map(String.init).joined(separator: ",") + "]"
-            return try Row.fetchAll(statement, arguments: [endpoint, dueBy.timeIntervalSince1970, excluded, limit]).map { row in
-                let createdAt: Double = row[6]
-                let body: Data = row[7]
-                return QueuedDelivery(
-                    id: row[0], eventId: row[1], eventType: row[2], endpoint: endpoint, subject: row[3], sequence: row[4],
-                    attempts: row[5], createdAt: Date(timeIntervalSince1970: createdAt), body: [UInt8](body))
+            var raw = RawStatement(statement)
+            raw.bind(endpoint)
+            raw.bind(dueBy.timeIntervalSince1970)
+            raw.bind(excluded)
+            raw.bind(limit)
+            var due: [QueuedDelivery] = []
+            try raw.forEachRow { row in
+                due.append(
+                    QueuedDelivery(
+                        id: row.int64(0), eventId: row.text(1), eventType: row.text(2), endpoint: endpoint, subject: row.text(3),
+                        sequence: row.int(4), attempts: row.int(5), createdAt: Date(timeIntervalSince1970: row.double(6)),
+                        body: row.bytes(7)))
             }
+            return due
         }
     }
 
@@ -376,7 +388,12 @@ private struct SQLiteTransaction: StoreTransaction {
                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, sequence = excluded.sequence,
                     updated_at = excluded.updated_at
                 """)
-        try statement.execute(arguments: [paymentId, state.status, state.sequence, date.timeIntervalSince1970])
+        var raw = RawStatement(statement)
+        raw.bind(paymentId)
+        raw.bind(state.status)
+        raw.bind(state.sequence)
+        raw.bind(date.timeIntervalSince1970)
+        try raw.run()
     }
 
     func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) throws {
@@ -385,10 +402,17 @@ private struct SQLiteTransaction: StoreTransaction {
                 INSERT OR IGNORE INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-        try insertEvent.execute(arguments: [
-            event.id, event.type.rawValue, event.subject, event.sequence, event.status, event.previousStatus, event.watch,
-            event.createdAt.timeIntervalSince1970, Data(event.body),
-        ])
+        var raw = RawStatement(insertEvent)
+        raw.bind(event.id)
+        raw.bind(event.type.rawValue)
+        raw.bind(event.subject)
+        raw.bind(event.sequence)
+        raw.bind(event.status)
+        raw.bind(event.previousStatus)
+        raw.bind(event.watch)
+        raw.bind(event.createdAt.timeIntervalSince1970)
+        raw.bind(bytes: event.body)
+        try raw.run()
         // An event already stored already has its deliveries: appending it again is a no-op.
         guard db.changesCount > 0, !endpoints.isEmpty else { return }
         let insertDelivery = try db.cachedStatement(
@@ -398,9 +422,15 @@ private struct SQLiteTransaction: StoreTransaction {
                 """)
         let now = event.createdAt.timeIntervalSince1970
         for endpoint in endpoints {
-            try insertDelivery.execute(arguments: [
-                event.id, endpoint, event.subject, event.sequence, dueAt.timeIntervalSince1970, now, now,
-            ])
+            var raw = RawStatement(insertDelivery)
+            raw.bind(event.id)
+            raw.bind(endpoint)
+            raw.bind(event.subject)
+            raw.bind(event.sequence)
+            raw.bind(dueAt.timeIntervalSince1970)
+            raw.bind(now)
+            raw.bind(now)
+            try raw.run()
         }
     }
 
@@ -433,10 +463,14 @@ private struct SQLiteTransaction: StoreTransaction {
         for record in attempts {
             let finished = record.startedAt.timeIntervalSince1970 + Double(record.duration.milliseconds) / 1000
             if record.next != .delivered || record.attempt > 1 {
-                try insert.execute(arguments: [
-                    record.deliveryId, record.attempt, record.startedAt.timeIntervalSince1970,
-                    Double(record.duration.milliseconds), record.httpStatus, record.error,
-                ])
+                var raw = RawStatement(insert)
+                raw.bind(record.deliveryId)
+                raw.bind(record.attempt)
+                raw.bind(record.startedAt.timeIntervalSince1970)
+                raw.bind(Double(record.duration.milliseconds))
+                raw.bind(record.httpStatus)
+                raw.bind(record.error)
+                try raw.run()
             }
             let state: DeliveryState
             var dueAt: Double?
@@ -450,9 +484,16 @@ private struct SQLiteTransaction: StoreTransaction {
                 state = .pending
                 dueAt = date.timeIntervalSince1970
             }
-            try update.execute(arguments: [
-                state.rawValue, record.attempt, dueAt, record.httpStatus, record.error, now, deliveredAt, record.deliveryId,
-            ])
+            var raw = RawStatement(update)
+            raw.bind(state.rawValue)
+            raw.bind(record.attempt)
+            raw.bind(dueAt)
+            raw.bind(record.httpStatus)
+            raw.bind(record.error)
+            raw.bind(now)
+            raw.bind(deliveredAt)
+            raw.bind(record.deliveryId)
+            try raw.run()
         }
     }
 

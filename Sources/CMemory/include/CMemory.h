@@ -1,0 +1,8 @@
+#ifndef PAYBRIDGE_CMEMORY_H
+#define PAYBRIDGE_CMEMORY_H
+
+/// glibc's mallopt for the two settings paybridge uses (Swift does not import <malloc.h>).
+/// Returns 1 when both were applied; does nothing on other C libraries.
+int paybridge_tune_malloc(int mmap_threshold, int arena_max);
+
+#endif

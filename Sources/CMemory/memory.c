@@ -1,0 +1,12 @@
+#include "CMemory.h"
+#include <stdlib.h>  // defines __GLIBC__ on glibc systems
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+
+int paybridge_tune_malloc(int mmap_threshold, int arena_max) {
+    return mallopt(M_MMAP_THRESHOLD, mmap_threshold) && mallopt(M_ARENA_MAX, arena_max);
+}
+#else
+int paybridge_tune_malloc(int mmap_threshold, int arena_max) { return 0; }
+#endif
