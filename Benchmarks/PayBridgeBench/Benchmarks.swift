@@ -64,7 +64,7 @@ struct Run {
                 db,
                 sql: """
                     SELECT d.delivered_at - e.created_at
-                    FROM delivery d JOIN event e ON e.id = d.event_id
+                    FROM delivery d JOIN event e ON e.rowid = d.event_row
                     WHERE d.delivered_at IS NOT NULL
                     """
             ).sorted()

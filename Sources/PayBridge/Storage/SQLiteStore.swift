@@ -61,8 +61,10 @@ public final class SQLiteStore: Store {
                         payment_id TEXT NOT NULL,
                         PRIMARY KEY (watch, payment_id)
                     ) WITHOUT ROWID;
+                    -- Events are stored in insertion order (rowid): their bodies are written
+                    -- sequentially instead of scattered by their random ids.
                     CREATE TABLE event (
-                        id TEXT PRIMARY KEY NOT NULL,
+                        id TEXT NOT NULL UNIQUE,
                         type TEXT NOT NULL,
                         subject TEXT NOT NULL,
                         sequence INTEGER NOT NULL,
@@ -75,7 +77,8 @@ public final class SQLiteStore: Store {
                     CREATE INDEX event_created ON event(created_at);
                     CREATE TABLE delivery (
                         id INTEGER PRIMARY KEY,
-                        event_id TEXT NOT NULL REFERENCES event(id),
+                        event_id TEXT NOT NULL,
+                        event_row INTEGER NOT NULL,
                         endpoint TEXT NOT NULL,
                         subject TEXT NOT NULL,
                         sequence INTEGER NOT NULL,
@@ -90,7 +93,8 @@ public final class SQLiteStore: Store {
                     );
                     CREATE INDEX delivery_due ON delivery(endpoint, due_at) WHERE state = 'pending';
                     CREATE INDEX delivery_order ON delivery(endpoint, subject, sequence) WHERE state = 'pending';
-                    CREATE INDEX delivery_done ON delivery(state, updated_at) WHERE state != 'pending';
+                    CREATE INDEX delivery_event ON delivery(event_row);
+                    CREATE INDEX delivery_done ON delivery(updated_at) WHERE state = 'delivered';
                     CREATE TABLE attempt (
                         delivery_id INTEGER NOT NULL REFERENCES delivery(id),
                         number INTEGER NOT NULL,
@@ -139,8 +143,7 @@ public final class SQLiteStore: Store {
 
     static func paymentStates(_ db: Database, _ paymentIds: [String]) throws -> [String: PaymentState] {
         guard !paymentIds.isEmpty else { return [:] }
-        let statement = try db.cachedStatement(
-            sql: "SELECT id, status, sequence FROM payment WHERE id IN (SELECT value FROM json_each(?))")
+        let statement = try db.cachedStatement(sql: SQL.paymentStates)
         var states: [String: PaymentState] = [:]
         states.reserveCapacity(paymentIds.count)
         var raw = RawStatement(statement)
@@ -213,19 +216,7 @@ public final class SQLiteStore: Store {
 
     public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery] {
         try pool.read { db in
-            let statement = try db.cachedStatement(
-                sql: """
-                    SELECT d.id, d.event_id, e.type, d.subject, d.sequence, d.attempts, e.created_at, e.body
-                    FROM delivery d JOIN event e ON e.id = d.event_id
-                    WHERE d.endpoint = ? AND d.state = 'pending' AND d.due_at <= ?
-                      AND d.id NOT IN (SELECT value FROM json_each(?))
-                      AND NOT EXISTS (
-                        SELECT 1 FROM delivery p
-                        WHERE p.endpoint = d.endpoint AND p.subject = d.subject
-                          AND p.state = 'pending' AND p.sequence < d.sequence)
-                    ORDER BY d.due_at, d.id
-                    LIMIT ?
-                    """)
+            let statement = try db.cachedStatement(sql: SQL.dueDeliveries)
             let excluded = "[" + excluding.map(String.init).joined(separator: ",") + "]"
             var raw = RawStatement(statement)
             raw.bind(endpoint)
@@ -246,11 +237,7 @@ public final class SQLiteStore: Store {
 
     public func nextDueDate(after date: Date, endpoints: [String]) throws -> Date? {
         try pool.read { db in
-            let statement = try db.cachedStatement(
-                sql: """
-                    SELECT MIN(due_at) FROM delivery
-                    WHERE state = 'pending' AND endpoint IN (SELECT value FROM json_each(?)) AND due_at > ?
-                    """)
+            let statement = try db.cachedStatement(sql: SQL.nextDueDate)
             let seconds = try Double.fetchOne(statement, arguments: [Self.jsonArray(endpoints), date.timeIntervalSince1970])
             return seconds.map(Date.init(timeIntervalSince1970:))
         }
@@ -277,7 +264,7 @@ public final class SQLiteStore: Store {
                 sql: """
                     SELECT d.id, d.event_id, e.type, d.endpoint, d.subject, d.sequence, d.state, d.attempts, d.due_at,
                         d.updated_at, d.last_status, d.last_error
-                    FROM delivery d JOIN event e ON e.id = d.event_id \(filter) ORDER BY d.id LIMIT ?
+                    FROM delivery d JOIN event e ON e.rowid = d.event_row \(filter) ORDER BY d.id LIMIT ?
                     """, arguments: arguments)
             return rows.map { row in
                 let stateText: String = row[6]
@@ -350,11 +337,10 @@ public final class SQLiteStore: Store {
     public func prune(before: Date) throws -> PruneReport {
         try pool.write { db in
             var report = PruneReport()
-            let done = "SELECT id FROM delivery WHERE state = 'delivered' AND updated_at < ?"
             let arguments: StatementArguments = [before.timeIntervalSince1970]
-            try db.execute(sql: "DELETE FROM attempt WHERE delivery_id IN (\(done))", arguments: arguments)
+            try db.execute(sql: "DELETE FROM attempt WHERE delivery_id IN (\(SQL.deliveredBefore))", arguments: arguments)
             report.attempts = db.changesCount
-            try db.execute(sql: "DELETE FROM delivery WHERE id IN (\(done))", arguments: arguments)
+            try db.execute(sql: "DELETE FROM delivery WHERE id IN (\(SQL.deliveredBefore))", arguments: arguments)
             report.deliveries = db.changesCount
             report.events = try Self.deleteOrphanEvents(db, before: before)
             return report
@@ -364,13 +350,41 @@ public final class SQLiteStore: Store {
     /// Events older than `before` that no delivery refers to any more.
     @discardableResult
     private static func deleteOrphanEvents(_ db: Database, before: Date) throws -> Int {
-        try db.execute(
-            sql: """
-                DELETE FROM event WHERE created_at < ?
-                  AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_id = event.id)
-                """, arguments: [before.timeIntervalSince1970])
+        try db.execute(sql: SQL.deleteOrphanEvents, arguments: [before.timeIntervalSince1970])
         return db.changesCount
     }
+}
+
+/// The queries that run often or over much data; `StorageTests` checks that each one is
+/// answered through an index, never by scanning a table.
+enum SQL {
+    static let paymentStates = "SELECT id, status, sequence FROM payment WHERE id IN (SELECT value FROM json_each(?))"
+
+    /// Pending deliveries of an endpoint, due, whose subject has no earlier pending delivery.
+    static let dueDeliveries = """
+        SELECT d.id, d.event_id, e.type, d.subject, d.sequence, d.attempts, e.created_at, e.body
+        FROM delivery d JOIN event e ON e.rowid = d.event_row
+        WHERE d.endpoint = ? AND d.state = 'pending' AND d.due_at <= ?
+          AND d.id NOT IN (SELECT value FROM json_each(?))
+          AND NOT EXISTS (
+            SELECT 1 FROM delivery p
+            WHERE p.endpoint = d.endpoint AND p.subject = d.subject
+              AND p.state = 'pending' AND p.sequence < d.sequence)
+        ORDER BY d.due_at, d.id
+        LIMIT ?
+        """
+
+    static let nextDueDate = """
+        SELECT MIN(due_at) FROM delivery
+        WHERE state = 'pending' AND endpoint IN (SELECT value FROM json_each(?)) AND due_at > ?
+        """
+
+    static let deliveredBefore = "SELECT id FROM delivery WHERE state = 'delivered' AND updated_at < ?"
+
+    static let deleteOrphanEvents = """
+        DELETE FROM event WHERE created_at < ?
+          AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_row = event.rowid)
+        """
 }
 
 /// The writes of one SQLite transaction, through cached statements.
@@ -415,15 +429,17 @@ private struct SQLiteTransaction: StoreTransaction {
         try raw.run()
         // An event already stored already has its deliveries: appending it again is a no-op.
         guard db.changesCount > 0, !endpoints.isEmpty else { return }
+        let eventRow = db.lastInsertedRowID
         let insertDelivery = try db.cachedStatement(
             sql: """
-                INSERT INTO delivery (event_id, endpoint, subject, sequence, due_at, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
         let now = event.createdAt.timeIntervalSince1970
         for endpoint in endpoints {
             var raw = RawStatement(insertDelivery)
             raw.bind(event.id)
+            raw.bind(eventRow)
             raw.bind(endpoint)
             raw.bind(event.subject)
             raw.bind(event.sequence)
