@@ -12,14 +12,42 @@ struct BenchCommand: AsyncParsableCommand {
         subcommands: [DetectDeliver.self, Scan.self, ScaleOfState.self, SteadyLoad.self, BankCommand.self])
 }
 
+/// The bench bank and nginx, started together and stopped together.
+struct Environment {
+    let bank: BankProcess
+    let nginx: Nginx
+
+    static func start(payments: Int) async throws -> Environment {
+        try checkBinary()
+        return Environment(bank: try await BankProcess.start(payments: payments), nginx: try await Nginx.start())
+    }
+
+    func stop() async {
+        await nginx.stop()
+        await bank.stop()
+    }
+}
+
 /// Writes a config for the paybridge binary and runs it.
 struct Run {
     let state: String
     let config: String
 
-    init(bank: String, receiver: String, pageSize: Int = 5000, every: String = "1h", concurrency: Int) throws {
-        state = Bench.file("state-\(UUID().uuidString.prefix(6))")
+    /// `receiver: nil` configures no endpoint (detection alone).
+    init(bank: String, receiver: String?, pageSize: Int = 5000, every: String = "1h", concurrency: Int, retry: String? = nil, state: String? = nil) throws {
+        self.state = state ?? Bench.file("state-\(UUID().uuidString.prefix(6))")
         config = Bench.file("paybridge-\(UUID().uuidString.prefix(6)).yaml")
+        let endpoint = receiver.map { url in
+            """
+            endpoints:
+              receiver:
+                url: \(url)
+                secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+                concurrency: \(concurrency)
+                timeout: 30s
+            \(retry.map { "    retry: \($0)" } ?? "")
+            """
+        } ?? ""
         try """
             source:
               apiURL: \(bank)
@@ -31,14 +59,16 @@ struct Run {
                 - name: all
                   every: \(every)
             state:
-              path: \(state)
-            endpoints:
-              receiver:
-                url: \(receiver)
-                secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
-                concurrency: \(concurrency)
-                timeout: 30s
+              path: \(self.state)
+            \(endpoint)
             """.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    /// Runs another paybridge command (`deliveries replay`, …) with this config.
+    func command(_ arguments: [String], label: String) async throws {
+        let child = try Child.spawn(Bench.paybridge, arguments + ["--config", config], output: Bench.file("\(label).log"))
+        let exit = await child.wait()
+        guard exit.status == 0 else { throw BenchError("paybridge \(arguments.joined(separator: " ")) failed:\n\(child.text.suffix(2000))") }
     }
 
     /// `paybridge poll --once`, reaped with its rusage.
@@ -95,9 +125,8 @@ struct DetectDeliver: AsyncParsableCommand {
     @Option(help: "Deliveries in flight (and wrk's connections).") var concurrency = 64
 
     func run() async throws {
-        try checkBinary()
-        let bank = try await BankProcess.start(payments: payments)
-        let nginx = try await Nginx.start()
+        let environment = try await Environment.start(payments: payments)
+        let (bank, nginx) = (environment.bank, environment.nginx)
         let run = try Run(bank: bank.url, receiver: nginx.url, concurrency: concurrency)
         _ = try await run.pollOnce(label: "b1-baseline")
         try bank.post("/bench/change?count=0")
@@ -108,6 +137,22 @@ struct DetectDeliver: AsyncParsableCommand {
             try Double.fetchOne(db, sql: "SELECT MAX(created_at) - MIN(created_at) FROM event") ?? 0
         }
         let body = try await run.database().read { db in try Data.fetchOne(db, sql: "SELECT body FROM event LIMIT 1") ?? Data() }
+
+        // The two halves alone. Detection: the same change, no endpoint.
+        let detectOnly = try Run(bank: bank.url, receiver: nil, concurrency: concurrency)
+        _ = try await detectOnly.pollOnce(label: "b1-detect-baseline")
+        try bank.post("/bench/change?count=0")
+        let detection = try await detectOnly.pollOnce(label: "b1-detect")
+        // Delivery: deliveries dead-lettered against a closed port, replayed to nginx.
+        let closed = "http://127.0.0.1:\(try Bench.freePort())/hook"
+        let deliverOnly = try Run(bank: bank.url, receiver: closed, concurrency: concurrency, retry: "[]")
+        _ = try await deliverOnly.pollOnce(label: "b1-deliver-baseline")
+        try bank.post("/bench/change?count=0")
+        _ = try await deliverOnly.pollOnce(label: "b1-deliver-dead")
+        let replay = try Run(bank: bank.url, receiver: nginx.url, concurrency: concurrency, state: deliverOnly.state)
+        try await replay.command(["deliveries", "replay", "--endpoint", "receiver"], label: "b1-replay")
+        let delivery = try await replay.pollOnce(label: "b1-deliver")
+
         let wrk = try await Wrk.rate(url: nginx.url, body: body, connections: concurrency)
         let ours = Double(delivered) / exit.seconds
         print("B1 detect + deliver: \(payments) changes, one endpoint (nginx return 204), concurrency \(concurrency)")
@@ -116,10 +161,11 @@ struct DetectDeliver: AsyncParsableCommand {
         print("  events/s           \(rate(ours))")
         print("  detection → 2xx    p50 \(ms(Bench.percentile(latencies, 0.5)))  p99 \(ms(Bench.percentile(latencies, 0.99)))")
         print("  peak RSS           \(String(format: "%.1f MiB", exit.peakRSS))   CPU \(String(format: "%.2f s", exit.cpuSeconds))")
+        print("  detection alone    \(rate(Double(payments) / detection.seconds))/s  (CPU \(String(format: "%.2f s", detection.cpuSeconds)), no endpoint)")
+        print("  delivery alone     \(rate(Double(payments) / delivery.seconds))/s  (CPU \(String(format: "%.2f s", delivery.cpuSeconds)), \(payments) replayed deliveries)")
         print("  wrk -t1 -c\(concurrency)        \(rate(wrk)) req/s with the same \(body.count)-byte body")
         print("  paybridge / wrk    \(String(format: "%.2f", ours / wrk))")
-        await nginx.stop()
-        await bank.stop()
+        await environment.stop()
     }
 }
 
@@ -131,9 +177,8 @@ struct Scan: AsyncParsableCommand {
     @Option var rounds = 5
 
     func run() async throws {
-        try checkBinary()
-        let bank = try await BankProcess.start(payments: payments)
-        let nginx = try await Nginx.start()
+        let environment = try await Environment.start(payments: payments)
+        let (bank, nginx) = (environment.bank, environment.nginx)
         let run = try Run(bank: bank.url, receiver: nginx.url, concurrency: 64)
         _ = try await run.pollOnce(label: "b2-baseline")
         var best = Double.infinity
@@ -186,8 +231,7 @@ struct Scan: AsyncParsableCommand {
         print(line("paybridge poll --once (whole run)", best) + String(format: "  (CPU %.2f s)", cpu))
         print(line("PaymentPageScanner alone", scannerBest))
         print(line("python3 json.loads", pythonSeconds))
-        await nginx.stop()
-        await bank.stop()
+        await environment.stop()
     }
 }
 
@@ -196,25 +240,28 @@ struct ScaleOfState: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "b3", abstract: "B3 scale of state: 1M tracked payments, full scan with 1 % changed.")
 
     @Option var payments = 1_000_000
-    @Option(help: "Percent changed before the measured scan.") var changed = 1.0
+    @Option(help: "Percent changed before each measured scan.") var changed = 1.0
 
     func run() async throws {
-        try checkBinary()
-        let bank = try await BankProcess.start(payments: payments)
-        let nginx = try await Nginx.start()
+        let environment = try await Environment.start(payments: payments)
+        let (bank, nginx) = (environment.bank, environment.nginx)
         let run = try Run(bank: bank.url, receiver: nginx.url, concurrency: 64)
         let baseline = try await run.pollOnce(label: "b3-baseline")
         let changes = Int(Double(payments) * changed / 100)
-        try bank.post("/bench/change?random=1&count=\(changes)")
-        let scan = try await run.pollOnce(label: "b3-scan")
-        let events = try run.count("SELECT COUNT(*) FROM event")
-        let size = (try? FileManager.default.attributesOfItem(atPath: run.state + "/" + SQLiteStore.fileName)[.size] as? Int) ?? 0
         print("B3 scale of state: \(payments) tracked payments")
-        print("  baseline (record all, silent)  \(String(format: "%6.1f s", baseline.seconds))  peak RSS \(String(format: "%.1f MiB", baseline.peakRSS))")
-        print("  full scan, \(changes) changed      \(String(format: "%6.1f s", scan.seconds))  peak RSS \(String(format: "%.1f MiB", scan.peakRSS))  (\(events) events, delivered in the same run)")
+        print("  baseline (record all, silent, pages of 5000)  \(String(format: "%6.1f s", baseline.seconds))  peak RSS \(String(format: "%.1f MiB", baseline.peakRSS))")
+        // The same state scanned with the default page size (1000) and with 5000.
+        for pageSize in [1000, 5000] {
+            let scan = try Run(bank: bank.url, receiver: nginx.url, pageSize: pageSize, concurrency: 64, state: run.state)
+            try bank.post("/bench/change?random=1&count=\(changes)")
+            let exit = try await scan.pollOnce(label: "b3-scan-\(pageSize)")
+            print(
+                "  full scan, \(changes) changed, pages of \(pageSize)  \(String(format: "%6.1f s", exit.seconds))  "
+                    + "peak RSS \(String(format: "%.1f MiB", exit.peakRSS))  (events delivered in the same run)")
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: run.state + "/" + SQLiteStore.fileName)[.size] as? Int) ?? 0
         print("  database size                  \(mb(size))")
-        await nginx.stop()
-        await bank.stop()
+        await environment.stop()
     }
 }
 
@@ -227,9 +274,8 @@ struct SteadyLoad: AsyncParsableCommand {
     @Option(help: "Payments in the watch's window (one page).") var payments = 5000
 
     func run() async throws {
-        try checkBinary()
-        let bank = try await BankProcess.start(payments: payments)
-        let nginx = try await Nginx.start()
+        let environment = try await Environment.start(payments: payments)
+        let (bank, nginx) = (environment.bank, environment.nginx)
         let run = try Run(bank: bank.url, receiver: nginx.url, every: "100ms", concurrency: 64)
         _ = try await run.pollOnce(label: "b4-baseline")
         let child = try Child.spawn(
@@ -247,7 +293,6 @@ struct SteadyLoad: AsyncParsableCommand {
         print("  events             \(events) (\(String(format: "%.0f", Double(events) / Double(seconds)))/s)")
         print("  detection → 2xx    p50 \(ms(Bench.percentile(latencies, 0.5)))  p99 \(ms(Bench.percentile(latencies, 0.99)))  max \(ms(latencies.last ?? .nan))")
         print("  CPU                \(String(format: "%.0f %% of one core", exit.cpuSeconds / exit.seconds * 100))  peak RSS \(String(format: "%.1f MiB", exit.peakRSS))")
-        await nginx.stop()
-        await bank.stop()
+        await environment.stop()
     }
 }

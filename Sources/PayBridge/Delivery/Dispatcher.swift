@@ -439,8 +439,9 @@ public final class Dispatcher: @unchecked Sendable {
                 let attempt: AttemptResult
                 switch result {
                 case .success(let response):
-                    attempt = .response(
-                        status: response.status, retryAfter: response.header("retry-after"), excerpt: response.bodyExcerpt(limit: 200))
+                    // Headers are parsed only where one is used: Retry-After on 429 and 503.
+                    let retryAfter = response.status == 429 || response.status == 503 ? response.header("retry-after") : nil
+                    attempt = .response(status: response.status, retryAfter: retryAfter, excerpt: response.bodyExcerpt(limit: 200))
                 case .failure(let error):
                     attempt = .failure(error)
                 }

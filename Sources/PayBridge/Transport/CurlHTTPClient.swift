@@ -42,6 +42,9 @@ public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
         }
         self.multi = multi
         self.userAgent = userAgent
+        // The cache defaults to four connections per handle currently added, which shrinks
+        // between bursts and closes keep-alive connections we are about to reuse.
+        _ = cshim_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 1024)
         let thread = Thread { [self] in self.runLoop() }
         thread.name = "paybridge-curl"
         thread.start()
