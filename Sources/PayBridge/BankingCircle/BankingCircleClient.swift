@@ -54,6 +54,10 @@ public final class BankingCircleClient: PaymentSource {
         }
     }
 
+    public func recycle(_ page: consuming PaymentPage) {
+        http.recycle(page.body)
+    }
+
     public func fetchPayment(id: String) async throws -> PaymentPage? {
         let path = Self.listPath + "/" + QueryText.percentEncode(id)
         let (response, requestId, attempts) = try await get(path, notFoundIsNil: true)

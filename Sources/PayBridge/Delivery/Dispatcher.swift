@@ -269,8 +269,10 @@ public final class Dispatcher: @unchecked Sendable {
                 }
             } else if storage.isAvailable {
                 let started = fill(dueBy: drainCutoff ?? current, now: current)
-                if drainCutoff != nil, started == 0, inFlightCount == 0, unrecordedTarget.isEmpty, !hasFinished(),
-                    !waitingOnRateLimit(current)
+                // A drain ends when nothing is in flight or being recorded, and nothing can start:
+                // not even a later event of a subject whose earlier one was just committed.
+                if drainCutoff != nil, started == 0, inFlightCount == 0, unrecordedTarget.isEmpty, !successorsMayBeDue,
+                    !hasFinished(), !waitingOnRateLimit(current)
                 {
                     return
                 }

@@ -8,6 +8,12 @@ public protocol PaymentSource: Sendable {
     func fetchPage(watch: Watch, pageNumber: Int, pageSize: Int, pollStartedAt: Date) async throws -> PaymentPage
     /// One payment by id (a page with one payment), or nil when the bank does not know it.
     func fetchPayment(id: String) async throws -> PaymentPage?
+    /// Takes back a page the poller is done with (its buffer receives a later page).
+    func recycle(_ page: consuming PaymentPage)
+}
+
+extension PaymentSource {
+    public func recycle(_ page: consuming PaymentPage) {}
 }
 
 /// A poll that did not finish; pages committed before the failure stay committed.
@@ -113,6 +119,7 @@ public struct Poller: Sendable {
             report.pages += 1
             report.payments += page.payments.count
             if statusFilter != nil { seen.formUnion(page.payments.lazy.map(\.paymentId)) }
+            source.recycle(page)
             guard full else { break }
             if shouldStop() {
                 next?.cancel()

@@ -26,6 +26,10 @@ public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
 
     private let multi: UnsafeMutableRawPointer
     private let inbox = Mutex(Inbox())
+    /// Large bodies handed back by callers (pages of payments), reused for the next large
+    /// response: a fresh multi-megabyte buffer costs a page fault per 4 KB to zero-fill.
+    private let spareBodies = Mutex<[[UInt8]]>([])
+    static let spareThreshold = 256 << 10
     private let userAgent: String
     private let finished = DispatchSemaphore(value: 0)
 
@@ -82,6 +86,24 @@ public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
         }
     }
 
+    public func recycle(_ body: [UInt8]) {
+        guard body.capacity >= Self.spareThreshold else { return }
+        spareBodies.withLock { spares in
+            if spares.count < 2 { spares.append(body) }
+        }
+    }
+
+    /// A spare body with room for `bytes`, emptied, or nil.
+    fileprivate func spareBody(for bytes: Int) -> [UInt8]? {
+        guard bytes >= Self.spareThreshold else { return nil }
+        guard var body = spareBodies.withLock({ spares -> [UInt8]? in
+            guard let index = spares.firstIndex(where: { $0.capacity >= bytes }) else { return nil }
+            return spares.remove(at: index)
+        }) else { return nil }
+        body.removeAll(keepingCapacity: true)
+        return body
+    }
+
     /// Stops the thread; transfers still running complete with `.cancelled`.
     public func shutdown() {
         let wasRunning = inbox.withLock { inbox -> Bool in
@@ -125,7 +147,7 @@ public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
             submission.completion(.failure(.other("curl_easy_init failed")))
             return
         }
-        let transfer = CurlTransfer(request: submission.request, completion: submission.completion)
+        let transfer = CurlTransfer(request: submission.request, completion: submission.completion, client: self)
         if let problem = transfer.configure(easy, userAgent: userAgent) {
             transfer.releaseResources()
             curl_easy_reset(easy)
@@ -183,6 +205,7 @@ public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
 private final class CurlTransfer {
     let request: HTTPRequest
     let completion: @Sendable (Result<HTTPResponse, TransportError>) -> Void
+    private unowned let client: CurlHTTPClient
     private var responseBody: [UInt8] = []
     private var responseHeaders: [UInt8] = []
     private var truncated = false
@@ -190,9 +213,10 @@ private final class CurlTransfer {
     private var requestBody: UnsafeMutableRawBufferPointer?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
 
-    init(request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, TransportError>) -> Void) {
+    init(request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, TransportError>) -> Void, client: CurlHTTPClient) {
         self.request = request
         self.completion = completion
+        self.client = client
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
     }
 
@@ -251,8 +275,12 @@ private final class CurlTransfer {
     }
 
     func appendBody(_ bytes: UnsafeRawBufferPointer) {
-        if responseBody.isEmpty, let expected = expectedLength {
-            responseBody.reserveCapacity(min(expected, request.maxResponseBytes))
+        if responseBody.isEmpty, let expected = expectedLength.map({ min($0, request.maxResponseBytes) }) {
+            if let spare = client.spareBody(for: expected) {
+                responseBody = spare
+            } else {
+                responseBody.reserveCapacity(expected)
+            }
         }
         let room = request.maxResponseBytes - responseBody.count
         if bytes.count > room {

@@ -115,9 +115,13 @@ public protocol HTTPClient: Sendable {
     func submit(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, TransportError>) -> Void)
     /// Sends several requests at once (one wake-up of the transport for all of them).
     func submit(batch: [(HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)])
+    /// Takes back a large response body the caller is done with, to receive the next one in.
+    func recycle(_ body: [UInt8])
 }
 
 extension HTTPClient {
+    public func recycle(_ body: [UInt8]) {}
+
     public func submit(batch: [(HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)]) {
         for (request, completion) in batch { submit(request, completion: completion) }
     }
