@@ -14,5 +14,3 @@ CURLcode cshim_easy_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl
 CURLMcode cshim_multi_setopt_long(CURLM *h, CURLMoption o, long v) { return curl_multi_setopt(h, o, v); }
 
 CURLcode cshim_msg_result(const CURLMsg *m) { return m->data.result; }
-
-const char *cshim_version(void) { return curl_version_info(CURLVERSION_NOW)->version; }

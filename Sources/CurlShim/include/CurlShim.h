@@ -22,7 +22,4 @@ CURLMcode cshim_multi_setopt_long(CURLM *handle, CURLMoption option, long value)
 /// The result code of a finished transfer (CURLMsg keeps it in a union).
 CURLcode cshim_msg_result(const CURLMsg *message);
 
-/// `curl_version_info(CURLVERSION_NOW)`: the macro is not imported into Swift.
-const char *cshim_version(void);
-
 #endif

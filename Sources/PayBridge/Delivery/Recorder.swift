@@ -65,9 +65,6 @@ final class Recorder: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Nothing waiting and nothing being committed.
-    var isIdle: Bool { condition.withLock { waiting.isEmpty && !committing } }
-
     /// Waits until everything submitted so far is committed, or `deadline` passes.
     func waitUntilIdle(deadline: Date) {
         condition.lock()

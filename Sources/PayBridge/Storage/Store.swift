@@ -169,9 +169,3 @@ public protocol Store: Sendable {
     func prune(before: Date) throws -> PruneReport
 }
 
-extension Store {
-    public func recordAttempts(_ attempts: [AttemptRecord]) throws {
-        guard !attempts.isEmpty else { return }
-        try write { try $0.recordAttempts(attempts) }
-    }
-}

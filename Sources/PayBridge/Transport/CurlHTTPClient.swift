@@ -54,9 +54,6 @@ public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
         thread.start()
     }
 
-    /// The libcurl version this process links, e.g. "7.88.1".
-    public static var curlVersion: String { String(cString: cshim_version()) }
-
     public func submit(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, TransportError>) -> Void) {
         let accepted = inbox.withLock { inbox -> Bool in
             guard !inbox.stopping else { return false }
