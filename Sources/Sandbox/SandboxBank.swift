@@ -200,6 +200,11 @@ public final class SandboxBank: Sendable {
             return state.interceptor
         }
         if let interceptor, let response = interceptor(request) { return response }
+        return handleWithoutInterceptor(request)
+    }
+
+    /// Answers as the bank would, bypassing the interceptor (for interceptors that alter answers).
+    public func handleWithoutInterceptor(_ request: SandboxRequest) -> SandboxResponse {
         let at = now()
         return state.withLock { state in
             advance(&state, to: at)

@@ -190,3 +190,38 @@ import Testing
         await scenario.stop()
     }
 }
+
+@Suite(.serialized) struct PagingTests {
+    @Test func aBankThatIgnoresPageNumberFailsThePollInsteadOfLooping() async throws {
+        let scenario = try await Scenario.start(payments: 25, pageSize: 10)
+        let harness = scenario.harness
+        // Answer every page with page 1.
+        scenario.bank.setInterceptor { request in
+            guard request.path.hasSuffix("/singles"), request.queryValue("PageNumber") != "1" else { return nil }
+            var query = request.query.filter { $0.name != "PageNumber" }
+            query.append(("PageNumber", "1"))
+            let rewritten = SandboxRequest(method: request.method, path: request.path, query: query, headers: request.headers, receivedAt: request.receivedAt)
+            return harness.bank.bank.handleWithoutInterceptor(rewritten)
+        }
+        let result = await scenario.bridge.pollOnce()
+        #expect(result.failures.first.map { "\($0)".contains("page 2 repeats page 1: the bank seems to ignore PageNumber") } == true)
+        #expect(harness.bank.paymentRequests.count <= 3)
+        await scenario.stop()
+    }
+
+    @Test func aCurrentPageThatDoesNotEchoIsOnlyAWarning() async throws {
+        let scenario = try await Scenario.start(payments: 25, pageSize: 10)
+        let bank = scenario.bank
+        bank.setInterceptor { request in
+            guard request.path.hasSuffix("/singles") else { return nil }
+            let answer = bank.handleWithoutInterceptor(request)
+            let text = String(decoding: answer.body, as: UTF8.self)
+                .replacingOccurrences(of: #""currentPage":\d+"#, with: #""currentPage":0"#, options: .regularExpression)
+            return .json(answer.status, text)
+        }
+        let result = await scenario.bridge.pollOnce()
+        #expect(result.failures.isEmpty)
+        #expect(result.reports.first?.payments == 25)
+        await scenario.stop()
+    }
+}

@@ -97,6 +97,7 @@ public struct Poller: Sendable {
         // While a page is diffed and committed, the next one is already on its way (asked
         // for only when this one was full, so no request is wasted).
         var pageNumber = 1
+        var previousEnds: (first: String, last: String)?
         var next: Task<PaymentPage, any Error>? = Self.fetch(source, watch, pageNumber, pageSize, startedAt)
         while let fetching = next {
             next = nil
@@ -107,11 +108,21 @@ public struct Poller: Sendable {
                 throw PollError(stage: .source, watch: watch.name, page: pageNumber, underlying: error)
             }
             if let echoed = page.currentPage, echoed != pageNumber {
-                throw PollError(
-                    stage: .source, watch: watch.name, page: pageNumber,
-                    underlying: SourceContractError("the bank answered page \(echoed) when asked for page \(pageNumber)"))
+                logger.warning(
+                    "the bank's pageInfo.currentPage does not echo the page asked for",
+                    metadata: ["watch": "\(watch.name)", "asked": "\(pageNumber)", "answered": "\(echoed)"])
             }
             let full = page.payments.count >= pageSize
+            // A full page identical to the one before means PageNumber is ignored: paging
+            // would never end.
+            let ends = page.payments.first.map { ($0.paymentId, page.payments[page.payments.count - 1].paymentId) }
+            if full, let ends, let previousEnds, ends == previousEnds {
+                next?.cancel()
+                throw PollError(
+                    stage: .source, watch: watch.name, page: pageNumber,
+                    underlying: SourceContractError("page \(pageNumber) repeats page \(pageNumber - 1): the bank seems to ignore PageNumber"))
+            }
+            previousEnds = ends
             if full, pageNumber < Self.maxPages, !shouldStop() {
                 next = Self.fetch(source, watch, pageNumber + 1, pageSize, startedAt)
             }
