@@ -19,7 +19,7 @@ public struct SandboxOptions: Sendable {
     public var newPaymentEvery: Duration?
     /// Seed of the ids and amounts, so a run can be replayed.
     public var seed: UInt64
-    /// Refuse payment calls without a fresh UUID `X-Request-ID` (the bank's rule).
+    /// Refuse payment calls whose `X-Request-ID` is not a UUID or was used before (the bank's rule).
     public var requireRequestId: Bool
 
     public init(
@@ -248,8 +248,10 @@ public final class SandboxBank: Sendable {
         guard authorization.hasPrefix("Bearer "), let expiry = state.tokens[String(authorization.dropFirst(7))], at < expiry else {
             return SandboxResponse(status: 401)
         }
-        guard options.requireRequestId else { return nil }
-        guard let requestId = request.headers["x-request-id"], UUID(uuidString: requestId) != nil else {
+        // A missing id is let through (a person trying the sandbox with curl); a malformed or
+        // reused one is refused as the bank refuses it, which is what tests a client.
+        guard options.requireRequestId, let requestId = request.headers["x-request-id"] else { return nil }
+        guard UUID(uuidString: requestId) != nil else {
             return .error(400, code: "InvalidRequestId", description: "X-Request-ID must be a UUID", property: "X-Request-ID")
         }
         guard state.seenRequestIds.insert(requestId.lowercased()).inserted else {

@@ -172,3 +172,22 @@ final class LineCollector: Sendable {
     var first: String? { lines.withLock { $0.first } }
     var all: [String] { lines.withLock { $0 } }
 }
+
+@Suite struct SandboxRulesTests {
+    func request(_ path: String, _ headers: [String: String]) -> SandboxRequest {
+        SandboxRequest(method: "GET", path: path, headers: headers)
+    }
+
+    @Test func requestIdsAreCheckedAsTheBankChecksThem() {
+        let bank = SandboxBank(options: SandboxOptions(processingDelay: .seconds(3600)))
+        let auth = bank.handle(request("/api/v1/authorizations/authorize", ["authorization": "Basic " + Data("sandbox:sandbox".utf8).base64EncodedString()]))
+        let token = ((try? JSONSerialization.jsonObject(with: Data(auth.body))) as? [String: Any])?["access_token"] as? String ?? ""
+        let bearer = ["authorization": "Bearer \(token)"]
+        let id = UUID().uuidString
+        #expect(bank.handle(request("/api/v1/payments/singles", bearer)).status == 200)
+        #expect(bank.handle(request("/api/v1/payments/singles", bearer.merging(["x-request-id": id]) { $1 })).status == 200)
+        #expect(bank.handle(request("/api/v1/payments/singles", bearer.merging(["x-request-id": id]) { $1 })).status == 400)
+        #expect(bank.handle(request("/api/v1/payments/singles", bearer.merging(["x-request-id": "not-a-uuid"]) { $1 })).status == 400)
+        #expect(bank.handle(request("/api/v1/payments/singles", [:])).status == 401)
+    }
+}
