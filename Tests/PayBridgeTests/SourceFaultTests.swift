@@ -225,3 +225,48 @@ import Testing
         await scenario.stop()
     }
 }
+
+@Suite(.serialized) struct BankTimeoutTests {
+    func scenario(slowAttempts: Int) async throws -> (Scenario, Counter) {
+        let scenario = try await Scenario.start(payments: 3)
+        let calls = Counter()
+        scenario.bank.setInterceptor { request in
+            // The first `slowAttempts` list calls answer after the 300 ms timeout.
+            if request.path.hasSuffix("/singles"), calls.next() < slowAttempts { Thread.sleep(forTimeInterval: 0.6) }
+            return nil
+        }
+        return (scenario, calls)
+    }
+
+    func withTimeout(_ scenario: Scenario) throws -> Bridge {
+        let text = Fixtures.config(
+            bankURL: scenario.harness.bank.url, state: scenario.harness.directory.file("state-timeouts"),
+            endpoints: Fixtures.endpoint("erp", url: scenario.receiver.url), extraSource: "  timeout: 300ms")
+        return try scenario.harness.bridge(text)
+    }
+
+    @Test func aSlowPageIsRetriedWithAFreshRequestId() async throws {
+        let (scenario, _) = try await scenario(slowAttempts: 1)
+        let bridge = try withTimeout(scenario)
+        let result = await bridge.pollOnce()
+        #expect(result.failures.isEmpty, "\(result.failures)")
+        #expect(result.reports.first?.recorded == 3)
+        let lists = scenario.harness.bank.paymentRequests.filter { $0.path.hasSuffix("/singles") }
+        #expect(lists.count == 2)
+        #expect(Set(lists.compactMap { $0.headers["x-request-id"] }).count == 2)
+        bridge.close()
+        await scenario.stop()
+    }
+
+    @Test func pagesThatAlwaysTimeOutFailThePollWithoutEvents() async throws {
+        let (scenario, _) = try await scenario(slowAttempts: 1000)
+        let bridge = try withTimeout(scenario)
+        let result = await bridge.pollOnce()
+        let message = result.failures.first.map { "\($0)" } ?? ""
+        #expect(message.contains("timed out") && message.contains("request id ") && message.contains("after 2 attempts"), "\(message)")
+        #expect(scenario.receiver.requests.isEmpty)
+        #expect(try bridge.store.paymentStates(for: scenario.ids).isEmpty)
+        bridge.close()
+        await scenario.stop()
+    }
+}
