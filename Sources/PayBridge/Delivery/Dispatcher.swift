@@ -417,9 +417,12 @@ public final class Dispatcher: @unchecked Sendable {
     /// Begins one attempt: returns the HTTP request to submit, or nil when the endpoint
     /// needs none (the console).
     private func start(_ delivery: QueuedDelivery, target index: Int) -> (HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)? {
-        let target = targets[index]
+        // Only what the request needs: copying the whole Target (its queues and sets) per
+        // delivery would retain and release every one of them.
+        let endpoint = targets[index].endpoint
+        let signer = targets[index].signer
         let startedAt = now()
-        switch target.endpoint.kind {
+        switch endpoint.kind {
         case .console:
             console(delivery.body)
             finish(Finished(target: index, delivery: delivery, startedAt: startedAt, finishedAt: startedAt, result: .response(status: 200, retryAfter: nil, excerpt: "")))
@@ -429,13 +432,13 @@ public final class Dispatcher: @unchecked Sendable {
             var headers: [(name: String, value: String)] = [
                 ("Content-Type", "application/json"), ("webhook-id", delivery.eventId), ("webhook-timestamp", String(timestamp)),
             ]
-            if let signature = target.signer.signature(id: delivery.eventId, timestamp: timestamp, body: delivery.body) {
+            if let signature = signer.signature(id: delivery.eventId, timestamp: timestamp, body: delivery.body) {
                 headers.append(("webhook-signature", signature))
             }
-            headers.append(contentsOf: target.endpoint.headers)
+            headers.append(contentsOf: endpoint.headers)
             let request = HTTPRequest(
-                method: .post, url: target.endpoint.url, headers: headers, body: delivery.body, timeout: target.endpoint.timeout,
-                connectTimeout: target.endpoint.connectTimeout, tls: target.endpoint.tls, maxResponseBytes: 4096)
+                method: .post, url: endpoint.url, headers: headers, body: delivery.body, timeout: endpoint.timeout,
+                connectTimeout: endpoint.connectTimeout, tls: endpoint.tls, maxResponseBytes: 4096)
             let now = self.now
             return (request, { [self] result in
                 let attempt: AttemptResult
