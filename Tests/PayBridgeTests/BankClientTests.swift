@@ -145,6 +145,57 @@ import Testing
     }
 }
 
+/// `expires_in` as a number or a string of digits, decoded as typed values (on Linux an
+/// `NSNumber` of 0 or 1 passes `is Bool`, so 1 used to be refused).
+@Suite struct TokenAnswerTests {
+    let at = Date(timeIntervalSince1970: 1000)
+
+    func lifetime(_ json: String) throws(AccessTokenResponse.Invalid) -> TimeInterval {
+        try AccessTokenResponse.parse(Array(json.utf8), receivedAt: at).expiresAt.timeIntervalSince(at)
+    }
+
+    @Test(arguments: [
+        (#"0"#, 0.0), (#"1"#, 1), (#"300"#, 300), (#""300""#, 300), (#"299.5"#, 299.5), (#"" 45 ""#, 45),
+    ])
+    func lifetimesThatAreSeconds(value: String, seconds: Double) throws {
+        #expect(try lifetime(#"{"access_token":"t","expires_in":\#(value)}"#) == seconds)
+    }
+
+    @Test func anAbsentLifetimeIsTheDocumentedOne() throws {
+        #expect(try lifetime(#"{"access_token":"t"}"#) == 300)
+        #expect(try lifetime(#"{"access_token":"t","expires_in":null}"#) == 300)
+    }
+
+    @Test(arguments: [
+        (#"-5"#, "expires_in is negative"), (#""-5""#, "expires_in is negative"),
+        (#"true"#, "expires_in is not a number of seconds"), (#"false"#, "expires_in is not a number of seconds"),
+        (#""abc""#, "expires_in is not a number of seconds"), (#"[300]"#, "expires_in is not a number of seconds"),
+    ])
+    func lifetimesThatAreNot(value: String, message: String) {
+        #expect(throws: AccessTokenResponse.Invalid.self) { try lifetime(#"{"access_token":"t","expires_in":\#(value)}"#) }
+        do {
+            _ = try lifetime(#"{"access_token":"t","expires_in":\#(value)}"#)
+        } catch {
+            #expect(error.description == message)
+        }
+    }
+
+    @Test func aShortLifetimeRenewsEarlyAndZeroServesOneCall() throws {
+        let one = try AccessTokenResponse.parse(Array(#"{"access_token":"t","expires_in":1}"#.utf8), receivedAt: at)
+        #expect(one.renewAt == at + 0.8)
+        let zero = try AccessTokenResponse.parse(Array(#"{"access_token":"t","expires_in":0}"#.utf8), receivedAt: at)
+        #expect(zero.renewAt == at)
+    }
+
+    @Test func notAnObjectOrNoTokenIsRefused() {
+        for body in [#"[]"#, #"not json"#, #"{"expires_in":300}"#, #"{"access_token":"","expires_in":300}"#, #"{"access_token":7}"#] {
+            #expect(throws: AccessTokenResponse.Invalid.self, "\(body)") {
+                _ = try AccessTokenResponse.parse(Array(body.utf8), receivedAt: at)
+            }
+        }
+    }
+}
+
 /// A thread-safe counter for interceptors.
 final class Counter: Sendable {
     private let value = Mutex(0)

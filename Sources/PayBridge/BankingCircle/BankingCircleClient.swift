@@ -177,30 +177,67 @@ public final class BankingCircleClient: PaymentSource {
 }
 
 /// The authorize call's answer: `{"access_token": "…", "expires_in": 300 | "300"}`.
+///
+/// Decoded with typed values, not `JSONSerialization`: on Linux an `NSNumber` holding 0 or 1
+/// passes `is Bool`, which turned `"expires_in": 1` into "not a number".
 enum AccessTokenResponse {
     struct Invalid: Error, CustomStringConvertible {
         var description: String
     }
 
-    static func parse(_ body: [UInt8], receivedAt: Date) throws(Invalid) -> AccessToken {
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
-            throw Invalid(description: "the authorize response is not a JSON object")
+    /// The bank documents 300 s; an answer without `expires_in` is taken to mean that.
+    static let documentedLifetime: TimeInterval = 300
+
+    private struct Body: Decodable {
+        var accessToken: String?
+        var expiresIn: Lifetime?
+
+        enum CodingKeys: String, CodingKey {
+            case accessToken = "access_token"
+            case expiresIn = "expires_in"
         }
-        guard let value = object["access_token"] as? String, !value.isEmpty else {
+    }
+
+    /// `expires_in` as the bank sends it: a JSON number or a string of digits.
+    private enum Lifetime: Decodable {
+        case seconds(Double)
+        case notSeconds
+
+        init(from decoder: any Decoder) throws {
+            let value = try decoder.singleValueContainer()
+            if value.decodeNil() {
+                self = .seconds(AccessTokenResponse.documentedLifetime)
+            } else if let number = try? value.decode(Double.self) {
+                self = .seconds(number)
+            } else if let text = try? value.decode(String.self), let number = Double(text.trimmingCharacters(in: .whitespaces)),
+                number.isFinite
+            {
+                self = .seconds(number)
+            } else {
+                self = .notSeconds
+            }
+        }
+    }
+
+    /// A lifetime of 0 is a token already expiring: it serves the call that fetched it and
+    /// the next call fetches another.
+    static func parse(_ body: [UInt8], receivedAt: Date) throws(Invalid) -> AccessToken {
+        let decoded: Body
+        do {
+            decoded = try JSONDecoder().decode(Body.self, from: Data(body))
+        } catch {
+            throw Invalid(description: "the authorize response is not a JSON object with access_token and expires_in")
+        }
+        guard let value = decoded.accessToken, !value.isEmpty else {
             throw Invalid(description: "the authorize response has no access_token")
         }
         let lifetime: TimeInterval
-        switch object["expires_in"] {
-        case let number as NSNumber where !(number is Bool): lifetime = number.doubleValue
-        case let text as String:
-            guard let seconds = Double(text.trimmingCharacters(in: .whitespaces)) else {
-                throw Invalid(description: "expires_in is not a number of seconds")
-            }
-            lifetime = seconds
-        case nil, is NSNull: lifetime = 300  // The bank documents 300 s.
-        default: throw Invalid(description: "expires_in is not a number of seconds")
+        switch decoded.expiresIn {
+        case nil: lifetime = documentedLifetime
+        case .seconds(let seconds): lifetime = seconds
+        case .notSeconds: throw Invalid(description: "expires_in is not a number of seconds")
         }
-        guard lifetime > 0 else { throw Invalid(description: "expires_in is not positive") }
+        guard lifetime >= 0 else { throw Invalid(description: "expires_in is negative") }
         let expiresAt = receivedAt.addingTimeInterval(lifetime)
         return AccessToken(
             value: Secret(value), expiresAt: expiresAt,
