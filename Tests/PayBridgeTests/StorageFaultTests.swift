@@ -222,4 +222,41 @@ import Testing
         await receiver.stop()
         await harness.stop()
     }
+
+    /// A state whose endpoint records cannot be read must not look like "no endpoint is
+    /// disabled": nothing is delivered, and the error names the state.
+    @Test func unreadableEndpointRecordsFailClosed() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(1)
+        let text = config(harness, receiver: receiver, state: harness.statePath).replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+        let path = try harness.directory.write("pb.yaml", text)
+        let baseline = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(baseline.status == 0, "\(baseline.stderr)")
+        // A change is queued; then the endpoints' records become unreadable.
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        let database = try DatabaseQueue(path: harness.statePath + "/" + SQLiteStore.fileName)
+        try await database.write { db in try db.execute(sql: "ALTER TABLE endpoint_state RENAME TO endpoint_state_hidden") }
+
+        let once = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(once.status == 1)
+        #expect(once.stderr.contains("cannot open the state database in \(harness.statePath)"), "\(once.stderr)")
+        #expect(once.stderr.contains("endpoint_state"))
+
+        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let log = PipeReader(errors)
+        try await Task.sleep(for: .milliseconds(2500))
+        #expect(receiver.requests.isEmpty, "nothing is sent while the records cannot be read")
+        #expect(harness.bank.paymentRequests.count == 1, "nor polled: only the baseline's request")
+        // Readable again: run starts, and delivers.
+        try await database.write { db in try db.execute(sql: "ALTER TABLE endpoint_state_hidden RENAME TO endpoint_state") }
+        #expect(await receiver.waitFor(count: 1, timeout: .seconds(10)))
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        let logged = await log.text()
+        #expect(logged.components(separatedBy: "retrying every 2 s").count == 2, "said once: \(logged)")
+        await receiver.stop()
+        await harness.stop()
+    }
 }

@@ -11,7 +11,7 @@ public final class BankingCircleClient: PaymentSource {
     private let source: SourceConfiguration
     private let http: any HTTPClient
     private let logger: Logger
-    private let now: @Sendable () -> Date
+    private let clock: WallClock
     private let random: @Sendable () -> Double
     private let sleep: @Sendable (Duration) async -> Void
     private let tokens: TokenCache
@@ -21,7 +21,7 @@ public final class BankingCircleClient: PaymentSource {
     ///   - random: a number in 0..<1 for backoff jitter.
     public init(
         source: SourceConfiguration, apiURL: String? = nil, authURL: String? = nil, http: any HTTPClient, logger: Logger,
-        now: @escaping @Sendable () -> Date = Date.init,
+        clock: WallClock = .system,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         sleep: @escaping @Sendable (Duration) async -> Void = { try? await Task.sleep(for: $0) }
     ) {
@@ -31,12 +31,12 @@ public final class BankingCircleClient: PaymentSource {
         self.source = source
         self.http = http
         self.logger = logger
-        self.now = now
+        self.clock = clock
         self.random = random
         self.sleep = sleep
         let authorize = Self.authorizeCall(
-            url: self.authURL + Self.authorizePath, source: source, http: http, logger: logger, now: now, random: random, sleep: sleep)
-        self.tokens = TokenCache(now: now, fetch: authorize)
+            url: self.authURL + Self.authorizePath, source: source, http: http, logger: logger, clock: clock, random: random, sleep: sleep)
+        self.tokens = TokenCache(now: clock.now, fetch: authorize)
     }
 
     // MARK: PaymentSource
@@ -109,7 +109,7 @@ public final class BankingCircleClient: PaymentSource {
                     continue
                 case 408, 429, 500...599:
                     retryable = .http(status: response.status, detail: BankError.describeBody(response.body))
-                    retryAfter = RetryAfter.parse(response.header("retry-after"), now: now())
+                    retryAfter = RetryAfter.parse(response.header("retry-after"), now: clock.now())
                 default:
                     let error = BankError(
                         reason: .http(status: response.status, detail: BankError.describeBody(response.body)), call: call,
@@ -134,7 +134,7 @@ public final class BankingCircleClient: PaymentSource {
     }
 
     private static func authorizeCall(
-        url: String, source: SourceConfiguration, http: any HTTPClient, logger: Logger, now: @escaping @Sendable () -> Date,
+        url: String, source: SourceConfiguration, http: any HTTPClient, logger: Logger, clock: WallClock,
         random: @escaping @Sendable () -> Double, sleep: @escaping @Sendable (Duration) async -> Void
     ) -> TokenCache.Fetch {
         let credentials = Data("\(source.username.value):\(source.password.value)".utf8).base64EncodedString()
@@ -154,7 +154,7 @@ public final class BankingCircleClient: PaymentSource {
                     reason = .transport(error)
                 case .success(let response) where (200..<300).contains(response.status):
                     do throws(AccessTokenResponse.Invalid) {
-                        return try AccessTokenResponse.parse(response.body, receivedAt: now())
+                        return try AccessTokenResponse.parse(response.body, receivedAt: clock.now())
                     } catch {
                         throw BankError(reason: .authentication(error.description), call: call, requestId: requestId, attempts: attempts)
                     }

@@ -102,6 +102,11 @@ public struct EndpointHealth: Sendable, Equatable {
         return .opened(until: until, failures: failures)
     }
 
+    /// An operator's switch (`paybridge endpoints disable`): held until re-enabled.
+    public mutating func disable(reason: String, at date: Date) {
+        state = .disabled(reason: reason, at: date)
+    }
+
     /// An operator's re-enable: back to closed with a clean slate.
     public mutating func enable() {
         state = .closed

@@ -5,56 +5,60 @@ import Synchronization
 /// dispatcher keeps starting attempts while a commit waits for the disk or for the poller's
 /// transaction. Whatever accumulates during one commit goes into the next: group commit
 /// without a timer. On a storage fault it keeps everything and tries again every second.
+///
+/// It decides nothing: what to write comes from the delivery state machine, already routed.
 final class Recorder: @unchecked Sendable {
-    // @unchecked: everything shared is guarded by `condition`; `store` and the callbacks are
-    // immutable and Sendable.
+    // @unchecked: everything shared is guarded by `condition`; `store` is immutable and Sendable.
+
+    /// An endpoint disabled by paybridge: its record and its `endpoint.disabled` event
+    /// commit together.
+    struct Disabled {
+        var endpoint: String
+        var record: EndpointRecord
+        var event: Event
+        /// The endpoints the event goes to (routed before the transaction).
+        var targets: [String]
+    }
 
     /// One unit of work handed over by the dispatcher.
     struct Batch {
         var records: [AttemptRecord] = []
-        /// Events with the endpoint record to save and the endpoint they are about.
-        var events: [(event: Event, record: EndpointRecord, endpoint: String)] = []
+        var disabled: [Disabled] = []
         /// Endpoint records to save on their own (a circuit opened or closed).
         var endpointRecords: [(name: String, record: EndpointRecord)] = []
 
-        var isEmpty: Bool { records.isEmpty && events.isEmpty && endpointRecords.isEmpty }
+        var isEmpty: Bool { records.isEmpty && disabled.isEmpty && endpointRecords.isEmpty }
 
         mutating func append(_ other: Batch) {
             records.append(contentsOf: other.records)
-            events.append(contentsOf: other.events)
+            disabled.append(contentsOf: other.disabled)
             endpointRecords.append(contentsOf: other.endpointRecords)
         }
     }
 
-    /// What a commit did, reported back to the dispatcher.
-    struct Acknowledgement {
-        var deliveryIds: [Int64]
-        var committedEvents: Bool
-    }
-
     private let store: any Store
-    private let routes: RouteTable
     private let storage: StorageMonitor
-    private let acknowledge: @Sendable (Acknowledgement) -> Void
-    private let onQueued: @Sendable () -> Void
+    private let clock: WallClock
+    private let acknowledgement = Mutex<(@Sendable (DeliveryStateMachine.Commit) -> Void)?>(nil)
 
     private let condition = NSCondition()
     private var waiting = Batch()
     private var committing = false
     private var stopped = false
 
-    init(
-        store: any Store, routes: RouteTable, storage: StorageMonitor, onQueued: @escaping @Sendable () -> Void,
-        acknowledge: @escaping @Sendable (Acknowledgement) -> Void
-    ) {
+    init(store: any Store, storage: StorageMonitor, clock: WallClock) {
         self.store = store
-        self.routes = routes
         self.storage = storage
-        self.onQueued = onQueued
-        self.acknowledge = acknowledge
+        self.clock = clock
         let thread = Thread { [self] in run() }
         thread.name = "paybridge-recorder"
         thread.start()
+    }
+
+    /// Told of every commit (set once, before the first batch).
+    var acknowledge: (@Sendable (DeliveryStateMachine.Commit) -> Void)? {
+        get { acknowledgement.withLock { $0 } }
+        set { acknowledgement.withLock { $0 = newValue } }
     }
 
     func submit(_ batch: Batch) {
@@ -68,8 +72,10 @@ final class Recorder: @unchecked Sendable {
     /// Waits until everything submitted so far is committed, or `deadline` passes.
     func waitUntilIdle(deadline: Date) {
         condition.lock()
-        while !(waiting.isEmpty && !committing), Date() < deadline {
-            _ = condition.wait(until: min(deadline, Date().addingTimeInterval(0.05)))
+        while !(waiting.isEmpty && !committing) {
+            let left = deadline.timeIntervalSince(clock.now())
+            guard left > 0 else { break }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: min(left, 0.05)))
         }
         condition.unlock()
     }
@@ -104,7 +110,7 @@ final class Recorder: @unchecked Sendable {
                 retry.append(waiting)
                 waiting = retry
                 condition.broadcast()
-                _ = condition.wait(until: Date().addingTimeInterval(1))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: 1))
             } else {
                 condition.broadcast()
             }
@@ -114,27 +120,25 @@ final class Recorder: @unchecked Sendable {
 
     private func commit(_ batch: Batch) -> Bool {
         do {
-            let routes = self.routes
-            let queued = try store.write { transaction -> Bool in
-                var queued = false
+            let now = clock.now()
+            try store.write { transaction in
                 for (name, record) in batch.endpointRecords { try transaction.saveEndpointRecord(name: name, record) }
-                for (event, record, endpoint) in batch.events {
-                    try transaction.saveEndpointRecord(name: endpoint, record)
-                    let targets = routes.endpoints(for: event.routable).filter { $0 != endpoint }
-                    try transaction.appendEvent(event, endpoints: targets, dueAt: event.createdAt)
-                    queued = queued || !targets.isEmpty
+                for disabled in batch.disabled {
+                    try transaction.saveEndpointRecord(name: disabled.endpoint, disabled.record)
+                    try transaction.appendEvent(disabled.event, endpoints: disabled.targets, dueAt: disabled.event.createdAt)
                 }
-                try transaction.recordAttempts(batch.records)
-                return queued
+                try transaction.recordAttempts(batch.records, at: now)
             }
-            storage.reportHealthy()
-            if queued { onQueued() }
-            acknowledge(Acknowledgement(deliveryIds: batch.records.map(\.deliveryId), committedEvents: !batch.events.isEmpty))
+            storage.reportHealthy(at: now)
+            acknowledge?(
+                DeliveryStateMachine.Commit(
+                    deliveryIds: batch.records.map(\.deliveryId), disabledEndpoints: batch.disabled.map(\.endpoint),
+                    queuedDeliveries: batch.disabled.contains { !$0.targets.isEmpty }))
             return true
         } catch {
             // The deliveries stay pending in the store and are held here until it takes writes
             // again; if paybridge stops first, they are attempted again later.
-            storage.reportFault(error)
+            storage.reportFault(error, at: clock.now())
             return false
         }
     }

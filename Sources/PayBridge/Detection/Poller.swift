@@ -66,27 +66,27 @@ public struct Poller: Sendable {
     let store: any Store
     let routes: RouteTable
     let pageSize: Int
-    let now: @Sendable () -> Date
+    let clock: WallClock
     let logger: Logger
     /// Called after a commit that queued deliveries.
     let onQueued: @Sendable () -> Void
 
     public init(
         source: any PaymentSource, store: any Store, routes: RouteTable, pageSize: Int, logger: Logger,
-        now: @escaping @Sendable () -> Date = Date.init, onQueued: @escaping @Sendable () -> Void = {}
+        clock: WallClock = .system, onQueued: @escaping @Sendable () -> Void = {}
     ) {
         self.source = source
         self.store = store
         self.routes = routes
         self.pageSize = pageSize
-        self.now = now
+        self.clock = clock
         self.logger = logger
         self.onQueued = onQueued
     }
 
     /// Polls `watch` once. `shouldStop` is checked between pages.
     public func poll(_ watch: Watch, shouldStop: @Sendable () -> Bool = { false }) async throws(PollError) -> PollReport {
-        let startedAt = now()
+        let startedAt = clock.now()
         let record = try attempt(watch, page: nil) { try store.watchRecord(name: watch.name) }
         let baselined = record?.baselinedAt != nil
         let emitNew = baselined || watch.baseline == .emit
@@ -217,7 +217,7 @@ public struct Poller: Sendable {
     }
 
     private func commit(_ sightings: [ScannedPayment], of page: PaymentPage, watch: Watch, emitNew: Bool, report: inout PollReport) throws {
-        let committedAt = now()
+        let committedAt = clock.now()
         let ids = Array(Set(sightings.map(\.paymentId)))
         let (counts, queued) = try store.write { transaction -> ((Int, Int, Int), Bool) in
             let current = try transaction.paymentStates(for: ids)

@@ -14,45 +14,53 @@ public final class Bridge: Sendable {
     let poller: Poller
     private let http: CurlHTTPClient
     let logger: Logger
+    let clock: WallClock
 
+    /// Opens the state and reads what the dispatcher and the monitors must know before they
+    /// start (disabled endpoints, an announced outage); any read that fails throws, so a
+    /// state that cannot be read never looks like "nothing is disabled".
     /// - Parameters:
     ///   - apiURL: the bank's base URL when the config has none (the in-process sandbox).
     ///   - console: where console endpoints write.
+    ///   - clock: where every part reads the time.
     public init(
         configuration: Configuration, apiURL: String? = nil, logger: Logger,
-        console: (@Sendable ([UInt8]) -> Void)? = nil
+        console: (@Sendable ([UInt8]) -> Void)? = nil, clock: WallClock = .system
     ) throws {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
         let http = CurlHTTPClient()
         self.http = http
         do {
             store = try SQLiteStore(directory: configuration.state.path, busyTimeout: configuration.state.busyTimeout)
+            let routes = RouteTable(routes: configuration.routes)
+            let storage = StorageMonitor(logger: logger, clock: clock)
+            self.storage = storage
+            let client = BankingCircleClient(
+                source: configuration.source, apiURL: apiURL, authURL: apiURL, http: http, logger: logger, clock: clock)
+            let wake = WakeRelay()
+            let onQueued: @Sendable () -> Void = { wake.fire() }
+            if let console {
+                dispatcher = try Dispatcher(
+                    endpoints: configuration.endpoints, store: store, http: http, routes: routes, storage: storage, logger: logger,
+                    clock: clock, console: console)
+            } else {
+                dispatcher = try Dispatcher(
+                    endpoints: configuration.endpoints, store: store, http: http, routes: routes, storage: storage, logger: logger,
+                    clock: clock)
+            }
+            wake.target = dispatcher
+            source = try SourceMonitor(
+                store: store, routes: routes, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock,
+                onQueued: onQueued)
+            poller = Poller(
+                source: client, store: store, routes: routes, pageSize: configuration.source.pageSize, logger: logger,
+                clock: clock, onQueued: onQueued)
         } catch {
             http.shutdown()
             throw StateUnavailable(path: configuration.state.path, underlying: error)
         }
-        let routes = RouteTable(routes: configuration.routes)
-        let storage = StorageMonitor(logger: logger)
-        self.storage = storage
-        let client = BankingCircleClient(source: configuration.source, apiURL: apiURL, authURL: apiURL, http: http, logger: logger)
-        let wake = WakeRelay()
-        let onQueued: @Sendable () -> Void = { wake.fire() }
-        if let console {
-            dispatcher = Dispatcher(
-                endpoints: configuration.endpoints, store: store, http: http, routes: routes, storage: storage, logger: logger,
-                console: console, onQueued: onQueued)
-        } else {
-            dispatcher = Dispatcher(
-                endpoints: configuration.endpoints, store: store, http: http, routes: routes, storage: storage, logger: logger,
-                onQueued: onQueued)
-        }
-        wake.target = dispatcher
-        source = SourceMonitor(
-            store: store, routes: routes, threshold: configuration.source.unavailableAfter, logger: logger, onQueued: onQueued)
-        poller = Poller(
-            source: client, store: store, routes: routes, pageSize: configuration.source.pageSize, logger: logger,
-            onQueued: onQueued)
     }
 
     /// What `pollOnce` did.
@@ -68,7 +76,7 @@ public final class Bridge: Sendable {
         let trigger = Dispatcher.DrainTrigger(dispatcher)
         let delivering = Task { await dispatcher.run(.drainWhen(trigger)) }
         let result = await pollWatches()
-        trigger.fire(dueBy: Date())
+        trigger.fire(dueBy: clock.now())
         await delivering.value
         prune()
         return result
@@ -113,7 +121,8 @@ public final class Bridge: Sendable {
 
     /// Deletes delivered events and attempt logs older than `state.retention`.
     @discardableResult
-    public func prune(now: Date = Date()) -> PruneReport? {
+    public func prune(now: Date? = nil) -> PruneReport? {
+        let now = now ?? clock.now()
         do {
             let report = try store.prune(before: now.addingTimeInterval(-configuration.state.retention.seconds))
             if report != PruneReport() {

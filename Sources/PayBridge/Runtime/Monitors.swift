@@ -9,16 +9,19 @@ import Synchronization
 public final class StorageMonitor: Sendable {
     private let fault = Mutex<(reason: String, since: Date)?>(nil)
     private let logger: Logger
+    private let clock: WallClock
     private let gauge = Gauge(label: "paybridge_storage_available")
 
-    public init(logger: Logger) {
+    public init(logger: Logger, clock: WallClock = .system) {
         self.logger = logger
+        self.clock = clock
         gauge.record(1)
     }
 
     public var isAvailable: Bool { fault.withLock { $0 == nil } }
 
-    public func reportFault(_ error: any Error, at date: Date = Date()) {
+    public func reportFault(_ error: any Error, at date: Date? = nil) {
+        let date = date ?? clock.now()
         let first = fault.withLock { fault -> Bool in
             guard fault == nil else { return false }
             fault = ("\(error)", date)
@@ -31,7 +34,8 @@ public final class StorageMonitor: Sendable {
             metadata: ["error": "\(error)"])
     }
 
-    public func reportHealthy(at date: Date = Date()) {
+    public func reportHealthy(at date: Date? = nil) {
+        let date = date ?? clock.now()
         guard let ended = fault.withLock({ fault -> (reason: String, since: Date)? in
             defer { fault = nil }
             return fault
@@ -46,7 +50,7 @@ public final class StorageMonitor: Sendable {
     public func waitUntilWritable(_ store: any Store, interval: Duration = .seconds(1)) async {
         while !Task.isCancelled {
             do {
-                try store.checkWritable()
+                try store.checkWritable(at: clock.now())
                 reportHealthy()
                 return
             } catch {
@@ -64,27 +68,36 @@ public actor SourceMonitor {
     private let routes: RouteTable
     private let logger: Logger
     private let onQueued: @Sendable () -> Void
+    private let clock: WallClock
     private let gauge = Gauge(label: "paybridge_source_available")
 
-    public init(store: any Store, routes: RouteTable, threshold: Duration, logger: Logger, onQueued: @escaping @Sendable () -> Void) {
-        let record = (try? store.sourceRecord()) ?? SourceRecord()
+    /// Reads the stored record first: a read that fails throws, so an outage already
+    /// announced is never forgotten (nor announced twice) because the record was unreadable.
+    public init(
+        store: any Store, routes: RouteTable, threshold: Duration, logger: Logger, clock: WallClock = .system,
+        onQueued: @escaping @Sendable () -> Void
+    ) throws {
+        let record = try store.sourceRecord()
         health = SourceHealth(record: record, threshold: threshold)
         self.store = store
         self.routes = routes
         self.logger = logger
+        self.clock = clock
         self.onQueued = onQueued
         gauge.record(record.announcedAt == nil ? 1 : 0)
     }
 
     public var isAvailable: Bool { health.isAvailable }
 
-    public func pollSucceeded(at date: Date = Date()) {
+    public func pollSucceeded(at date: Date? = nil) {
+        let date = date ?? clock.now()
         var next = health
         let (change, save) = next.pollSucceeded(now: date)
         commit(next, change: change, save: save, at: date, error: nil)
     }
 
-    public func pollFailed(_ error: any Error, at date: Date = Date()) {
+    public func pollFailed(_ error: any Error, at date: Date? = nil) {
+        let date = date ?? clock.now()
         var next = health
         let (change, save) = next.pollFailed(now: date)
         commit(next, change: change, save: save, at: date, error: error)
@@ -109,16 +122,15 @@ public actor SourceMonitor {
         case nil:
             event = nil
         }
+        // Routed before the transaction: the transaction only persists.
+        let endpoints = event.map { routes.endpoints(for: $0.routable) } ?? []
         do {
-            let queued = try store.write { transaction -> Bool in
+            try store.write { transaction in
                 try transaction.saveSourceRecord(next.record)
-                guard let event else { return false }
-                let endpoints = routes.endpoints(for: event.routable)
-                try transaction.appendEvent(event, endpoints: endpoints, dueAt: date)
-                return !endpoints.isEmpty
+                if let event { try transaction.appendEvent(event, endpoints: endpoints, dueAt: date) }
             }
             health = next
-            if queued { onQueued() }
+            if !endpoints.isEmpty { onQueued() }
         } catch {
             logger.error("cannot record the bank's availability", metadata: ["error": "\(error)"])
             return

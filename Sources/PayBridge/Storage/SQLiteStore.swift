@@ -135,10 +135,16 @@ public final class SQLiteStore: Store {
         try pool.write { db in try body(SQLiteTransaction(db: db)) }
     }
 
-    public func checkWritable() throws {
+    public func checkWritable(at date: Date) throws {
         try pool.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, ?)", arguments: [Date().timeIntervalSince1970])
+            try db.execute(sql: "INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, ?)", arguments: [date.timeIntervalSince1970])
         }
+    }
+
+    /// SQLite's `data_version` on the writer connection: every write of this process goes
+    /// through that one connection, so only other processes' commits change it.
+    public func changeMark() throws -> Int64 {
+        try pool.writeWithoutTransaction { db in try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
     }
 
     static func paymentStates(_ db: Database, _ paymentIds: [String]) throws -> [String: PaymentState] {
@@ -463,7 +469,7 @@ private struct SQLiteTransaction: StoreTransaction {
     /// A success is recorded on the delivery row (`delivered_at`, `last_status`); only
     /// failures and the attempts that follow them get an `attempt` row, which keeps the common
     /// case to one write per delivery.
-    func recordAttempts(_ attempts: [AttemptRecord]) throws {
+    func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws {
         let insert = try db.cachedStatement(
             sql: """
                 INSERT OR REPLACE INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error)
@@ -475,7 +481,7 @@ private struct SQLiteTransaction: StoreTransaction {
                     last_error = ?, updated_at = ?, delivered_at = ?
                 WHERE id = ? AND state = 'pending'
                 """)
-        let now = Date().timeIntervalSince1970
+        let now = date.timeIntervalSince1970
         for record in attempts {
             let finished = record.startedAt.timeIntervalSince1970 + Double(record.duration.milliseconds) / 1000
             if record.next != .delivered || record.attempt > 1 {

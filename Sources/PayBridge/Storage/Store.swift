@@ -71,7 +71,7 @@ public enum DeliveryState: String, Sendable, CaseIterable {
 }
 
 /// One attempt's result and what it means for the delivery.
-public struct AttemptRecord: Sendable {
+public struct AttemptRecord: Sendable, Equatable {
     public enum Next: Sendable, Equatable {
         case delivered
         case retry(at: Date)
@@ -131,8 +131,9 @@ public protocol StoreTransaction {
     func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
     func saveEndpointRecord(name: String, _ record: EndpointRecord) throws
     func saveSourceRecord(_ record: SourceRecord) throws
-    /// Logs the attempts and moves their deliveries on (delivered, retry at, dead).
-    func recordAttempts(_ attempts: [AttemptRecord]) throws
+    /// Logs the attempts and moves their deliveries on (delivered, retry at, dead); `date`
+    /// stamps the rows.
+    func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws
 }
 
 /// The state and the delivery queue. SQLite is the embedded implementation; every SQL
@@ -143,7 +144,10 @@ public protocol Store: Sendable {
     /// Runs `body` in one write transaction.
     func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T
     /// Fails unless a write transaction can commit now (the storage-fault probe).
-    func checkWritable() throws
+    func checkWritable(at date: Date) throws
+    /// A number that changes whenever another process commits to the state (an operator's
+    /// command); this process's own commits leave it as it is.
+    func changeMark() throws -> Int64
 
     func watchRecord(name: String) throws -> WatchRecord?
     func watchMembers(name: String) throws -> Set<String>
