@@ -50,12 +50,12 @@ struct Payment: Sendable {
         let created = Self.timestamp(createdAt)
         let changed = Self.timestamp(lastChanged)
         let amount = "{\"currency\":\"\(currency)\",\"amount\":\(amountText)}"
-        let reasons = status == "Rejected" ? "[{\"code\":\"AC04\",\"description\":\"Closed account number\"}]" : "null"
+        let (reasons, errors) = Self.rejectionReasons(status)
         return """
             {"paymentId":"\(id)","transactionReference":"\(reference)","concurrencyToken":"\(concurrencyToken)",\
             "classification":"Outgoing","subClassification":null,"status":"\(status)","processedTimestamp":\(processed),\
             "latestStatusChangedTimestamp":"\(changed)","lastChangedTimestamp":"\(changed)","booked":\(status == "Processed"),\
-            "return":false,"paymentRail":"Sepa","statusReasons":\(reasons),"errors":null,\
+            "return":false,"paymentRail":"Sepa","statusReasons":\(reasons),"errors":\(errors),\
             "debtorInformation":{"paymentBulkId":null,"accountId":"\(accountId)","account":{"account":"\(iban)",\
             "accountIban":"\(iban)","financialInstitution":"SXPYDKKK","country":"DK"},"viban":null,\
             "instructedDate":"\(created)","debitAmount":\(amount),"debitValueDate":"\(created.prefix(10))T00:00:00+00:00",\
@@ -66,6 +66,22 @@ struct Payment: Sendable {
             "creditorAccount":{"account":"\(creditorIban)","financialInstitution":"COBADEFFXXX","country":"DE"},\
             "creditorName":"Müller & Söhne GmbH"},"creditorInformation":null}
             """
+    }
+
+    /// Why the bank stopped a payment, as its objects carry it: ISO 20022 reason codes in
+    /// `statusReasons`, and for a rejection the same in `errors`.
+    static func rejectionReasons(_ status: String) -> (statusReasons: String, errors: String) {
+        switch status {
+        case "Rejected":
+            return (
+                #"[{"code":"AC04","description":"Closed account number"}]"#,
+                #"[{"errorCode":"AC04","errorText":"Closed account number","propertyName":"creditorAccount"}]"#
+            )
+        case "MissingFunding":
+            return (#"[{"code":"AM04","description":"Insufficient funds on the debtor account"}]"#, "null")
+        default:
+            return ("null", "null")
+        }
     }
 
     /// `2023-09-23T15:33:51.0133333+00:00`: the bank's seven fractional digits.

@@ -21,11 +21,14 @@ public struct SandboxOptions: Sendable {
     public var seed: UInt64
     /// Refuse payment calls whose `X-Request-ID` is not a UUID or was used before (the bank's rule).
     public var requireRequestId: Bool
+    /// AISP / PISP access: every call must be signed with this certificate's key.
+    public var signature: SignatureRequirement?
 
     public init(
         username: String = "sandbox", password: String = "sandbox", tokenLifetime: Duration = .seconds(300),
         expiresInAsString: Bool = true, processingDelay: Duration = .seconds(2), reversalDelay: Duration = .seconds(30),
-        initialPayments: Int = 0, newPaymentEvery: Duration? = nil, seed: UInt64 = 1, requireRequestId: Bool = true
+        initialPayments: Int = 0, newPaymentEvery: Duration? = nil, seed: UInt64 = 1, requireRequestId: Bool = true,
+        signature: SignatureRequirement? = nil
     ) {
         self.username = username
         self.password = password
@@ -37,6 +40,7 @@ public struct SandboxOptions: Sendable {
         self.newPaymentEvery = newPaymentEvery
         self.seed = seed
         self.requireRequestId = requireRequestId
+        self.signature = signature
     }
 }
 
@@ -236,6 +240,9 @@ public final class SandboxBank: Sendable {
         guard request.headers["authorization"] == expected else {
             return .json(401, "[{\"errorCode\":\"InvalidCredentials\",\"errorText\":\"The username or password is incorrect\"}]")
         }
+        if let reason = options.signature?.refusal(ofAuthorize: request) {
+            return .error(401, code: "InvalidClientCertificate", description: reason, property: "X-ARR-ClientCert")
+        }
         let token = state.random.hex(bytes: 32)
         state.tokens[token] = at.addingTimeInterval(options.tokenLifetime.timeInterval)
         let seconds = Int(options.tokenLifetime.timeInterval)
@@ -250,12 +257,16 @@ public final class SandboxBank: Sendable {
         }
         // A missing id is let through (a person trying the sandbox with curl); a malformed or
         // reused one is refused as the bank refuses it, which is what tests a client.
-        guard options.requireRequestId, let requestId = request.headers["x-request-id"] else { return nil }
-        guard UUID(uuidString: requestId) != nil else {
-            return .error(400, code: "InvalidRequestId", description: "X-Request-ID must be a UUID", property: "X-Request-ID")
+        if options.requireRequestId, let requestId = request.headers["x-request-id"] {
+            guard UUID(uuidString: requestId) != nil else {
+                return .error(400, code: "InvalidRequestId", description: "X-Request-ID must be a UUID", property: "X-Request-ID")
+            }
+            guard state.seenRequestIds.insert(requestId.lowercased()).inserted else {
+                return .error(400, code: "DuplicateRequestId", description: "X-Request-ID was already used", property: "X-Request-ID")
+            }
         }
-        guard state.seenRequestIds.insert(requestId.lowercased()).inserted else {
-            return .error(400, code: "DuplicateRequestId", description: "X-Request-ID was already used", property: "X-Request-ID")
+        if let reason = options.signature?.refusal(of: request) {
+            return .error(401, code: "InvalidSignature", description: reason, property: "Signature")
         }
         return nil
     }

@@ -35,10 +35,15 @@ struct DemoSandbox {
 
     static func startIfNeeded(for configuration: Configuration, logger: Logger, demo: Bool = false) async throws -> DemoSandbox? {
         guard configuration.source.kind == .sandbox, configuration.source.apiURL == nil else { return nil }
+        // With `source.signing`, the in-process bank checks every signature as the real one would.
+        let signature = try configuration.source.signing.map { signing in
+            try SignatureRequirement(
+                certificateDER: Array(Data(base64Encoded: signing.certificateBase64) ?? Data()), psuId: signing.psuId)
+        }
         let options = SandboxOptions(
             username: configuration.source.username.value, password: configuration.source.password.value,
             processingDelay: .seconds(4), initialPayments: demo ? 20 : 0, newPaymentEvery: demo ? .seconds(3) : nil,
-            seed: UInt64(Date().timeIntervalSince1970 * 1000))
+            seed: UInt64(Date().timeIntervalSince1970 * 1000), signature: signature)
         let bank = SandboxBank(options: options)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = SandboxServer.application(bank: bank, port: 0) { port in

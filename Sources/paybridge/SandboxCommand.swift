@@ -30,6 +30,14 @@ struct SandboxCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seed of ids and amounts.")
     var seed: UInt64 = UInt64(Date().timeIntervalSince1970)
 
+    @Option(
+        name: .long,
+        help: "AISP/PISP access: a QSEAL certificate (PEM); every call must then be signed with its key (Digest, Signature, TPP-Signature-Certificate).")
+    var requireSignature: String?
+
+    @Option(name: .long, help: "With --require-signature: every call must carry this PSU-ID, signed.")
+    var requirePsuId: String?
+
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
@@ -40,10 +48,23 @@ struct SandboxCommand: AsyncParsableCommand {
         guard let every = DurationText.parse(newPaymentEvery) else {
             throw ValidationError("--new-payment-every: write a duration like 3s")
         }
+        var signature: SignatureRequirement?
+        if let requireSignature {
+            guard let text = try? String(contentsOfFile: requireSignature, encoding: .utf8) else {
+                throw ValidationError("--require-signature: cannot read \(requireSignature)")
+            }
+            do {
+                signature = try SignatureRequirement(certificatePEM: text, psuId: requirePsuId)
+            } catch {
+                throw ValidationError("--require-signature: \(requireSignature): \(error)")
+            }
+        } else if requirePsuId != nil {
+            throw ValidationError("--require-psu-id goes with --require-signature")
+        }
         let bank = SandboxBank(
             options: SandboxOptions(
                 username: username, password: password, tokenLifetime: lifetime, initialPayments: initialPayments,
-                newPaymentEvery: every > .zero ? every : nil, seed: seed))
+                newPaymentEvery: every > .zero ? every : nil, seed: seed, signature: signature))
         let server = SandboxServer.application(bank: bank, port: port) { port in
             logger.info("sandbox listening", metadata: ["url": "http://127.0.0.1:\(port)"])
             // Written unbuffered: a script reading this from a pipe needs the port at once.

@@ -7,8 +7,8 @@ public struct BankError: Error, Sendable, CustomStringConvertible {
         /// Non-2xx after the retries (or at once for a 4xx).
         case http(status: Int, detail: String)
         case transport(TransportError)
-        /// 401 again with a freshly issued token.
-        case unauthorized
+        /// 401 again with a freshly issued token; `detail` is the bank's reason, if it gave one.
+        case unauthorized(detail: String)
         /// The authorize call itself failed.
         case authentication(String)
         /// The body is not what the API promises.
@@ -29,8 +29,9 @@ public struct BankError: Error, Sendable, CustomStringConvertible {
             what = "HTTP \(status)" + (detail.isEmpty ? "" : ": \(detail)")
         case .transport(let error):
             what = "\(error)"
-        case .unauthorized:
-            what = "HTTP 401 even with a fresh token: check the credentials and the IP allow-list"
+        case .unauthorized(let detail):
+            what = "HTTP 401 even with a fresh token" + (detail.isEmpty ? "" : " (\(detail))")
+                + ": check the credentials, the IP allow-list and, for AISP/PISP access, source.signing"
         case .authentication(let detail):
             what = "authentication failed: \(detail)"
         case .malformed(let error):

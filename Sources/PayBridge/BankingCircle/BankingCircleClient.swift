@@ -81,12 +81,14 @@ public final class BankingCircleClient: PaymentSource {
             attempts += 1
             let token = try await tokens.token()
             let requestId = UUID().uuidString.lowercased()
+            var headers: [(name: String, value: String)] = [
+                ("Authorization", "Bearer \(token.value.value)"), ("X-Request-ID", requestId), ("Accept", "application/json"),
+            ]
+            // Each attempt has its own request id, so each is signed afresh.
+            if let signing = source.signing { headers += signing.headers(requestId: requestId) }
             let request = HTTPRequest(
-                method: .get, url: apiURL + path,
-                headers: [
-                    ("Authorization", "Bearer \(token.value.value)"), ("X-Request-ID", requestId), ("Accept", "application/json"),
-                ],
-                timeout: source.timeout, connectTimeout: source.connectTimeout, tls: source.tls)
+                method: .get, url: apiURL + path, headers: headers, timeout: source.timeout, connectTimeout: source.connectTimeout,
+                tls: source.tls)
             let retryable: BankError.Reason
             var retryAfter: Duration?
             switch await http.send(request) {
@@ -99,12 +101,15 @@ public final class BankingCircleClient: PaymentSource {
                 case 404 where notFoundIsNil:
                     return (response, requestId, attempts)
                 case 401:
+                    let detail = BankError.describeBody(response.body)
                     guard !renewedAfter401 else {
-                        throw BankError(reason: .unauthorized, call: call, requestId: requestId, attempts: attempts)
+                        throw BankError(reason: .unauthorized(detail: detail), call: call, requestId: requestId, attempts: attempts)
                     }
                     renewedAfter401 = true
                     attempts -= 1
-                    logger.info("bank answered 401; renewing the token once", metadata: ["requestId": "\(requestId)"])
+                    logger.info(
+                        "bank answered 401; renewing the token once",
+                        metadata: ["requestId": "\(requestId)", "detail": "\(detail)"])
                     await tokens.invalidate(token)
                     continue
                 case 408, 429, 500...599:
@@ -144,10 +149,13 @@ public final class BankingCircleClient: PaymentSource {
             while true {
                 attempts += 1
                 let requestId = UUID().uuidString.lowercased()
+                var headers: [(name: String, value: String)] = [
+                    ("Authorization", "Basic \(credentials)"), ("X-Request-ID", requestId), ("Accept", "application/json"),
+                ]
+                if let signing = source.signing { headers += signing.authorizeHeaders }
                 let request = HTTPRequest(
-                    method: .get, url: url,
-                    headers: [("Authorization", "Basic \(credentials)"), ("X-Request-ID", requestId), ("Accept", "application/json")],
-                    timeout: source.timeout, connectTimeout: source.connectTimeout, tls: source.tls)
+                    method: .get, url: url, headers: headers, timeout: source.timeout, connectTimeout: source.connectTimeout,
+                    tls: source.tls)
                 let reason: BankError.Reason
                 switch await http.send(request) {
                 case .failure(let error):

@@ -143,7 +143,7 @@ final class ConfigReader {
             entries,
             allowed: [
                 "kind", "apiURL", "authURL", "username", "password", "clientCertificate", "clientKey", "caFile", "pageSize",
-                "timeout", "connectTimeout", "retries", "retryBackoff", "unavailableAfter", "maxBackoff", "watches",
+                "timeout", "connectTimeout", "retries", "retryBackoff", "unavailableAfter", "maxBackoff", "watches", "signing",
             ], in: "source")
         let kind = keys["kind"].flatMap { enumValue($0.value, SourceConfiguration.Kind.self, "source.kind") } ?? .bankingCircle
         let apiURL = keys["apiURL"].flatMap { url($0.value, "source.apiURL") }
@@ -180,10 +180,56 @@ final class ConfigReader {
         } else {
             error(node, "source: missing 'watches' (what to poll and how often)")
         }
+        let signing = keys["signing"].flatMap { readSigning($0.value) }
         return SourceConfiguration(
             kind: kind, apiURL: apiURL, authURL: authURL, username: Secret(username ?? ""), password: Secret(password ?? ""),
             tls: tls, pageSize: pageSize, timeout: timeout, connectTimeout: connectTimeout, retries: retries,
-            retryBackoff: backoff, unavailableAfter: unavailableAfter, maxBackoff: maxBackoff, watches: watches)
+            retryBackoff: backoff, unavailableAfter: unavailableAfter, maxBackoff: maxBackoff, watches: watches, signing: signing)
+    }
+
+    /// `source.signing`: the QSEAL certificate and key of an AISP or PISP. Both are loaded
+    /// here, so `validate` reports a bad file, a wrong passphrase or a key that does not
+    /// belong to the certificate at the key's place.
+    private func readSigning(_ node: Node) -> RequestSigner? {
+        let path = "source.signing"
+        guard let entries = mapping(node, path) else { return nil }
+        let keys = checkKeys(
+            entries, allowed: ["certificate", "key", "keyPassphrase", "algorithm", "psuId", "certificateHeader"], in: path)
+        guard let certificateEntry = keys["certificate"], let keyEntry = keys["key"] else {
+            if keys["certificate"] == nil { error(node, "\(path): missing 'certificate' (the QSEAL certificate, PEM)") }
+            if keys["key"] == nil { error(node, "\(path): missing 'key' (the certificate's private key, PEM)") }
+            return nil
+        }
+        let algorithm = keys["algorithm"].flatMap { enumValue($0.value, RequestSigner.Algorithm.self, "\(path).algorithm") } ?? .rsaSHA256
+        let header =
+            keys["certificateHeader"].flatMap { enumValue($0.value, RequestSigner.CertificateHeader.self, "\(path).certificateHeader") } ?? .arr
+        let psuId = keys["psuId"].flatMap { string($0.value, "\(path).psuId") }
+        let passphraseEntry = keys["keyPassphrase"]
+        let passphrase = passphraseEntry.flatMap { string($0.value, "\(path).keyPassphrase") }
+        guard let certificatePath = existingFile(certificateEntry.value, "\(path).certificate"),
+            let keyPath = existingFile(keyEntry.value, "\(path).key")
+        else { return nil }
+        guard let certificateText = try? String(contentsOfFile: certificatePath, encoding: .utf8) else {
+            error(certificateEntry.value, "\(path).certificate: \(certificatePath) is not text (PEM expected)")
+            return nil
+        }
+        guard let keyText = try? String(contentsOfFile: keyPath, encoding: .utf8) else {
+            error(keyEntry.value, "\(path).key: \(keyPath) is not text (PEM expected)")
+            return nil
+        }
+        if passphraseEntry != nil, passphrase == nil { return nil }  // its own error is reported
+        do {
+            return try RequestSigner.load(
+                certificatePEM: certificateText, keyPEM: keyText, passphrase: passphrase.map(Secret.init), algorithm: algorithm,
+                certificateHeader: header, psuId: psuId)
+        } catch {
+            switch error.field {
+            case .certificate: self.error(certificateEntry.value, "\(path).certificate: \(certificatePath) \(error.description)")
+            case .key: self.error(keyEntry.value, "\(path).key: \(keyPath) \(error.description)")
+            case .keyPassphrase: self.error(passphraseEntry?.value ?? keyEntry.value, "\(path).keyPassphrase \(error.description)")
+            }
+            return nil
+        }
     }
 
     private func readWatches(_ node: Node) -> [Watch] {

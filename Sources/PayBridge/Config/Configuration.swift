@@ -66,12 +66,15 @@ public struct SourceConfiguration: Sendable {
     /// Failed polls are retried ever later (doubling from the watch's interval) up to this.
     public var maxBackoff: Duration
     public var watches: [Watch]
+    /// QSEAL signing of every request (AISP / PISP access), or nil.
+    public var signing: RequestSigner?
 
     public init(
         kind: Kind = .bankingCircle, apiURL: String?, authURL: String? = nil, username: Secret, password: Secret,
         tls: TLSOptions = TLSOptions(), pageSize: Int = 1000, timeout: Duration = .seconds(30),
         connectTimeout: Duration = .seconds(10), retries: Int = 2, retryBackoff: Duration = .milliseconds(500),
-        unavailableAfter: Duration = .seconds(300), maxBackoff: Duration = .seconds(300), watches: [Watch]
+        unavailableAfter: Duration = .seconds(300), maxBackoff: Duration = .seconds(300), watches: [Watch],
+        signing: RequestSigner? = nil
     ) {
         self.kind = kind
         self.apiURL = apiURL
@@ -87,6 +90,7 @@ public struct SourceConfiguration: Sendable {
         self.unavailableAfter = unavailableAfter
         self.maxBackoff = maxBackoff
         self.watches = watches
+        self.signing = signing
     }
 }
 
