@@ -23,7 +23,7 @@ struct PayBridgeCommand: AsyncParsableCommand {
         commandName: "paybridge",
         abstract: "Turns Banking Circle's polled payments API into signed webhook events.",
         version: PayBridgeVersion.string,
-        subcommands: [Run.self, Poll.self, Validate.self, SandboxCommand.self, Deliveries.self, Endpoints.self])
+        subcommands: [Run.self, Poll.self, Validate.self, SandboxCommand.self, Routes.self, Deliveries.self, Endpoints.self])
 }
 
 /// Options every command that reads a config shares.

@@ -64,7 +64,9 @@ import Testing
              "routes": [{"to": ["e"], "when": {"status": ["Rejected"]}}]}
             """
         let configuration = try load(json).configuration
-        #expect(configuration.routes[0].when.status == ["Rejected"])
+        let table = RouteTable(routes: configuration.routes)
+        #expect(table.endpoints(for: RoutableEvent(type: "payment.status_changed", status: "Rejected")) == ["e"])
+        #expect(table.endpoints(for: RoutableEvent(type: "payment.status_changed", status: "Processed")).isEmpty)
     }
 
     @Test func reportsEachErrorWithItsLineAndColumn() {

@@ -28,6 +28,10 @@ struct MachineDriver {
     var announcements: [DeliveryStateMachine.Announcement] = []
     var savedRecords: [EndpointRecord] = []
     var refills = 0
+    /// Grouped lanes: when the store says the next group message is due, and what was flushed.
+    var groupFlushAt: Date?
+    var flushes = 0
+    var groupMessages: [Int64] = []
     var wake: Date?
     var finished: Int?
 
@@ -60,16 +64,24 @@ struct MachineDriver {
             case .start(_, let delivery):
                 started.append(delivery)
                 inFlight[delivery.id] = delivery
-            case .refill(let lane, let dueBy, let limit, let excluding):
+            case .refill(let lane, let dueBy, let limit, let excluding, let askNextDue):
                 refills += 1
                 let answer = due(by: dueBy, limit: limit, excluding: excluding)
                 let exhausted = answer.count < limit
-                let next = exhausted ? rows.filter { $0.state == .pending && $0.dueAt > dueBy }.map(\.dueAt).min() : nil
+                let next = exhausted && askNextDue ? rows.filter { $0.state == .pending && $0.dueAt > dueBy }.map(\.dueAt).min() : nil
                 actions.append(contentsOf: machine.handle(.refilled(lane: lane, deliveries: answer, exhausted: exhausted, nextDue: next), now: now))
             case .record(let outcome):
                 uncommitted.append(outcome.record)
             case .saveEndpointRecord(_, let record):
                 savedRecords.append(record)
+            case .readGroupSchedule(let lane):
+                actions.append(contentsOf: machine.handle(.groupSchedule(lane: lane, next: groupFlushAt), now: now))
+            case .flushGroups(let lane, _):
+                flushes += 1
+                groupFlushAt = nil
+                let id = queue("group")
+                actions.append(contentsOf: machine.handle(.groupsFlushed(lane: lane, messages: 1, next: nil), now: now))
+                groupMessages.append(id)
             case .announce(_, let announcement, _):
                 announcements.append(announcement)
             case .wake(let date):
@@ -392,7 +404,7 @@ struct MachineDriver {
         var driver = Driver([Driver.lane()])
         _ = driver.queue("p1")
         var actions = driver.machine.handle(.begin(.continuous), now: driver.now)
-        guard case .refill(let lane, _, _, _) = actions.first else {
+        guard case .refill(let lane, _, _, _, _) = actions.first else {
             Issue.record("expected a refill first, got \(actions)")
             return
         }

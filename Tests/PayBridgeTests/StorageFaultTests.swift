@@ -141,7 +141,8 @@ import Testing
         // room fails the poll, and nothing after it is detected.
         let full = await bridge.pollOnce()
         #expect(full.failures.first?.stage == .storage, "\(full.failures)")
-        #expect(!bridge.storage.isAvailable)
+        // (The monitor may read healthy again already: the delivery results of the chunks
+        // that did commit are recorded before pollOnce returns, and they fit.)
         #expect(receiver.requests.count < 400)
 
         try FileManager.default.removeItem(atPath: filler)

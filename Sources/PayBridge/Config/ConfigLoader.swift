@@ -47,7 +47,7 @@ final class ConfigReader {
     let file: String
     let baseDirectory: String
     let environment: [String: String]
-    private(set) var issues: [ConfigIssue] = []
+    var issues: [ConfigIssue] = []
 
     init(file: String, baseDirectory: String, environment: [String: String]) {
         self.file = file
@@ -263,6 +263,12 @@ final class ConfigReader {
                 error(entry.keyNode, "\(path): '\(entry.key)' is set by paybridge while paging; use source.pageSize")
                 continue
             }
+            // The bank ignores a parameter it does not know: the watch would fetch everything.
+            warnUnknown([entry.key], known: BankVocabulary.queryParameters, entry.keyNode, path, what: "Banking Circle query parameter")
+            if entry.key == "Status" {
+                let values = stringList(entry.value, "\(path).Status") ?? []
+                warnUnknown(values, known: BankVocabulary.statuses, entry.value, "\(path).Status", what: "status")
+            }
             if case .sequence = entry.value {
                 let values = stringList(entry.value, "\(path).\(entry.key)") ?? []
                 parameters.append(QueryParameter(name: entry.key, value: .list(values)))
@@ -322,7 +328,8 @@ final class ConfigReader {
             entries,
             allowed: [
                 "kind", "url", "secret", "secretFile", "timeout", "connectTimeout", "concurrency", "retry", "format", "headers",
-                "caFile", "clientCertificate", "clientKey", "rateLimit", "disableAfter", "breaker",
+                "caFile", "clientCertificate", "clientKey", "rateLimit", "disableAfter", "breaker", "mode", "source", "link", "template",
+                "contentType", "redact", "group", "auth",
             ], in: path)
         let kind = keys["kind"].flatMap { enumValue($0.value, EndpointConfiguration.Kind.self, "\(path).kind") } ?? .http
         var url = ""
@@ -358,12 +365,12 @@ final class ConfigReader {
             let waits = items.enumerated().compactMap { duration($1, "\(path).retry[\($0)]", positive: false) }
             if waits.count == items.count { retry = RetrySchedule(waits: waits) }
         }
-        let format = keys["format"].flatMap { enumValue($0.value, EndpointConfiguration.Format.self, "\(path).format") } ?? .standard
+        let format = readFormat(keys, path: path)
         var headers: [(name: String, value: String)] = []
         if let entry = keys["headers"], let pairs = mapping(entry.value, "\(path).headers") {
             for pair in pairs {
                 let lowered = pair.key.lowercased()
-                if lowered.hasPrefix("webhook-") || lowered == "content-type" || lowered == "content-length" {
+                if lowered.hasPrefix("webhook-") || lowered == "content-type" || lowered == "content-length" || lowered.hasPrefix("ce-") {
                     error(pair.keyNode, "\(path).headers: '\(pair.key)' is set by paybridge")
                 } else if let value = string(pair.value, "\(path).headers.\(pair.key)") {
                     headers.append((name: pair.key, value: value))
@@ -388,10 +395,15 @@ final class ConfigReader {
                 ?? breaker.minimumDuration
             breaker.openFor = settings["openFor"].flatMap { duration($0.value, "\(path).breaker.openFor", positive: true) } ?? breaker.openFor
         }
+        let group = keys["group"].flatMap { readGroup($0.value, path: "\(path).group") }
+        let auth = keys["auth"].flatMap { readAuth($0.value, path: "\(path).auth") }
+        if let auth, case .bearer = auth, headers.contains(where: { $0.name.lowercased() == "authorization" }) {
+            error(keys["auth"]?.keyNode, "\(path): 'auth' and an Authorization header in 'headers' cannot both be set")
+        }
         return EndpointConfiguration(
             name: name, kind: kind, url: url, secrets: secrets, timeout: timeout, connectTimeout: connectTimeout,
             concurrency: concurrency, retry: retry, format: format, headers: headers, tls: tls, rateLimit: rateLimit,
-            breaker: breaker, disableAfter: disableAfter)
+            breaker: breaker, disableAfter: disableAfter, group: group, auth: auth)
     }
 
     private func readRoutes(
@@ -404,15 +416,8 @@ final class ConfigReader {
             guard let entries = mapping(item, itemPath) else { continue }
             let keys = checkKeys(entries, allowed: ["when", "to", "routes", "continue"], in: itemPath)
             var matcher = RouteMatcher()
-            if let entry = keys["when"], let conditions = mapping(entry.value, "\(itemPath).when") {
-                let fields = checkKeys(conditions, allowed: ["status", "previousStatus", "type", "watch"], in: "\(itemPath).when")
-                func values(_ key: String) -> Set<String>? {
-                    fields[key].flatMap { stringList($0.value, "\(itemPath).when.\(key)") }.map(Set.init)
-                }
-                matcher = RouteMatcher(status: values("status"), previousStatus: values("previousStatus"), type: values("type"), watch: values("watch"))
-                if let unknown = fields["watch"].flatMap({ stringList($0.value, "") })?.first(where: { !watches.contains($0) }) {
-                    error(fields["watch"]?.value, "\(itemPath).when.watch names no watch: '\(unknown)'")
-                }
+            if let entry = keys["when"], let when = readWhen(entry.value, path: "\(itemPath).when", watches: watches) {
+                matcher = when
             }
             var to = inherited ?? []
             if let entry = keys["to"] {
@@ -438,7 +443,7 @@ final class ConfigReader {
                 error(item, "\(itemPath): missing 'to' (the endpoints this route delivers to)")
             }
             let continueMatching = keys["continue"].flatMap { boolean($0.value, "\(itemPath).continue") } ?? false
-            routes.append(Route(when: matcher, to: to, routes: children, continueMatching: continueMatching))
+            routes.append(Route(when: matcher, to: to, routes: children, continueMatching: continueMatching, path: itemPath))
         }
         return routes
     }
@@ -655,7 +660,7 @@ final class ConfigReader {
         return URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).standardizedFileURL.path
     }
 
-    private func existingFile(_ node: Node, _ path: String) -> String? {
+    func existingFile(_ node: Node, _ path: String) -> String? {
         guard let text = string(node, path) else { return nil }
         let resolved = resolvePath(text)
         guard FileManager.default.isReadableFile(atPath: resolved) else {
@@ -665,7 +670,7 @@ final class ConfigReader {
         return resolved
     }
 
-    private func readSecretFile(_ file: String, _ node: Node, _ path: String) -> String? {
+    func readSecretFile(_ file: String, _ node: Node, _ path: String) -> String? {
         let resolved = resolvePath(file)
         guard let data = FileManager.default.contents(atPath: resolved), let text = String(data: data, encoding: .utf8) else {
             error(node, "\(path): cannot read \(resolved)")

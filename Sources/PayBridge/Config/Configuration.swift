@@ -183,10 +183,6 @@ public struct EndpointConfiguration: Sendable {
         case console
     }
 
-    public enum Format: String, Sendable, CaseIterable {
-        case standard
-    }
-
     public var name: String
     public var kind: Kind
     public var url: String
@@ -196,7 +192,8 @@ public struct EndpointConfiguration: Sendable {
     public var connectTimeout: Duration
     public var concurrency: Int
     public var retry: RetrySchedule
-    public var format: Format
+    /// How events are rendered for this endpoint (format, its options, redaction).
+    public var format: EventFormat
     public var headers: [(name: String, value: String)]
     public var tls: TLSOptions
     /// At most this many requests per second, spaced evenly (nil: no limit).
@@ -204,12 +201,17 @@ public struct EndpointConfiguration: Sendable {
     public var breaker: BreakerSettings
     /// Failing without a single success for this long disables the endpoint.
     public var disableAfter: Duration
+    /// Events collect into group messages instead of going one by one (nil: one by one).
+    public var group: GroupSettings?
+    /// How paybridge authenticates to the receiver, besides the signature.
+    public var auth: EndpointAuth?
 
     public init(
         name: String, kind: Kind = .http, url: String, secrets: [Secret] = [], timeout: Duration = .seconds(10),
         connectTimeout: Duration = .seconds(5), concurrency: Int = 8, retry: RetrySchedule = .standard,
-        format: Format = .standard, headers: [(name: String, value: String)] = [], tls: TLSOptions = TLSOptions(),
-        rateLimit: Double? = nil, breaker: BreakerSettings = BreakerSettings(), disableAfter: Duration = .seconds(5 * 86400)
+        format: EventFormat = .standard, headers: [(name: String, value: String)] = [], tls: TLSOptions = TLSOptions(),
+        rateLimit: Double? = nil, breaker: BreakerSettings = BreakerSettings(), disableAfter: Duration = .seconds(5 * 86400),
+        group: GroupSettings? = nil, auth: EndpointAuth? = nil
     ) {
         self.name = name
         self.kind = kind
@@ -225,6 +227,50 @@ public struct EndpointConfiguration: Sendable {
         self.rateLimit = rateLimit
         self.breaker = breaker
         self.disableAfter = disableAfter
+        self.group = group
+        self.auth = auth
+    }
+}
+
+/// `group: {by, wait, interval, max}` (§8): events routed to the endpoint with equal `by`
+/// values collect into one message; the first goes out `wait` after its first event, later
+/// ones no sooner than `interval` after the previous.
+public struct GroupSettings: Sendable, Equatable {
+    public enum Field: String, Sendable, CaseIterable {
+        case type, status, previousStatus, watch, currency, accountId, classification
+    }
+
+    public var by: [Field]
+    public var wait: Duration
+    public var interval: Duration
+    /// The events a message lists; the rest are counted in `truncated`.
+    public var max: Int
+
+    public init(by: [Field] = [], wait: Duration = .seconds(30), interval: Duration = .seconds(300), max: Int = 10) {
+        self.by = by
+        self.wait = wait
+        self.interval = interval
+        self.max = max
+    }
+}
+
+/// `auth:` of an endpoint (§8): a bearer token, or an OAuth2 client-credentials grant.
+public enum EndpointAuth: Sendable {
+    case bearer(Secret)
+    case oauth2(OAuth2Settings)
+}
+
+public struct OAuth2Settings: Sendable {
+    public var tokenURL: String
+    public var clientId: String
+    public var clientSecret: Secret
+    public var scope: String?
+
+    public init(tokenURL: String, clientId: String, clientSecret: Secret, scope: String? = nil) {
+        self.tokenURL = tokenURL
+        self.clientId = clientId
+        self.clientSecret = clientSecret
+        self.scope = scope
     }
 }
 

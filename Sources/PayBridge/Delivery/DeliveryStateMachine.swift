@@ -42,6 +42,12 @@ public struct DeliveryStateMachine: Sendable {
         case refilled(lane: Int, deliveries: [QueuedDelivery], exhausted: Bool, nextDue: Date?)
         /// A `.refill` failed (the store refused the read).
         case refillFailed(lane: Int)
+        /// The answer to `.readGroupSchedule`: when the lane's next group message is due.
+        case groupSchedule(lane: Int, next: Date?)
+        /// The answer to `.flushGroups`: `messages` were queued; the next is due at `next`.
+        case groupsFlushed(lane: Int, messages: Int, next: Date?)
+        /// A `.readGroupSchedule` or `.flushGroups` failed (the store refused it).
+        case groupsFailed(lane: Int)
         case attemptFinished(AttemptEnd)
         /// The recorder committed these results (and these endpoints' disabled records).
         case resultsCommitted(Commit)
@@ -112,10 +118,15 @@ public struct DeliveryStateMachine: Sendable {
         /// Send this delivery now.
         case start(lane: Int, delivery: QueuedDelivery)
         /// Read up to `limit` pending deliveries of the lane's endpoint due by `dueBy`, whose
-        /// payment has no earlier pending delivery, skipping `excluding`; answer `.refilled`.
-        case refill(lane: Int, dueBy: Date, limit: Int, excluding: Set<Int64>)
+        /// payment has no earlier pending delivery, skipping `excluding`; answer `.refilled`,
+        /// with the earliest due time after `dueBy` when fewer came back and `askNextDue`.
+        case refill(lane: Int, dueBy: Date, limit: Int, excluding: Set<Int64>, askNextDue: Bool)
         /// Commit an attempt's result; answer `.resultsCommitted`.
         case record(Outcome)
+        /// Read when the lane's next group message is due; answer `.groupSchedule`.
+        case readGroupSchedule(lane: Int)
+        /// Build and queue the lane's group messages due by `dueBy`; answer `.groupsFlushed`.
+        case flushGroups(lane: Int, dueBy: Date)
         /// Save the endpoint's record (its circuit opened or closed).
         case saveEndpointRecord(lane: Int, EndpointRecord)
         case announce(lane: Int, Announcement, at: Date)
@@ -139,12 +150,19 @@ public struct DeliveryStateMachine: Sendable {
         var unrecorded: Set<Int64> = []
         /// When to read the queue again whatever the due times say (a signal, a successor).
         var lookAt: Date?
-        /// The earliest due time of a pending delivery not read yet.
+        /// The earliest due time of a pending delivery not read yet, as far as known.
         var nextDue: Date?
+        /// Whether the store must be asked for `nextDue` (after a start, an operator's change,
+        /// or once the known one was read); otherwise the machine's own retries keep it.
+        var nextDueUnknown = true
         var refilling = false
         var lastRefillAt = Date.distantPast
         /// A disabled record not committed yet: an operator's stale "enabled" must not undo it.
         var disableUnsaved = false
+        /// Grouped endpoints: when the next group message is due, and whether to read that again.
+        var groupFlushAt: Date?
+        var groupsStale = false
+        var groupsBusy = false
 
         var readyCount: Int { ready.count - readyHead }
 
@@ -219,7 +237,10 @@ public struct DeliveryStateMachine: Sendable {
                 lanes[index].clearReady()
                 lanes[index].refilling = false
                 lanes[index].nextDue = nil
+                lanes[index].nextDueUnknown = true
                 lanes[index].lookAt = now
+                lanes[index].groupsBusy = false
+                lanes[index].groupsStale = lanes[index].settings.grouped
             }
         case .drain(let dueBy):
             guard mode != nil else { return }
@@ -241,6 +262,7 @@ public struct DeliveryStateMachine: Sendable {
             }
             // A replay makes deliveries due now, with nothing else to say so.
             lookEverywhere(at: now)
+            for index in lanes.indices { lanes[index].nextDueUnknown = true }
         case .refilled(let index, let deliveries, let exhausted, let nextDue):
             lanes[index].refilling = false
             lanes[index].lastRefillAt = now
@@ -253,9 +275,30 @@ public struct DeliveryStateMachine: Sendable {
             }
             if exhausted {
                 lanes[index].lookAt = nil
-                lanes[index].nextDue = nextDue
+                if lanes[index].nextDueUnknown {
+                    lanes[index].nextDue = nextDue
+                    lanes[index].nextDueUnknown = false
+                }
             } else {
                 lanes[index].lookAt = now  // more is due: read on when these have started
+            }
+        case .groupSchedule(let index, let next):
+            lanes[index].groupsBusy = false
+            lanes[index].groupsStale = false
+            lanes[index].groupFlushAt = next
+        case .groupsFlushed(let index, let messages, let next):
+            lanes[index].groupsBusy = false
+            lanes[index].groupsStale = false
+            lanes[index].groupFlushAt = next
+            if messages > 0 { lanes[index].look(at: now) }
+        case .groupsFailed(let index):
+            lanes[index].groupsBusy = false
+            if case .drain = mode {
+                lanes[index].groupFlushAt = nil
+                lanes[index].groupsStale = false
+            } else {
+                lanes[index].groupFlushAt = now.addingTimeInterval(Self.refillRetry)
+                lanes[index].groupsStale = true
             }
         case .refillFailed(let index):
             lanes[index].refilling = false
@@ -282,8 +325,12 @@ public struct DeliveryStateMachine: Sendable {
         }
     }
 
+    /// Something may be due anywhere: read every queue, and every group schedule, again.
     private mutating func lookEverywhere(at date: Date) {
-        for index in lanes.indices { lanes[index].look(at: date) }
+        for index in lanes.indices {
+            lanes[index].look(at: date)
+            if lanes[index].settings.grouped { lanes[index].groupsStale = true }
+        }
     }
 
     private mutating func finished(_ end: AttemptEnd, into actions: inout [Action]) {
@@ -388,6 +435,13 @@ public struct DeliveryStateMachine: Sendable {
         actions.append(.finish(abandoned: abandoned))
     }
 
+    private func refill(_ index: Int, dueBy: Date) -> Action {
+        let lane = lanes[index]
+        return .refill(
+            lane: index, dueBy: dueBy, limit: lane.settings.refillLimit, excluding: lane.inFlight.union(lane.readyIds).union(lane.unrecorded),
+            askNextDue: lane.nextDueUnknown)
+    }
+
     private mutating func fill(_ index: Int, mode: Mode, now: Date, wake: inout Date?, busy: inout Bool, into actions: inout [Action]) {
         func earliest(_ date: Date) { wake = wake.map { min($0, date) } ?? date }
         let dueBy: Date
@@ -395,6 +449,18 @@ public struct DeliveryStateMachine: Sendable {
         case .continuous: dueBy = now
         case .drain(let cutoff): dueBy = cutoff
         }
+        if lanes[index].settings.grouped, !lanes[index].groupsBusy {
+            if lanes[index].groupsStale {
+                lanes[index].groupsBusy = true
+                actions.append(.readGroupSchedule(lane: index))
+                busy = true
+            } else if let at = lanes[index].groupFlushAt, at <= dueBy {
+                lanes[index].groupsBusy = true
+                actions.append(.flushGroups(lane: index, dueBy: dueBy))
+                busy = true
+            }
+        }
+        if case .continuous = mode, let at = lanes[index].groupFlushAt, at > now { earliest(at) }
         let (admitted, change) = lanes[index].health.admits(now: now, inFlight: lanes[index].inFlight.count)
         if let change { announce(change, lane: index, at: now, into: &actions) }
         var free = min(lanes[index].settings.concurrency - lanes[index].inFlight.count, admitted)
@@ -403,9 +469,12 @@ public struct DeliveryStateMachine: Sendable {
         let needsRefill = (lookAt.map { $0 <= now } ?? false) || (lanes[index].nextDue.map { $0 <= dueBy } ?? false)
         if free > 0, lanes[index].readyCount < free, needsRefill, !lanes[index].refilling {
             lanes[index].refilling = true
-            let lane = lanes[index]
-            actions.append(
-                .refill(lane: index, dueBy: dueBy, limit: lane.settings.refillLimit, excluding: lane.inFlight.union(lane.readyIds).union(lane.unrecorded)))
+            // The known due time is being read now; the one after it is the store's to say.
+            if let due = lanes[index].nextDue, due <= dueBy {
+                lanes[index].nextDue = nil
+                lanes[index].nextDueUnknown = true
+            }
+            actions.append(refill(index, dueBy: dueBy))
             busy = true
         }
         while free > 0, let delivery = lanes[index].popReady() {
@@ -441,10 +510,12 @@ public struct DeliveryLaneSettings: Sendable {
     public var rateLimit: Double?
     /// How many due deliveries one read of the queue asks for.
     public var refillLimit: Int
+    /// Events reach this endpoint in group messages, whose flush times the machine keeps.
+    public var grouped: Bool
 
     public init(
         endpoint: String, concurrency: Int = 8, retry: RetrySchedule = .standard, breaker: BreakerSettings = BreakerSettings(),
-        disableAfter: Duration = .seconds(5 * 86400), rateLimit: Double? = nil, refillLimit: Int? = nil
+        disableAfter: Duration = .seconds(5 * 86400), rateLimit: Double? = nil, refillLimit: Int? = nil, grouped: Bool = false
     ) {
         self.endpoint = endpoint
         self.concurrency = concurrency
@@ -453,11 +524,12 @@ public struct DeliveryLaneSettings: Sendable {
         self.disableAfter = disableAfter
         self.rateLimit = rateLimit
         self.refillLimit = refillLimit ?? max(256, concurrency * 4)
+        self.grouped = grouped
     }
 
     public init(_ endpoint: EndpointConfiguration) {
         self.init(
             endpoint: endpoint.name, concurrency: endpoint.concurrency, retry: endpoint.retry, breaker: endpoint.breaker,
-            disableAfter: endpoint.disableAfter, rateLimit: endpoint.rateLimit)
+            disableAfter: endpoint.disableAfter, rateLimit: endpoint.rateLimit, grouped: endpoint.group != nil)
     }
 }

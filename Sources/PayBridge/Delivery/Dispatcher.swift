@@ -47,13 +47,15 @@ public final class Dispatcher: @unchecked Sendable {
         let endpoint: EndpointConfiguration
         let signer: WebhookSigner
         let metrics: EndpointMetrics
+        /// OAuth2 client credentials: the token, shared by the endpoint's deliveries.
+        let tokens: OAuth2Tokens?
     }
 
     private typealias Submission = (HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)
 
     private let store: any Store
     private let http: any HTTPClient
-    private let routes: RouteTable
+    private let pipeline: Pipeline
     private let storage: StorageMonitor
     private let logger: Logger
     private let clock: WallClock
@@ -65,6 +67,8 @@ public final class Dispatcher: @unchecked Sendable {
     // Shared, under `condition`.
     private let condition = NSCondition()
     private var inbox: [DeliveryStateMachine.Input] = []
+    /// Token answers and 401s of OAuth2 endpoints: the executor's own business.
+    private var authEvents: [AuthEvent] = []
     private var queuedSignal = false
     private var externalChangeSignal = false
     private var running = false
@@ -81,10 +85,10 @@ public final class Dispatcher: @unchecked Sendable {
     /// Reads the endpoints' records first: a read that fails throws (a disabled endpoint must
     /// never look enabled because its record could not be read).
     /// - Parameters:
-    ///   - routes: where `endpoint.disabled` events go.
+    ///   - pipeline: where `endpoint.disabled` events go, and how group messages are rendered.
     ///   - console: where `kind: console` endpoints write (standard output by default).
     public init(
-        endpoints: [EndpointConfiguration], store: any Store, http: any HTTPClient, routes: RouteTable = RouteTable(routes: []),
+        endpoints: [EndpointConfiguration], store: any Store, http: any HTTPClient, pipeline: Pipeline? = nil,
         storage: StorageMonitor? = nil, logger: Logger, clock: WallClock = .system,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         console: @escaping @Sendable ([UInt8]) -> Void = { FileHandle.standardOutput.write(Data($0 + [0x0A])) }
@@ -92,14 +96,18 @@ public final class Dispatcher: @unchecked Sendable {
         let records = try store.endpointRecords()
         self.store = store
         self.http = http
-        self.routes = routes
+        self.pipeline = pipeline ?? Pipeline(routes: RouteTable(routes: []), endpoints: endpoints)
         let storage = storage ?? StorageMonitor(logger: logger)
         self.storage = storage
         self.logger = logger
         self.clock = clock
         self.random = random
         self.console = console
-        lanes = endpoints.map { Lane(endpoint: $0, signer: WebhookSigner(secrets: $0.secrets), metrics: EndpointMetrics(endpoint: $0.name)) }
+        lanes = endpoints.map { endpoint in
+            var tokens: OAuth2Tokens?
+            if case .oauth2(let settings) = endpoint.auth { tokens = OAuth2Tokens(settings: settings) }
+            return Lane(endpoint: endpoint, signer: WebhookSigner(secrets: endpoint.secrets), metrics: EndpointMetrics(endpoint: endpoint.name), tokens: tokens)
+        }
         machine = DeliveryStateMachine(lanes: endpoints.map(DeliveryLaneSettings.init), records: records)
         recorder = Recorder(store: store, storage: storage, clock: clock)
         for (index, lane) in lanes.enumerated() {
@@ -236,7 +244,10 @@ public final class Dispatcher: @unchecked Sendable {
         queuedSignal = false
         let external = externalChangeSignal
         externalChangeSignal = false
+        let auth = authEvents
+        authEvents.removeAll()
         condition.unlock()
+        for event in auth { inputs += handle(event) }
         if queued { inputs.append(.deliveriesQueued) }
         if external {
             do {
@@ -253,7 +264,7 @@ public final class Dispatcher: @unchecked Sendable {
     private func sleep() {
         condition.lock()
         defer { condition.unlock() }
-        while inbox.isEmpty, !queuedSignal, !externalChangeSignal {
+        while inbox.isEmpty, authEvents.isEmpty, !queuedSignal, !externalChangeSignal {
             guard let wakeAt else {
                 condition.wait()
                 continue
@@ -275,8 +286,17 @@ public final class Dispatcher: @unchecked Sendable {
             switch actions[index] {
             case .start(let lane, let delivery):
                 if let finished = start(delivery, lane: lane) { feedback.append(.attemptFinished(finished)) }
-            case .refill(let lane, let dueBy, let limit, let excluding):
-                feedback.append(refill(lane, dueBy: dueBy, limit: limit, excluding: excluding))
+            case .refill(let lane, let dueBy, let limit, let excluding, let askNextDue):
+                feedback.append(refill(lane, dueBy: dueBy, limit: limit, excluding: excluding, askNextDue: askNextDue))
+            case .readGroupSchedule(let lane):
+                do {
+                    feedback.append(.groupSchedule(lane: lane, next: try store.nextGroupFlush(endpoint: lanes[lane].endpoint.name)))
+                } catch {
+                    storage.reportFault(error)
+                    feedback.append(.groupsFailed(lane: lane))
+                }
+            case .flushGroups(let lane, let dueBy):
+                feedback.append(flushGroups(lane, dueBy: dueBy))
             case .record(let outcome):
                 outgoing.records.append(outcome.record)
                 count(outcome)
@@ -299,16 +319,40 @@ public final class Dispatcher: @unchecked Sendable {
         return ended
     }
 
-    private func refill(_ lane: Int, dueBy: Date, limit: Int, excluding: Set<Int64>) -> DeliveryStateMachine.Input {
+    private func refill(_ lane: Int, dueBy: Date, limit: Int, excluding: Set<Int64>, askNextDue: Bool) -> DeliveryStateMachine.Input {
         let name = lanes[lane].endpoint.name
         do {
             let due = try store.dueDeliveries(endpoint: name, dueBy: dueBy, limit: limit, excluding: excluding)
             let exhausted = due.count < limit
-            let nextDue = exhausted ? try store.nextDueDate(after: dueBy, endpoints: [name]) : nil
+            let nextDue = exhausted && askNextDue ? try store.nextDueDate(after: dueBy, endpoints: [name]) : nil
             return .refilled(lane: lane, deliveries: due, exhausted: exhausted, nextDue: nextDue)
         } catch {
             storage.reportFault(error)
             return .refillFailed(lane: lane)
+        }
+    }
+
+    /// Builds the lane's group messages that are due and queues each in one transaction
+    /// with the marking of the members it carries.
+    private func flushGroups(_ lane: Int, dueBy: Date) -> DeliveryStateMachine.Input {
+        let endpoint = lanes[lane].endpoint
+        guard let settings = endpoint.group else { return .groupsFlushed(lane: lane, messages: 0, next: nil) }
+        do {
+            var messages = 0
+            for group in try store.dueGroups(endpoint: endpoint.name, dueBy: dueBy) where !group.members.isEmpty {
+                let now = clock.now()
+                let message = GroupMessage.event(for: group, max: settings.max, at: now)
+                let entry = pipeline.groupEntry(for: message, endpoint: endpoint.name)
+                try store.write { try $0.appendGroupMessage(entry, for: group, interval: settings.interval, at: now) }
+                messages += 1
+                logger.info(
+                    "group message queued",
+                    metadata: ["endpoint": "\(endpoint.name)", "eventId": "\(message.id)", "group": "\(group.key)", "events": "\(group.members.count)"])
+            }
+            return .groupsFlushed(lane: lane, messages: messages, next: try store.nextGroupFlush(endpoint: endpoint.name))
+        } catch {
+            storage.reportFault(error)
+            return .groupsFailed(lane: lane)
         }
     }
 
@@ -323,38 +367,127 @@ public final class Dispatcher: @unchecked Sendable {
                 lane: index, delivery: delivery, startedAt: startedAt, finishedAt: startedAt,
                 result: .response(status: 200, retryAfter: nil, excerpt: ""), random: random())
         case .http:
-            let timestamp = Int(startedAt.timeIntervalSince1970)
-            var headers: [(name: String, value: String)] = [
-                ("Content-Type", "application/json"), ("webhook-id", delivery.eventId), ("webhook-timestamp", String(timestamp)),
-            ]
-            if let signature = lanes[index].signer.signature(id: delivery.eventId, timestamp: timestamp, body: delivery.body) {
-                headers.append(("webhook-signature", signature))
+            switch endpoint.auth {
+            case nil:
+                send(delivery, lane: index, startedAt: startedAt, authorization: nil)
+            case .bearer(let token):
+                send(delivery, lane: index, startedAt: startedAt, authorization: token)
+            case .oauth2:
+                authorize(delivery, lane: index, startedAt: startedAt, renewed: false)
             }
-            headers.append(contentsOf: endpoint.headers)
-            let request = HTTPRequest(
-                method: .post, url: endpoint.url, headers: headers, body: delivery.body, timeout: endpoint.timeout,
-                connectTimeout: endpoint.connectTimeout, tls: endpoint.tls, maxResponseBytes: 4096)
-            let (clock, random) = (self.clock, self.random)
-            requests.append((request, { [weak self] result in
-                let attempt: AttemptResult
-                switch result {
-                case .success(let response):
-                    // Headers are parsed only where one is used: Retry-After on 429 and 503.
-                    let retryAfter = response.status == 429 || response.status == 503 ? response.header("retry-after") : nil
-                    attempt = .response(status: response.status, retryAfter: retryAfter, excerpt: response.bodyExcerpt(limit: 200))
-                case .failure(let error):
-                    attempt = .failure(error)
+            return nil
+        }
+    }
+
+    /// Signs and hands one attempt to the transport.
+    /// - Parameter renewed: the token was fetched again after a 401 (a second 401 is the answer).
+    private func send(_ delivery: QueuedDelivery, lane index: Int, startedAt: Date, authorization: Secret?, renewed: Bool = false) {
+        let endpoint = lanes[index].endpoint
+        let timestamp = Int(clock.now().timeIntervalSince1970)
+        var headers: [(name: String, value: String)] = [
+            ("Content-Type", delivery.contentType ?? Rendering.standardContentType), ("webhook-id", delivery.eventId),
+            ("webhook-timestamp", String(timestamp)),
+        ]
+        // The Standard Webhooks signature covers whatever body this endpoint receives.
+        if let signature = lanes[index].signer.signature(id: delivery.eventId, timestamp: timestamp, body: delivery.body) {
+            headers.append(("webhook-signature", signature))
+        }
+        for header in delivery.headers { headers.append((header.name, header.value)) }
+        headers.append(contentsOf: endpoint.headers)
+        if let authorization { headers.append(("Authorization", "Bearer \(authorization.value)")) }
+        let request = HTTPRequest(
+            method: .post, url: endpoint.url, headers: headers, body: delivery.body, timeout: endpoint.timeout,
+            connectTimeout: endpoint.connectTimeout, tls: endpoint.tls, maxResponseBytes: 4096)
+        let (clock, random) = (self.clock, self.random)
+        let oauth = lanes[index].tokens != nil
+        requests.append((request, { [weak self] result in
+            if oauth, !renewed, case .success(let response) = result, response.status == 401, let authorization {
+                // The receiver refused the token: fetch a new one, once, and send again.
+                self?.post(.renew(lane: index, delivery: delivery, startedAt: startedAt, refused: authorization))
+                return
+            }
+            let attempt: AttemptResult
+            switch result {
+            case .success(let response):
+                // Headers are parsed only where one is used: Retry-After on 429 and 503.
+                let retryAfter = response.status == 429 || response.status == 503 ? response.header("retry-after") : nil
+                attempt = .response(status: response.status, retryAfter: retryAfter, excerpt: response.bodyExcerpt(limit: 200))
+            case .failure(let error):
+                attempt = .failure(error)
+            }
+            self?.post(
+                .attemptFinished(
+                    DeliveryStateMachine.AttemptEnd(
+                        lane: index, delivery: delivery, startedAt: startedAt, finishedAt: clock.now(), result: attempt, random: random())))
+        }))
+        // Hand requests over in small groups: the transport starts sending the first
+        // while the rest are being signed.
+        if requests.count >= 16 { submitRequests() }
+    }
+
+    // MARK: OAuth2 tokens
+
+    /// Token answers and refusals, posted by the transport's thread.
+    private enum AuthEvent {
+        case token(lane: Int, Result<AccessToken, OAuth2Tokens.Failure>)
+        case renew(lane: Int, delivery: QueuedDelivery, startedAt: Date, refused: Secret)
+    }
+
+    private func post(_ event: AuthEvent) {
+        condition.withLock {
+            authEvents.append(event)
+            condition.signal()
+        }
+    }
+
+    /// Sends with the endpoint's token, or waits for the one being fetched (one fetch for
+    /// every delivery that needs it).
+    private func authorize(_ delivery: QueuedDelivery, lane index: Int, startedAt: Date, renewed: Bool) {
+        guard let tokens = lanes[index].tokens else { return }
+        if !renewed, let token = tokens.valid(at: clock.now()) {
+            send(delivery, lane: index, startedAt: startedAt, authorization: token)
+            return
+        }
+        tokens.waiting.append((delivery, startedAt, renewed))
+        guard !tokens.fetching else { return }
+        tokens.fetching = true
+        let clock = self.clock
+        http.submit(tokens.request(timeout: lanes[index].endpoint.timeout, tls: lanes[index].endpoint.tls)) { [weak self] result in
+            self?.post(.token(lane: index, OAuth2Tokens.parse(result, receivedAt: clock.now())))
+        }
+    }
+
+    /// What an auth event means for the machine: attempts that could not even be sent.
+    private func handle(_ event: AuthEvent) -> [DeliveryStateMachine.Input] {
+        switch event {
+        case .renew(let index, let delivery, let startedAt, let refused):
+            lanes[index].tokens?.forget(refused)
+            logger.info("the receiver refused its token (401); fetching a new one", metadata: ["endpoint": "\(lanes[index].endpoint.name)"])
+            authorize(delivery, lane: index, startedAt: startedAt, renewed: true)
+            return []
+        case .token(let index, let result):
+            guard let tokens = lanes[index].tokens else { return [] }
+            tokens.fetching = false
+            let waiting = tokens.waiting
+            tokens.waiting.removeAll()
+            switch result {
+            case .success(let token):
+                tokens.current = token
+                for (delivery, startedAt, renewed) in waiting {
+                    send(delivery, lane: index, startedAt: startedAt, authorization: token.value, renewed: renewed)
                 }
-                self?.post(
+                return []
+            case .failure(let failure):
+                logger.warning(
+                    "cannot get a token for the endpoint", metadata: ["endpoint": "\(lanes[index].endpoint.name)", "error": "\(failure)"])
+                let now = clock.now()
+                return waiting.map { delivery, startedAt, _ in
                     .attemptFinished(
                         DeliveryStateMachine.AttemptEnd(
-                            lane: index, delivery: delivery, startedAt: startedAt, finishedAt: clock.now(), result: attempt,
-                            random: random())))
-            }))
-            // Hand requests over in small groups: the transport starts sending the first
-            // while the rest are being signed.
-            if requests.count >= 16 { submitRequests() }
-            return nil
+                            lane: index, delivery: delivery, startedAt: startedAt, finishedAt: now,
+                            result: .failure(.other("the token request failed: \(failure)")), random: random()))
+                }
+            }
         }
     }
 
@@ -395,11 +528,10 @@ public final class Dispatcher: @unchecked Sendable {
                     "failingSince": since.map { .string(Timestamp.iso8601($0)) } ?? .null, "pendingDeliveries": .number(pending),
                 ])
             // Never announced to the endpoint it is about.
-            let targets = routes.endpoints(for: event.routable).filter { $0 != name }
             outgoing.disabled.append(
                 Recorder.Disabled(
-                    endpoint: name, record: EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since), event: event,
-                    targets: targets))
+                    endpoint: name, record: EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since),
+                    entry: pipeline.entry(for: event, excluding: name)))
         case .disabledByOperator(let reason):
             metrics.disabled.record(1)
             logger.notice("endpoint disabled by an operator; its deliveries are kept", metadata: ["endpoint": "\(name)", "reason": "\(reason)"])

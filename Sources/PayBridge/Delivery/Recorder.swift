@@ -15,9 +15,8 @@ final class Recorder: @unchecked Sendable {
     struct Disabled {
         var endpoint: String
         var record: EndpointRecord
-        var event: Event
-        /// The endpoints the event goes to (routed before the transaction).
-        var targets: [String]
+        /// The `endpoint.disabled` event, routed and rendered before the transaction.
+        var entry: OutboxEntry
     }
 
     /// One unit of work handed over by the dispatcher.
@@ -125,7 +124,7 @@ final class Recorder: @unchecked Sendable {
                 for (name, record) in batch.endpointRecords { try transaction.saveEndpointRecord(name: name, record) }
                 for disabled in batch.disabled {
                     try transaction.saveEndpointRecord(name: disabled.endpoint, disabled.record)
-                    try transaction.appendEvent(disabled.event, endpoints: disabled.targets, dueAt: disabled.event.createdAt)
+                    try transaction.append(disabled.entry, dueAt: disabled.entry.event.createdAt)
                 }
                 try transaction.recordAttempts(batch.records, at: now)
             }
@@ -133,7 +132,7 @@ final class Recorder: @unchecked Sendable {
             acknowledge?(
                 DeliveryStateMachine.Commit(
                     deliveryIds: batch.records.map(\.deliveryId), disabledEndpoints: batch.disabled.map(\.endpoint),
-                    queuedDeliveries: batch.disabled.contains { !$0.targets.isEmpty }))
+                    queuedDeliveries: batch.disabled.contains { $0.entry.queuesWork }))
             return true
         } catch {
             // The deliveries stay pending in the store and are held here until it takes writes

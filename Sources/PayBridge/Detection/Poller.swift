@@ -64,7 +64,7 @@ public struct Poller: Sendable {
 
     let source: any PaymentSource
     let store: any Store
-    let routes: RouteTable
+    let pipeline: Pipeline
     let pageSize: Int
     let clock: WallClock
     let logger: Logger
@@ -72,12 +72,12 @@ public struct Poller: Sendable {
     let onQueued: @Sendable () -> Void
 
     public init(
-        source: any PaymentSource, store: any Store, routes: RouteTable, pageSize: Int, logger: Logger,
+        source: any PaymentSource, store: any Store, pipeline: Pipeline, pageSize: Int, logger: Logger,
         clock: WallClock = .system, onQueued: @escaping @Sendable () -> Void = {}
     ) {
         self.source = source
         self.store = store
-        self.routes = routes
+        self.pipeline = pipeline
         self.pageSize = pageSize
         self.clock = clock
         self.logger = logger
@@ -212,38 +212,40 @@ public struct Poller: Sendable {
             chunks[chunks.count - 1].append(sighting)
         }
         for chunk in chunks where !chunk.isEmpty {
-            try commit(chunk, of: page, watch: watch, emitNew: emitNew, report: &report)
+            try commit(chunk, of: page, known: known, watch: watch, emitNew: emitNew, report: &report)
         }
     }
 
-    private func commit(_ sightings: [ScannedPayment], of page: PaymentPage, watch: Watch, emitNew: Bool, report: inout PollReport) throws {
+    /// Commits one chunk. What each change emits is decided first, outside the transaction
+    /// (routed, rendered, grouped, from the read diff); the transaction diffs again and only
+    /// persists, deciding afresh only for a change another watch made meanwhile.
+    private func commit(
+        _ sightings: [ScannedPayment], of page: PaymentPage, known: [String: PaymentState], watch: Watch, emitNew: Bool,
+        report: inout PollReport
+    ) throws {
         let committedAt = clock.now()
         let ids = Array(Set(sightings.map(\.paymentId)))
+        var prepared: [ChangeKey: OutboxEntry] = [:]
+        for change in ChangeDetector.changes(in: sightings, known: known, emitNew: emitNew) {
+            guard let entry = entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
+            prepared[ChangeKey(change)] = entry
+        }
         let (counts, queued) = try store.write { transaction -> ((Int, Int, Int), Bool) in
             let current = try transaction.paymentStates(for: ids)
             var counts = (recorded: 0, created: 0, changed: 0)
             var queued = false
             for change in ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew) {
                 try transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, at: committedAt)
-                let type: EventType
                 switch change.kind {
                 case .recorded:
                     counts.recorded += 1
                     continue
-                case .created:
-                    counts.created += 1
-                    type = .paymentCreated
-                case .statusChanged:
-                    counts.changed += 1
-                    type = .paymentStatusChanged
+                case .created: counts.created += 1
+                case .statusChanged: counts.changed += 1
                 }
-                let event = Event.payment(
-                    type: type, paymentId: change.payment.paymentId, status: change.state.status,
-                    previousStatus: change.previous?.status, watch: watch.name, sequence: change.state.sequence,
-                    createdAt: committedAt, payment: page.rawObject(of: change.payment))
-                let endpoints = routes.endpoints(for: event.routable)
-                try transaction.appendEvent(event, endpoints: endpoints, dueAt: committedAt)
-                queued = queued || !endpoints.isEmpty
+                guard let entry = prepared[ChangeKey(change)] ?? entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
+                try transaction.append(entry, dueAt: committedAt)
+                queued = queued || entry.queuesWork
             }
             return (counts, queued)
         }
@@ -251,6 +253,34 @@ public struct Poller: Sendable {
         report.created += counts.1
         report.changed += counts.2
         if queued { onQueued() }
+    }
+
+    /// The event a change emits, as the outbox takes it; nil for a silent baseline record.
+    private func entry(for change: DetectedChange, of page: PaymentPage, watch: Watch, at date: Date) -> OutboxEntry? {
+        let type: EventType
+        switch change.kind {
+        case .recorded: return nil
+        case .created: type = .paymentCreated
+        case .statusChanged: type = .paymentStatusChanged
+        }
+        let raw = page.rawObject(of: change.payment)
+        let event = Event.payment(
+            type: type, paymentId: change.payment.paymentId, status: change.state.status, previousStatus: change.previous?.status,
+            watch: watch.name, sequence: change.state.sequence, createdAt: date, payment: raw)
+        return pipeline.entry(for: event, payment: raw)
+    }
+
+    /// A change as the read diff and the transaction's diff both name it.
+    private struct ChangeKey: Hashable {
+        var paymentId: String
+        var sequence: Int
+        var status: String
+
+        init(_ change: DetectedChange) {
+            paymentId = change.payment.paymentId
+            sequence = change.state.sequence
+            status = change.state.status
+        }
     }
 
     /// Runs store work; its errors are storage faults.

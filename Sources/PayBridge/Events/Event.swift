@@ -11,6 +11,8 @@ public enum EventType: String, Sendable, CaseIterable {
     case sourceUnavailable = "source.unavailable"
     /// The bank answers again after a `source.unavailable`.
     case sourceRecovered = "source.recovered"
+    /// A group message: several payment events for one endpoint in one delivery.
+    case paymentGroup = "payment.group"
 }
 
 /// One event, ready for the outbox: its id is stable and its body final.

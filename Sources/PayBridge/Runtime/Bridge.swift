@@ -34,7 +34,7 @@ public final class Bridge: Sendable {
         self.http = http
         do {
             store = try SQLiteStore(directory: configuration.state.path, busyTimeout: configuration.state.busyTimeout)
-            let routes = RouteTable(routes: configuration.routes)
+            let pipeline = Pipeline(configuration)
             let storage = StorageMonitor(logger: logger, clock: clock)
             self.storage = storage
             let client = BankingCircleClient(
@@ -43,19 +43,19 @@ public final class Bridge: Sendable {
             let onQueued: @Sendable () -> Void = { wake.fire() }
             if let console {
                 dispatcher = try Dispatcher(
-                    endpoints: configuration.endpoints, store: store, http: http, routes: routes, storage: storage, logger: logger,
+                    endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
                     clock: clock, console: console)
             } else {
                 dispatcher = try Dispatcher(
-                    endpoints: configuration.endpoints, store: store, http: http, routes: routes, storage: storage, logger: logger,
+                    endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
                     clock: clock)
             }
             wake.target = dispatcher
             source = try SourceMonitor(
-                store: store, routes: routes, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock,
+                store: store, pipeline: pipeline, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock,
                 onQueued: onQueued)
             poller = Poller(
-                source: client, store: store, routes: routes, pageSize: configuration.source.pageSize, logger: logger,
+                source: client, store: store, pipeline: pipeline, pageSize: configuration.source.pageSize, logger: logger,
                 clock: clock, onQueued: onQueued)
         } catch {
             http.shutdown()

@@ -65,7 +65,7 @@ public final class StorageMonitor: Sendable {
 public actor SourceMonitor {
     private var health: SourceHealth
     private let store: any Store
-    private let routes: RouteTable
+    private let pipeline: Pipeline
     private let logger: Logger
     private let onQueued: @Sendable () -> Void
     private let clock: WallClock
@@ -74,13 +74,13 @@ public actor SourceMonitor {
     /// Reads the stored record first: a read that fails throws, so an outage already
     /// announced is never forgotten (nor announced twice) because the record was unreadable.
     public init(
-        store: any Store, routes: RouteTable, threshold: Duration, logger: Logger, clock: WallClock = .system,
+        store: any Store, pipeline: Pipeline, threshold: Duration, logger: Logger, clock: WallClock = .system,
         onQueued: @escaping @Sendable () -> Void
     ) throws {
         let record = try store.sourceRecord()
         health = SourceHealth(record: record, threshold: threshold)
         self.store = store
-        self.routes = routes
+        self.pipeline = pipeline
         self.logger = logger
         self.clock = clock
         self.onQueued = onQueued
@@ -122,15 +122,15 @@ public actor SourceMonitor {
         case nil:
             event = nil
         }
-        // Routed before the transaction: the transaction only persists.
-        let endpoints = event.map { routes.endpoints(for: $0.routable) } ?? []
+        // Routed and rendered before the transaction: the transaction only persists.
+        let entry = event.map { pipeline.entry(for: $0) }
         do {
             try store.write { transaction in
                 try transaction.saveSourceRecord(next.record)
-                if let event { try transaction.appendEvent(event, endpoints: endpoints, dueAt: date) }
+                if let entry { try transaction.append(entry, dueAt: date) }
             }
             health = next
-            if !endpoints.isEmpty { onQueued() }
+            if entry?.queuesWork == true { onQueued() }
         } catch {
             logger.error("cannot record the bank's availability", metadata: ["error": "\(error)"])
             return

@@ -91,6 +91,10 @@ struct RawStatement {
             return String(cString: pointer)
         }
 
+        func optionalText(_ column: Int32) -> String? {
+            sqlite3_column_type(handle, column) == SQLITE_NULL ? nil : text(column)
+        }
+
         func int(_ column: Int32) -> Int { Int(sqlite3_column_int64(handle, column)) }
 
         func int64(_ column: Int32) -> Int64 { Int64(sqlite3_column_int64(handle, column)) }

@@ -122,6 +122,44 @@ public final class SQLiteStore: Store {
                     );
                     """)
         }
+        migrator.registerMigration("v2-pipeline") { db in
+            try db.execute(
+                sql: """
+                    -- What an endpoint receives when it is not the event's stored body (another
+                    -- format, or redaction): one row per distinct rendering of an event.
+                    CREATE TABLE rendering (
+                        id INTEGER PRIMARY KEY,
+                        event_row INTEGER NOT NULL,
+                        content_type TEXT NOT NULL,
+                        headers TEXT,
+                        body BLOB NOT NULL
+                    );
+                    CREATE INDEX rendering_event ON rendering(event_row);
+                    ALTER TABLE delivery ADD COLUMN rendering_id INTEGER;
+                    -- Groups of grouped endpoints, and the events waiting in them. A member
+                    -- commits with its event (the outbox), so a crash during a group's wait
+                    -- loses nothing; message_row is set when a message carries it.
+                    CREATE TABLE event_group (
+                        endpoint TEXT NOT NULL,
+                        group_key TEXT NOT NULL,
+                        sequence INTEGER NOT NULL DEFAULT 0,
+                        flush_at REAL,
+                        last_sent_at REAL,
+                        PRIMARY KEY (endpoint, group_key)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX event_group_flush ON event_group(endpoint, flush_at) WHERE flush_at IS NOT NULL;
+                    CREATE TABLE group_member (
+                        endpoint TEXT NOT NULL,
+                        group_key TEXT NOT NULL,
+                        event_row INTEGER NOT NULL,
+                        message_row INTEGER,
+                        added_at REAL NOT NULL,
+                        PRIMARY KEY (endpoint, group_key, event_row)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX group_member_waiting ON group_member(endpoint, group_key, event_row) WHERE message_row IS NULL;
+                    CREATE INDEX group_member_event ON group_member(event_row);
+                    """)
+        }
         return migrator
     }
 
@@ -235,9 +273,38 @@ public final class SQLiteStore: Store {
                     QueuedDelivery(
                         id: row.int64(0), eventId: row.text(1), eventType: row.text(2), endpoint: endpoint, subject: row.text(3),
                         sequence: row.int(4), attempts: row.int(5), createdAt: Date(timeIntervalSince1970: row.double(6)),
-                        body: row.bytes(7)))
+                        body: row.bytes(7), contentType: row.optionalText(8), headers: Rendering.headers(fromText: row.optionalText(9))))
             }
             return due
+        }
+    }
+
+    public func nextGroupFlush(endpoint: String) throws -> Date? {
+        try pool.read { db in
+            try Double.fetchOne(
+                db, sql: "SELECT MIN(flush_at) FROM event_group WHERE endpoint = ? AND flush_at IS NOT NULL", arguments: [endpoint]
+            ).map(Date.init(timeIntervalSince1970:))
+        }
+    }
+
+    public func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup] {
+        try pool.read { db in
+            let groups = try Row.fetchAll(
+                db, sql: "SELECT group_key, sequence FROM event_group WHERE endpoint = ? AND flush_at IS NOT NULL AND flush_at <= ? ORDER BY flush_at",
+                arguments: [endpoint, dueBy.timeIntervalSince1970])
+            return try groups.map { row in
+                let key: String = row[0]
+                let members = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT m.event_row, e.id, e.body FROM group_member m JOIN event e ON e.rowid = m.event_row
+                        WHERE m.endpoint = ? AND m.group_key = ? AND m.message_row IS NULL ORDER BY m.event_row
+                        """, arguments: [endpoint, key]
+                ).map { member in
+                    PendingGroup.Member(eventRow: member[0], eventId: member[1], body: Array((member[2] as Data?) ?? Data()))
+                }
+                return PendingGroup(endpoint: endpoint, key: key, sequence: row[1], members: members)
+            }
         }
     }
 
@@ -357,7 +424,12 @@ public final class SQLiteStore: Store {
     @discardableResult
     private static func deleteOrphanEvents(_ db: Database, before: Date) throws -> Int {
         try db.execute(sql: SQL.deleteOrphanEvents, arguments: [before.timeIntervalSince1970])
-        return db.changesCount
+        let count = db.changesCount
+        if count > 0 {
+            try db.execute(sql: SQL.deleteOrphanRenderings)
+            try db.execute(sql: SQL.deleteSentMembers)
+        }
+        return count
     }
 }
 
@@ -366,10 +438,12 @@ public final class SQLiteStore: Store {
 enum SQL {
     static let paymentStates = "SELECT id, status, sequence FROM payment WHERE id IN (SELECT value FROM json_each(?))"
 
-    /// Pending deliveries of an endpoint, due, whose subject has no earlier pending delivery.
+    /// Pending deliveries of an endpoint, due, whose subject has no earlier pending delivery;
+    /// with the endpoint's rendering when it has one, else the event's stored body.
     static let dueDeliveries = """
-        SELECT d.id, d.event_id, e.type, d.subject, d.sequence, d.attempts, e.created_at, e.body
-        FROM delivery d JOIN event e ON e.rowid = d.event_row
+        SELECT d.id, d.event_id, e.type, d.subject, d.sequence, d.attempts, e.created_at, COALESCE(r.body, e.body),
+            r.content_type, r.headers
+        FROM delivery d JOIN event e ON e.rowid = d.event_row LEFT JOIN rendering r ON r.id = d.rendering_id
         WHERE d.endpoint = ? AND d.state = 'pending' AND d.due_at <= ?
           AND d.id NOT IN (SELECT value FROM json_each(?))
           AND NOT EXISTS (
@@ -387,9 +461,22 @@ enum SQL {
 
     static let deliveredBefore = "SELECT id FROM delivery WHERE state = 'delivered' AND updated_at < ?"
 
+    /// Events no delivery refers to and no group still holds for its next message.
     static let deleteOrphanEvents = """
         DELETE FROM event WHERE created_at < ?
           AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_row = event.rowid)
+          AND NOT EXISTS (SELECT 1 FROM group_member m WHERE m.event_row = event.rowid AND m.message_row IS NULL)
+        """
+
+    static let deleteOrphanRenderings = """
+        DELETE FROM rendering WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.rowid = rendering.event_row)
+        """
+
+    /// Members already sent whose event or message is gone.
+    static let deleteSentMembers = """
+        DELETE FROM group_member WHERE message_row IS NOT NULL
+          AND (NOT EXISTS (SELECT 1 FROM event e WHERE e.rowid = group_member.message_row)
+            OR NOT EXISTS (SELECT 1 FROM event e WHERE e.rowid = group_member.event_row))
         """
 }
 
@@ -416,7 +503,8 @@ private struct SQLiteTransaction: StoreTransaction {
         try raw.run()
     }
 
-    func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) throws {
+    func append(_ entry: OutboxEntry, dueAt: Date) throws {
+        let event = entry.event
         let insertEvent = try db.cachedStatement(
             sql: """
                 INSERT OR IGNORE INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
@@ -434,26 +522,75 @@ private struct SQLiteTransaction: StoreTransaction {
         raw.bind(bytes: event.body)
         try raw.run()
         // An event already stored already has its deliveries: appending it again is a no-op.
-        guard db.changesCount > 0, !endpoints.isEmpty else { return }
+        guard db.changesCount > 0, entry.queuesWork else { return }
         let eventRow = db.lastInsertedRowID
-        let insertDelivery = try db.cachedStatement(
-            sql: """
-                INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-        let now = event.createdAt.timeIntervalSince1970
-        for endpoint in endpoints {
-            var raw = RawStatement(insertDelivery)
-            raw.bind(event.id)
-            raw.bind(eventRow)
-            raw.bind(endpoint)
-            raw.bind(event.subject)
-            raw.bind(event.sequence)
-            raw.bind(dueAt.timeIntervalSince1970)
-            raw.bind(now)
-            raw.bind(now)
-            try raw.run()
+        var renderingIds: [Int64] = []
+        if !entry.renderings.isEmpty {
+            let insertRendering = try db.cachedStatement(
+                sql: "INSERT INTO rendering (event_row, content_type, headers, body) VALUES (?, ?, ?, ?)")
+            for rendering in entry.renderings {
+                var raw = RawStatement(insertRendering)
+                raw.bind(eventRow)
+                raw.bind(rendering.contentType)
+                raw.bind(rendering.headerText)
+                raw.bind(bytes: rendering.body)
+                try raw.run()
+                renderingIds.append(db.lastInsertedRowID)
+            }
         }
+        if !entry.deliveries.isEmpty {
+            let insertDelivery = try db.cachedStatement(
+                sql: """
+                    INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at, rendering_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+            let now = event.createdAt.timeIntervalSince1970
+            for (endpoint, rendering) in entry.deliveries {
+                var raw = RawStatement(insertDelivery)
+                raw.bind(event.id)
+                raw.bind(eventRow)
+                raw.bind(endpoint)
+                raw.bind(event.subject)
+                raw.bind(event.sequence)
+                raw.bind(dueAt.timeIntervalSince1970)
+                raw.bind(now)
+                raw.bind(now)
+                if let rendering { raw.bind(renderingIds[rendering]) } else { raw.bindNull() }
+                try raw.run()
+            }
+        }
+        for membership in entry.memberships {
+            let at = dueAt.timeIntervalSince1970
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO group_member (endpoint, group_key, event_row, added_at) VALUES (?, ?, ?, ?)",
+                arguments: [membership.endpoint, membership.key, eventRow, at])
+            // The first waiting member sets the group's time: `wait` from now, and never
+            // sooner than `interval` after its previous message.
+            try db.execute(
+                sql: """
+                    INSERT INTO event_group (endpoint, group_key, flush_at) VALUES (?, ?, ?)
+                    ON CONFLICT (endpoint, group_key) DO UPDATE SET flush_at = COALESCE(event_group.flush_at,
+                        MAX(excluded.flush_at, COALESCE(event_group.last_sent_at + ?, 0)))
+                    """, arguments: [membership.endpoint, membership.key, at + membership.wait.seconds, membership.interval.seconds])
+        }
+    }
+
+    func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) throws {
+        try append(entry, dueAt: date)
+        guard let messageRow = try Int64.fetchOne(db, sql: "SELECT rowid FROM event WHERE id = ?", arguments: [entry.event.id]) else { return }
+        let members = "[" + group.members.map { String($0.eventRow) }.joined(separator: ",") + "]"
+        try db.execute(
+            sql: """
+                UPDATE group_member SET message_row = ? WHERE endpoint = ? AND group_key = ? AND message_row IS NULL
+                  AND event_row IN (SELECT value FROM json_each(?))
+                """, arguments: [messageRow, group.endpoint, group.key, members])
+        let waiting = try Bool.fetchOne(
+            db, sql: "SELECT EXISTS (SELECT 1 FROM group_member WHERE endpoint = ? AND group_key = ? AND message_row IS NULL)",
+            arguments: [group.endpoint, group.key]) ?? false
+        let now = date.timeIntervalSince1970
+        try db.execute(
+            sql: "UPDATE event_group SET sequence = ?, last_sent_at = ?, flush_at = ? WHERE endpoint = ? AND group_key = ?",
+            arguments: [group.sequence + 1, now, waiting ? now + interval.seconds : nil, group.endpoint, group.key])
     }
 
     func saveEndpointRecord(name: String, _ record: EndpointRecord) throws {

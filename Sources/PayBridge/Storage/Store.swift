@@ -61,6 +61,44 @@ public struct QueuedDelivery: Sendable, Equatable {
     /// When the event was detected (for latency figures).
     public var createdAt: Date
     public var body: [UInt8]
+    /// The body's content type and the headers that go with it (nil: the standard format's).
+    public var contentType: String?
+    public var headers: [Rendering.Header]
+
+    public init(
+        id: Int64, eventId: String, eventType: String, endpoint: String, subject: String, sequence: Int, attempts: Int, createdAt: Date,
+        body: [UInt8], contentType: String? = nil, headers: [Rendering.Header] = []
+    ) {
+        self.id = id
+        self.eventId = eventId
+        self.eventType = eventType
+        self.endpoint = endpoint
+        self.subject = subject
+        self.sequence = sequence
+        self.attempts = attempts
+        self.createdAt = createdAt
+        self.body = body
+        self.contentType = contentType
+        self.headers = headers
+    }
+}
+
+/// A group of a grouped endpoint whose next message is due, with the events it will carry.
+public struct PendingGroup: Sendable {
+    public var endpoint: String
+    /// The `by` values as JSON text.
+    public var key: String
+    /// Messages sent so far.
+    public var sequence: Int
+    /// Not yet in any message, oldest first.
+    public var members: [Member]
+
+    public struct Member: Sendable {
+        public var eventRow: Int64
+        public var eventId: String
+        /// The event's stored (standard) body.
+        public var body: [UInt8]
+    }
 }
 
 /// The state of a delivery row.
@@ -125,8 +163,13 @@ public struct PruneReport: Sendable, Equatable {
 public protocol StoreTransaction {
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
     func savePaymentState(paymentId: String, state: PaymentState, at date: Date) throws
-    /// Stores the event and one pending delivery per endpoint, due at `dueAt`.
-    func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) throws
+    /// Stores the event, its renderings, one pending delivery per endpoint due at `dueAt`, and
+    /// its group memberships. An event already stored is left as it is (re-running a poll
+    /// after a crash appends nothing twice).
+    func append(_ entry: OutboxEntry, dueAt: Date) throws
+    /// Stores a group's message (an entry for its endpoint) and marks the members it carries
+    /// as sent; members that arrived meanwhile wait for the next message, `interval` later.
+    func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) throws
     func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws
     func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
     func saveEndpointRecord(name: String, _ record: EndpointRecord) throws
@@ -159,6 +202,10 @@ public protocol Store: Sendable {
     func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery]
     /// The earliest due time after `date` among pending deliveries of `endpoints`.
     func nextDueDate(after date: Date, endpoints: [String]) throws -> Date?
+    /// When the endpoint's next group message is due (nil: no group is waiting).
+    func nextGroupFlush(endpoint: String) throws -> Date?
+    /// The endpoint's groups due by `dueBy`, with their waiting members.
+    func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup]
 
     func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord]
     func deliveryCounts() throws -> [String: [DeliveryState: Int]]
@@ -173,3 +220,10 @@ public protocol Store: Sendable {
     func prune(before: Date) throws -> PruneReport
 }
 
+
+extension StoreTransaction {
+    /// An event to every one of `endpoints` with its stored body (operational events).
+    public func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) throws {
+        try append(OutboxEntry(event: event, deliveries: endpoints.map { ($0, nil) }), dueAt: dueAt)
+    }
+}

@@ -27,6 +27,8 @@ final class TestReceiver: Sendable {
         var headers: [(String, String)] = []
         var delay: Duration = .zero
         var bodySize = 0
+        /// A body to answer with (JSON for a token server).
+        var body: String?
 
         static let ok = Reply()
         static func status(_ code: Int, _ headers: [(String, String)] = []) -> Reply { Reply(status: code, headers: headers) }
@@ -63,6 +65,10 @@ final class TestReceiver: Sendable {
             var fields = HTTPFields()
             for (name, value) in reply.headers {
                 if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
+            }
+            if let body = reply.body {
+                fields.append(HTTPField(name: .contentType, value: "application/json"))
+                return Response(status: .init(code: reply.status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
             }
             guard reply.bodySize > 0 else { return Response(status: .init(code: reply.status), headers: fields) }
             return Response(
