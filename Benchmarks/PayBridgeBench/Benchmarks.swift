@@ -34,7 +34,10 @@ struct Run {
     let config: String
 
     /// `receiver: nil` configures no endpoint (detection alone).
-    init(bank: String, receiver: String?, pageSize: Int = 5000, every: String = "1h", concurrency: Int, retry: String? = nil, state: String? = nil) throws {
+    init(
+        bank: String, receiver: String?, pageSize: Int = 5000, every: String = "1h", concurrency: Int, retry: String? = nil, state: String? = nil,
+        format: String = "standard"
+    ) throws {
         self.state = state ?? Bench.file("state-\(UUID().uuidString.prefix(6))")
         config = Bench.file("paybridge-\(UUID().uuidString.prefix(6)).yaml")
         let endpoint = receiver.map { url in
@@ -45,6 +48,7 @@ struct Run {
                 secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
                 concurrency: \(concurrency)
                 timeout: 30s
+                format: \(format)
             \(retry.map { "    retry: \($0)" } ?? "")
             """
         } ?? ""
@@ -123,11 +127,12 @@ struct DetectDeliver: AsyncParsableCommand {
 
     @Option var payments = 20_000
     @Option(help: "Deliveries in flight (and wrk's connections).") var concurrency = 64
+    @Option(help: "The endpoint's format: standard, slack, teams, cloudevents.") var format = "standard"
 
     func run() async throws {
         let environment = try await Environment.start(payments: payments)
         let (bank, nginx) = (environment.bank, environment.nginx)
-        let run = try Run(bank: bank.url, receiver: nginx.url, concurrency: concurrency)
+        let run = try Run(bank: bank.url, receiver: nginx.url, concurrency: concurrency, format: format)
         _ = try await run.pollOnce(label: "b1-baseline")
         try bank.post("/bench/change?count=0")
         let exit = try await run.pollOnce(label: "b1")
@@ -145,17 +150,17 @@ struct DetectDeliver: AsyncParsableCommand {
         let detection = try await detectOnly.pollOnce(label: "b1-detect")
         // Delivery: deliveries dead-lettered against a closed port, replayed to nginx.
         let closed = "http://127.0.0.1:\(try Bench.freePort())/hook"
-        let deliverOnly = try Run(bank: bank.url, receiver: closed, concurrency: concurrency, retry: "[]")
+        let deliverOnly = try Run(bank: bank.url, receiver: closed, concurrency: concurrency, retry: "[]", format: format)
         _ = try await deliverOnly.pollOnce(label: "b1-deliver-baseline")
         try bank.post("/bench/change?count=0")
         _ = try await deliverOnly.pollOnce(label: "b1-deliver-dead")
-        let replay = try Run(bank: bank.url, receiver: nginx.url, concurrency: concurrency, state: deliverOnly.state)
+        let replay = try Run(bank: bank.url, receiver: nginx.url, concurrency: concurrency, state: deliverOnly.state, format: format)
         try await replay.command(["deliveries", "replay", "--endpoint", "receiver"], label: "b1-replay")
         let delivery = try await replay.pollOnce(label: "b1-deliver")
 
         let wrk = try await Wrk.rate(url: nginx.url, body: body, connections: concurrency)
         let ours = Double(delivered) / exit.seconds
-        print("B1 detect + deliver: \(payments) changes, one endpoint (nginx return 204), concurrency \(concurrency)")
+        print("B1 detect + deliver: \(payments) changes, one endpoint (nginx return 204, format \(format)), concurrency \(concurrency)")
         print("  delivered          \(delivered) of \(payments) (signed, durably queued)")
         print("  poll start → last 2xx  \(String(format: "%.2f s", exit.seconds))  (detection and commits spread over \(String(format: "%.2f s", detected)))")
         print("  events/s           \(rate(ours))")

@@ -168,6 +168,19 @@ import Testing
         #expect(!(try ConfigLoader.load(file: closed, environment: [:])).warnings.contains { $0.message.contains("can be read") })
     }
 
+    /// Secrets from the environment, or no secret at all (a console endpoint, the sandbox's
+    /// own login): nothing to give away, nothing to warn about.
+    @Test func noWarningWithoutALiteralSecret() throws {
+        let fromEnvironment = Self.valid.replacingOccurrences(of: "hunter2-password", with: "${BC_PASSWORD}")
+            .replacingOccurrences(of: "secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", with: "secret: ${ERP_SECRET}")
+        let path = try directory.write("env.yaml", fromEnvironment, permissions: 0o644)
+        let loaded = try ConfigLoader.load(file: path, environment: ["BC_PASSWORD": "pass", "ERP_SECRET": Fixtures.secret])
+        #expect(!loaded.warnings.contains { $0.message.contains("can be read") }, "\(loaded.warnings)")
+        let sandbox = try directory.write(
+            "sandbox.yaml", "source:\n  kind: sandbox\n  watches:\n    - name: w\nendpoints:\n  out:\n    kind: console\n", permissions: 0o644)
+        #expect(!(try ConfigLoader.load(file: sandbox, environment: [:])).warnings.contains { $0.message.contains("can be read") })
+    }
+
     @Test func nestedRoutesInheritTheirParentsEndpoints() throws {
         let text = Self.valid.replacingOccurrences(
             of: "routes:\n  - to: [erp]",
@@ -177,12 +190,42 @@ import Testing
         #expect(route.routes[0].continueMatching)
     }
 
-    @Test(arguments: ["config/paybridge.yaml", "examples/erp-callback.yaml", "examples/failure-alerts.yaml"])
+    static let shipped = [
+        "config/paybridge.yaml", "examples/erp-callback.yaml", "examples/failure-alerts.yaml", "examples/slack-redacted.yaml",
+        "examples/teams.yaml", "examples/cloudevents-gateway.yaml", "examples/pagerduty.yaml", "examples/opsgenie.yaml",
+    ]
+
+    /// What the shipped configs read from the environment.
+    static let exampleEnvironment = [
+        "BC_USERNAME": "user", "BC_PASSWORD": "pass", "ERP_WEBHOOK_URL": "https://erp.example/hooks", "ERP_SECRET": Fixtures.secret,
+        "ALERTS_WEBHOOK_URL": "https://alerts.example/hooks", "ALERTS_SECRET": Fixtures.secret,
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x", "TEAMS_WEBHOOK_URL": "https://teams.example/workflows/x",
+        "GATEWAY_URL": "https://gateway.example/events", "GATEWAY_TOKEN_URL": "https://login.example/token", "GATEWAY_CLIENT_ID": "id",
+        "GATEWAY_CLIENT_SECRET": "secret", "PAGERDUTY_ROUTING_KEY": "R0UTINGKEY", "OPSGENIE_API_KEY": "genie",
+    ]
+
+    static var root: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    @Test(arguments: shipped)
     func shippedConfigsValidate(relativePath: String) throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let path = root.appendingPathComponent(relativePath).path
-        let loaded = try ConfigLoader.load(file: path, environment: [:])
+        let path = Self.root.appendingPathComponent(relativePath).path
+        let loaded = try ConfigLoader.load(file: path, environment: Self.exampleEnvironment)
         #expect(!loaded.configuration.source.watches.isEmpty)
         #expect(!loaded.configuration.endpoints.isEmpty)
+        #expect(loaded.warnings.filter { !$0.message.contains("has no secret") }.isEmpty, "\(loaded.warnings)")
+    }
+
+    /// No example ships a usable secret or password: unset, they are errors naming the variable.
+    @Test(arguments: shipped.filter { $0.hasPrefix("examples/") })
+    func examplesShipNoSecret(relativePath: String) {
+        let path = Self.root.appendingPathComponent(relativePath).path
+        do {
+            _ = try ConfigLoader.load(file: path, environment: [:])
+            Issue.record("\(relativePath) loaded without its secrets")
+        } catch {
+            #expect(error.description.contains("environment variable BC_PASSWORD is not set"), "\(error.description)")
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Sandbox
 import Testing
 
@@ -6,6 +7,21 @@ import Testing
 
 /// What operators see: no secret anywhere, metrics and health that tell the truth.
 @Suite(.serialized) struct OperationsTests {
+    /// Waits until a watch's baseline poll has committed (read from the state database).
+    static func waitForBaseline(_ statePath: String, timeout: Duration = .seconds(10)) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let file = statePath + "/" + SQLiteStore.fileName
+            if FileManager.default.fileExists(atPath: file), let database = try? DatabaseQueue(path: file),
+                (try? await database.read({ db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM watch WHERE baselined_at IS NOT NULL") })) ?? 0 > 0
+            {
+                return true
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
     @Test func secretsNeverAppearInLogsErrorsOrOutput() async throws {
         let password = "pw-Very-Secret-4711"
         let harness = try await Harness.start(SandboxOptions(password: password, tokenLifetime: .seconds(1), processingDelay: .seconds(3600)))
@@ -72,6 +88,8 @@ import Testing
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(health?.status == 200)
+        // Changes made before the baseline poll would be part of the baseline: wait for it.
+        #expect(try await Self.waitForBaseline(harness.statePath))
         for id in ids { harness.bank.bank.setStatus(id, "Processed") }
         #expect(await fine.waitFor(count: 2))
         #expect(await gone.waitFor(count: 1))

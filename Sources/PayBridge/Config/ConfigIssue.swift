@@ -38,4 +38,6 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 public struct LoadedConfiguration: Sendable {
     public var configuration: Configuration
     public var warnings: [ConfigIssue]
+    /// Whether a secret is written in the file itself (not `${ENV}` or a `secretFile`).
+    public var holdsLiteralSecret = false
 }

@@ -24,7 +24,7 @@ public enum ConfigLoader {
         }
         var loaded = try load(
             text: text, file: path, baseDirectory: url.deletingLastPathComponent().path, environment: environment)
-        loaded.warnings.append(contentsOf: FilePermissions.warnings(forConfig: path, configuration: loaded.configuration, text: text))
+        if loaded.holdsLiteralSecret { loaded.warnings.append(contentsOf: FilePermissions.warnings(forConfig: path)) }
         return loaded
     }
 
@@ -38,7 +38,7 @@ public enum ConfigLoader {
         guard let configuration, errors.isEmpty else {
             throw ConfigurationError(issues: reader.issues.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
         }
-        return LoadedConfiguration(configuration: configuration, warnings: reader.issues)
+        return LoadedConfiguration(configuration: configuration, warnings: reader.issues, holdsLiteralSecret: reader.holdsLiteralSecret)
     }
 }
 
@@ -48,6 +48,8 @@ final class ConfigReader {
     let baseDirectory: String
     let environment: [String: String]
     var issues: [ConfigIssue] = []
+    /// Whether a secret (password, webhook secret, token, passphrase) is written literally.
+    var holdsLiteralSecret = false
 
     init(file: String, baseDirectory: String, environment: [String: String]) {
         self.file = file
@@ -152,7 +154,7 @@ final class ConfigReader {
             error(node, "source: missing 'apiURL' (the base URL of the Banking Circle API)")
         }
         var username = keys["username"].flatMap { string($0.value, "source.username") }
-        var password = keys["password"].flatMap { string($0.value, "source.password") }
+        var password = keys["password"].flatMap { secretString($0.value, "source.password") }
         if kind == .bankingCircle {
             if keys["username"] == nil { error(node, "source: missing 'username'") }
             if keys["password"] == nil { error(node, "source: missing 'password'") }
@@ -205,7 +207,7 @@ final class ConfigReader {
             keys["certificateHeader"].flatMap { enumValue($0.value, RequestSigner.CertificateHeader.self, "\(path).certificateHeader") } ?? .arr
         let psuId = keys["psuId"].flatMap { string($0.value, "\(path).psuId") }
         let passphraseEntry = keys["keyPassphrase"]
-        let passphrase = passphraseEntry.flatMap { string($0.value, "\(path).keyPassphrase") }
+        let passphrase = passphraseEntry.flatMap { secretString($0.value, "\(path).keyPassphrase") }
         guard let certificatePath = existingFile(certificateEntry.value, "\(path).certificate"),
             let keyPath = existingFile(keyEntry.value, "\(path).key")
         else { return nil }
@@ -569,9 +571,16 @@ final class ConfigReader {
     /// Secrets: a single value or a list (rotation), never split on commas.
     private func secretList(_ node: Node, _ path: String) -> [String]? {
         if case .sequence(let sequence) = node {
-            return sequence.compactMap { string($0, path) }
+            return sequence.compactMap { secretString($0, path) }
         }
-        return string(node, path).map { [$0] }
+        return secretString(node, path).map { [$0] }
+    }
+
+    /// A secret's value; remembered when it is written in the file itself rather than taken
+    /// from the environment (only then does a readable config file give it away).
+    func secretString(_ node: Node, _ path: String) -> String? {
+        if case .scalar(let scalar) = node, !scalar.string.contains("${") { holdsLiteralSecret = true }
+        return string(node, path)
     }
 
     func integer(_ node: Node, _ path: String, in range: ClosedRange<Int>) -> Int? {

@@ -2,13 +2,11 @@ import Foundation
 
 /// Warns when a config file that holds a secret literally can be read by other users.
 enum FilePermissions {
-    static func warnings(forConfig path: String, configuration: Configuration, text: String) -> [ConfigIssue] {
+    /// Call only for a file that holds a secret literally (`LoadedConfiguration.holdsLiteralSecret`).
+    static func warnings(forConfig path: String) -> [ConfigIssue] {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
             let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue, mode & 0o044 != 0
         else { return [] }
-        var secrets = [configuration.source.password.value]
-        secrets += configuration.endpoints.flatMap { $0.secrets.map(\.value) }
-        guard secrets.contains(where: { $0.count >= 4 && text.contains($0) }) else { return [] }
         let who = mode & 0o004 != 0 ? "all users" : "its group"
         return [
             ConfigIssue(

@@ -42,12 +42,15 @@ extension ConfigReader {
     }
 
     /// A Mustache file; one that does not parse is an error at its own line and column.
+    /// `${NAME}` in it is read from the environment when the config loads (a PagerDuty
+    /// routing key belongs in the body, not in the repository).
     private func readTemplate(_ file: String, _ node: Node, path: String) -> EventTemplate? {
         let resolved = resolvePath(file)
-        guard let data = FileManager.default.contents(atPath: resolved), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: resolved), let raw = String(data: data, encoding: .utf8) else {
             error(node, "\(path): cannot read \(resolved)")
             return nil
         }
+        guard let text = expand(raw, node, "\(path) (\(resolved))") else { return nil }
         do {
             return try EventTemplate(text)
         } catch {
@@ -104,7 +107,7 @@ extension ConfigReader {
             if keys.isEmpty, entries.isEmpty { error(node, "\(path): say bearer, bearerFile or oauth2") }
             return nil
         }
-        if let entry = keys["bearer"] { return string(entry.value, "\(path).bearer").map { .bearer(Secret($0)) } }
+        if let entry = keys["bearer"] { return secretString(entry.value, "\(path).bearer").map { .bearer(Secret($0)) } }
         if let entry = keys["bearerFile"] {
             return string(entry.value, "\(path).bearerFile").flatMap { readSecretFile($0, entry.value, "\(path).bearerFile") }.map {
                 .bearer(Secret($0))
@@ -116,7 +119,7 @@ extension ConfigReader {
         let clientId = oauth["clientId"].flatMap { string($0.value, "\(path).oauth2.clientId") }
         var secret: String?
         if let entry = oauth["clientSecret"] {
-            secret = string(entry.value, "\(path).oauth2.clientSecret")
+            secret = secretString(entry.value, "\(path).oauth2.clientSecret")
         } else if let entry = oauth["clientSecretFile"] {
             secret = string(entry.value, "\(path).oauth2.clientSecretFile").flatMap { readSecretFile($0, entry.value, "\(path).oauth2.clientSecretFile") }
         }
