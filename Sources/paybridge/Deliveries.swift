@@ -4,11 +4,19 @@ import PayBridge
 
 struct Deliveries: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect the delivery queue; replay or purge dead letters.",
-        subcommands: [List.self, Replay.self, Purge.self], defaultSubcommand: List.self)
+        abstract: "Inspect deliveries; replay or purge them.",
+        discussion: """
+            Examples:
+              paybridge deliveries list --config paybridge.yaml --state failing
+              paybridge deliveries show 42 --config paybridge.yaml
+              paybridge deliveries replay --config paybridge.yaml --endpoint erp --state dead --since 24h --yes
+            """,
+        subcommands: [List.self, Show.self, Replay.self, Purge.self], defaultSubcommand: List.self)
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Count deliveries per endpoint and state, and list them.")
+        static let configuration = CommandConfiguration(
+            abstract: "Deliveries, newest first, with counts per endpoint and state.",
+            discussion: "Example: paybridge deliveries list --config paybridge.yaml --endpoint erp --state dead --since 24h")
 
         @Option(name: .long, help: "The config file (its state.path locates the database).")
         var config: String
@@ -16,52 +24,183 @@ struct Deliveries: ParsableCommand {
         @Option(name: .long, help: "Only this endpoint.")
         var endpoint: String?
 
-        @Option(name: .long, help: "Only deliveries in this state: pending, delivered, dead.")
+        @Option(name: .long, help: "Only deliveries in this state: pending, failing (pending after a failed attempt), dead, delivered.")
         var state: String?
 
+        @Option(name: .long, help: "Only those changed this recently, e.g. 2h.")
+        var since: String?
+
         @Option(name: .long, help: "At most this many rows.")
-        var limit = 100
+        var limit = 50
+
+        @Flag(name: .long, help: "One JSON document: {\"counts\": …, \"deliveries\": [...]}.")
+        var json = false
+
+        @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let store = try openStore(config)
-            let filter = try state.map { text -> DeliveryState in
-                guard let parsed = DeliveryState(rawValue: text) else { throw ValidationError("--state must be one of: pending, delivered, dead") }
+            let (configuration, store) = try openState(config, common: common)
+            if let endpoint { try requireEndpoint(endpoint, in: configuration, config: config) }
+            let filterState = try state.map { text -> DeliveryFilter.State in
+                guard let parsed = DeliveryFilter.State(rawValue: text) else {
+                    throw CommandError("--state must be one of: \(DeliveryFilter.State.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
                 return parsed
             }
-            for (name, counts) in try store.deliveryCounts().sorted(by: { $0.key < $1.key }) {
-                print("\(name): " + DeliveryState.allCases.map { "\($0.rawValue)=\(counts[$0] ?? 0)" }.joined(separator: " "))
+            let rows = try store.deliveries(
+                DeliveryFilter(endpoint: endpoint, state: filterState, since: try ago(since), limit: limit))
+            let counts = try store.deliveryCounts()
+            if json {
+                let countsJSON = JSONValue.object(
+                    counts.keys.sorted().map { name in
+                        (name, .object(DeliveryState.allCases.map { ($0.rawValue, .int(counts[name]?[$0] ?? 0)) }))
+                    })
+                Output.print(.object([("counts", countsJSON), ("deliveries", .array(rows.map(\.json)))]))
+                return
             }
-            for row in try store.deliveries(endpoint: endpoint, state: filter, limit: limit) {
-                let status = row.lastStatus.map(String.init) ?? "-"
-                print(
-                    "\(row.id)\t\(row.endpoint)\t\(row.state.rawValue)\t\(row.eventType)\t\(row.eventId)\t\(row.subject)\t"
-                        + "attempts=\(row.attempts)\tlast=\(status)\t\(row.lastError ?? "")")
+            for name in counts.keys.sorted() where endpoint == nil || endpoint == name {
+                print("\(name): " + DeliveryState.allCases.map { "\($0.rawValue)=\(counts[name]?[$0] ?? 0)" }.joined(separator: " "))
             }
+            guard !rows.isEmpty else {
+                print("no deliveries match")
+                return
+            }
+            print("")
+            let now = Date()
+            print(
+                Output.table(
+                    ["ID", "ENDPOINT", "STATE", "ATTEMPTS", "LAST", "EVENT", "PAYMENT", "UPDATED", "ERROR"],
+                    rows.map { row in
+                        [
+                            String(row.id), row.endpoint, row.stateText, String(row.attempts), row.lastStatus.map(String.init) ?? "-",
+                            row.eventType, row.subject, Output.relative(row.updatedAt, now: now), row.lastError ?? "",
+                        ]
+                    }))
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One delivery with every attempt: time, HTTP status, latency, error, the receiver's answer.",
+            discussion: "Example: paybridge deliveries show 42 --config paybridge.yaml --json")
+
+        @Option(name: .long, help: "The config file.")
+        var config: String
+
+        @Argument(help: "The delivery's id (from deliveries list or payments show).")
+        var id: Int64
+
+        @Flag(name: .long, help: "One JSON document: {\"delivery\": …, \"attempts\": [...]}.")
+        var json = false
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            let (_, store) = try openState(config, common: common)
+            guard let delivery = try store.delivery(id: id) else { throw CommandError("no delivery with id \(id)") }
+            let attempts = try store.attempts(deliveryId: id)
+            if json {
+                Output.print(.object([("delivery", delivery.json), ("attempts", .array(attempts.map(\.json)))]))
+                return
+            }
+            let now = Date()
+            print("delivery \(delivery.id) to \(delivery.endpoint): \(delivery.stateText), \(Output.count(delivery.attempts, "attempt"))")
+            print("  event     \(delivery.eventId) (\(delivery.eventType), \(delivery.subject) #\(delivery.sequence))")
+            print("  queued    \(Output.when(delivery.createdAt, now: now))")
+            if delivery.state == .pending { print("  next      \(Output.when(delivery.dueAt, now: now))") }
+            if let delivered = delivery.deliveredAt { print("  delivered \(Output.when(delivered, now: now))") }
+            guard !attempts.isEmpty else {
+                print("  no attempt yet")
+                return
+            }
+            print("")
+            print(
+                Output.table(
+                    ["#", "STARTED", "STATUS", "LATENCY", "ERROR", "RESPONSE"],
+                    attempts.map { attempt in
+                        [
+                            String(attempt.number), Output.when(attempt.startedAt, now: now), attempt.httpStatus.map(String.init) ?? "-",
+                            String(format: "%.0f ms", attempt.durationMs), attempt.error ?? "", attempt.response ?? "",
+                        ]
+                    }))
         }
     }
 
     struct Replay: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Queue dead-lettered deliveries of an endpoint again (all, or those named by --id).")
+            abstract: "Queue deliveries again, with their original webhook-id.",
+            discussion: """
+                By id, or in bulk: every dead letter of an endpoint (optionally only recent ones). A bulk replay
+                only prints what it would do unless --yes. A running paybridge sends them within a second.
+                A delivered delivery named by --id is sent again on purpose; its attempt history is kept.
+                Examples:
+                  paybridge deliveries replay --config paybridge.yaml --id 41 --id 42
+                  paybridge deliveries replay --config paybridge.yaml --endpoint erp --state dead --since 24h --yes
+                """)
 
         @Option(name: .long, help: "The config file.")
         var config: String
 
-        @Option(name: .long, help: "The endpoint.")
-        var endpoint: String
-
-        @Option(name: .long, help: "A delivery id (repeatable); without it, every dead letter of the endpoint.")
+        @Option(name: .long, help: "A delivery id (repeatable).")
         var id: [Int64] = []
 
+        @Option(name: .long, help: "Bulk: the endpoint whose deliveries to replay.")
+        var endpoint: String?
+
+        @Option(name: .long, help: "Bulk: which deliveries (only dead).")
+        var state: String?
+
+        @Option(name: .long, help: "Bulk: only those dead-lettered this recently, e.g. 24h.")
+        var since: String?
+
+        @Flag(name: .long, help: "Bulk: do it (without, the replay only prints what it would do).")
+        var yes = false
+
+        @OptionGroup var common: CommonOptions
+
+        func validate() throws {
+            guard id.isEmpty != (endpoint == nil) else {
+                throw ValidationError("name deliveries with --id, or replay in bulk with --endpoint NAME --state dead")
+            }
+            if endpoint != nil, state != "dead" { throw ValidationError("a bulk replay needs --state dead (only dead letters are replayed in bulk)") }
+            if !id.isEmpty, state != nil || since != nil { throw ValidationError("--state and --since go with --endpoint, not with --id") }
+        }
+
         func run() throws {
-            let store = try openStore(config)
-            let count = try store.replay(endpoint: endpoint, ids: id.isEmpty ? nil : id, at: Date())
-            print("\(endpoint): \(count) deliveries queued again")
+            let (configuration, store) = try openState(config, common: common)
+            var ids = id
+            if let endpoint {
+                try requireEndpoint(endpoint, in: configuration, config: config)
+                let dead = try store.deliveries(DeliveryFilter(endpoint: endpoint, state: .dead, since: try ago(since), limit: 100_000))
+                ids = dead.map(\.id).sorted()
+                guard yes else {
+                    print("would queue \(Output.count(ids.count, "dead delivery", "dead deliveries")) of \(endpoint) again; add --yes to do it")
+                    for row in dead.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
+                    if dead.count > 20 { print("  …and \(dead.count - 20) more") }
+                    return
+                }
+            } else {
+                let unknown = try ids.filter { try store.delivery(id: $0) == nil }
+                guard unknown.isEmpty else {
+                    throw CommandError("no delivery with id \(unknown.map(String.init).joined(separator: ", "))")
+                }
+            }
+            for overtaken in try store.overtaken(ids: ids).sorted() {
+                printError(
+                    "warning: delivery \(overtaken): its payment already has a later event delivered to this endpoint; the receiver will get them out of order")
+            }
+            let replayed = try store.replay(ids: ids, at: Date())
+            let already = ids.count - replayed.count
+            print(
+                "\(Output.count(replayed.count, "delivery", "deliveries")) queued again"
+                    + (already > 0 ? " (\(already) already pending)" : "") + "; a running paybridge sends them within a second")
         }
     }
 
     struct Purge: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete dead-lettered deliveries of an endpoint.")
+        static let configuration = CommandConfiguration(
+            abstract: "Delete dead-lettered deliveries of an endpoint.",
+            discussion: "Example: paybridge deliveries purge --config paybridge.yaml --endpoint erp --older-than 7d")
 
         @Option(name: .long, help: "The config file.")
         var config: String
@@ -72,77 +211,35 @@ struct Deliveries: ParsableCommand {
         @Option(name: .long, help: "Only those dead for longer than this, e.g. 7d.")
         var olderThan = "0s"
 
+        @OptionGroup var common: CommonOptions
+
         func run() throws {
             guard let age = DurationText.parse(olderThan) else { throw ValidationError("--older-than: write a duration like 7d") }
-            let store = try openStore(config)
+            let (configuration, store) = try openState(config, common: common)
+            try requireEndpoint(endpoint, in: configuration, config: config)
             let count = try store.purgeDead(endpoint: endpoint, before: Date().addingTimeInterval(-age.seconds))
-            print("\(endpoint): \(count) dead deliveries deleted")
+            print("\(endpoint): \(Output.count(count, "dead delivery", "dead deliveries")) deleted")
         }
     }
 }
 
-struct Endpoints: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show endpoints' state; re-enable a disabled one.", subcommands: [List.self, Enable.self], defaultSubcommand: List.self)
-
-    struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Each endpoint: enabled or disabled (and why), pending deliveries.")
-
-        @Option(name: .long, help: "The config file.")
-        var config: String
-
-        func run() throws {
-            let configuration = try loadConfiguration(config)
-            let store = try openStore(configuration)
-            let records = try store.endpointRecords()
-            let pending = try store.pendingCounts()
-            for endpoint in configuration.endpoints {
-                let record = records[endpoint.name]
-                var line = "\(endpoint.name)\tpending=\(pending[endpoint.name] ?? 0)\t"
-                if let at = record?.disabledAt {
-                    line += "disabled since \(Timestamp.iso8601(at)): \(record?.disabledReason ?? "")"
-                } else if let since = record?.failingSince {
-                    line += "enabled, failing since \(Timestamp.iso8601(since))"
-                } else {
-                    line += "enabled"
-                }
-                print(line)
-            }
-        }
-    }
-
-    struct Enable: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Re-enable a disabled endpoint; a running paybridge resumes its deliveries within seconds.")
-
-        @Option(name: .long, help: "The config file.")
-        var config: String
-
-        @Argument(help: "The endpoint's name.")
-        var endpoint: String
-
-        func run() throws {
-            let configuration = try loadConfiguration(config)
-            guard configuration.endpoint(named: endpoint) != nil else {
-                throw ValidationError("no endpoint named '\(endpoint)' in \(config)")
-            }
-            let store = try openStore(configuration)
-            let wasDisabled = try store.endpointRecords()[endpoint]?.disabledAt != nil
-            try store.write { try $0.saveEndpointRecord(name: endpoint, EndpointRecord()) }
-            print(wasDisabled ? "\(endpoint): enabled" : "\(endpoint): was not disabled")
-        }
-    }
-}
-
-func openStore(_ path: String) throws -> SQLiteStore {
-    try openStore(try loadConfiguration(path))
-}
-
-func openStore(_ configuration: Configuration) throws -> SQLiteStore {
+/// The config and its state, for a command that reads or corrects state: a missing state
+/// is an error naming its path, never created.
+func openState(_ path: String, common: CommonOptions) throws -> (Configuration, SQLiteStore) {
+    _ = common.bootstrapLogging()
+    let configuration = try loadConfiguration(path)
     do {
-        return try SQLiteStore(directory: configuration.state.path, busyTimeout: configuration.state.busyTimeout)
+        return (configuration, try SQLiteStore(directory: configuration.state.path, busyTimeout: configuration.state.busyTimeout, create: false))
+    } catch let missing as StateMissing {
+        throw CommandError("\(missing)")
     } catch {
-        printError("error: cannot open the state database in \(configuration.state.path): \(error)")
-        throw ExitCode(1)
+        throw CommandError("cannot open the state database in \(configuration.state.path): \(error)")
+    }
+}
+
+func requireEndpoint(_ name: String, in configuration: Configuration, config: String) throws {
+    guard configuration.endpoint(named: name) != nil else {
+        let known = configuration.endpoints.map(\.name).joined(separator: ", ")
+        throw CommandError("no endpoint named '\(name)' in \(config)" + (known.isEmpty ? "" : " (endpoints: \(known))"))
     }
 }

@@ -3,15 +3,23 @@ import PayBridge
 
 struct Poll: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Poll every watch once, deliver what is due now, and exit (non-zero when a poll failed).")
+        abstract: "Poll every watch once, deliver what is due now, and exit (non-zero when a poll failed).",
+        discussion: """
+            For cron and tests; `paybridge run` polls continuously. Deliveries whose retry is due later stay queued.
+            Example: paybridge poll --once --config paybridge.yaml
+            """)
 
-    @Flag(name: .long, help: "Poll once and exit (the only mode of this command; `run` polls continuously).")
+    @Flag(name: .long, help: "Poll once and exit (required: continuous polling is `paybridge run`).")
     var once = false
 
     @Option(name: .long, help: "The config file.")
     var config: String
 
     @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard once else { throw ValidationError("poll needs --once (to poll continuously, use `paybridge run --config \(config)`)") }
+    }
 
     func run() async throws {
         let logger = common.bootstrapLogging()

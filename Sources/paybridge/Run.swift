@@ -9,10 +9,20 @@ import ServiceLifecycle
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Poll on every watch's interval and deliver continuously until SIGINT or SIGTERM.",
-        discussion: "Without --config, runs the demo: the sandbox bank in-process and a console endpoint.")
+        discussion: """
+            Without --config, runs the demo: the sandbox bank in-process, state in a temporary folder (removed at the end)
+            and a console endpoint printing one line per event (--json: the event as delivered).
+            On a terminal a live status line shows the watches, events today, the queue and failing endpoints.
+            Examples:
+              paybridge run
+              paybridge run --config paybridge.yaml --log-format json
+            """)
 
     @Option(name: .long, help: "The config file (omit it for the demo).")
     var config: String?
+
+    @Flag(name: .long, help: "The demo's console prints each event as delivered (JSON) instead of a readable line.")
+    var json = false
 
     @OptionGroup var common: CommonOptions
 
@@ -25,17 +35,20 @@ struct Run: AsyncParsableCommand {
             configuration = try loadConfiguration(config)
         } else {
             configuration = try DemoSandbox.demoConfiguration()
-            logger.info("no --config: running the demo (sandbox bank in-process, events printed below)",
-                        metadata: ["state": "\(configuration.state.path)"])
+            logger.info("no --config: running the demo (sandbox bank in-process, events below)", metadata: ["state": "\(configuration.state.path)"])
         }
-        let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger, demo: config == nil)
+        let demo = config == nil
+        defer { if demo { try? FileManager.default.removeItem(atPath: configuration.state.path) } }
+        let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger, demo: demo)
+        // The demo's console: a readable line per event, unless --json.
+        let console: (@Sendable ([UInt8]) -> Void)? = demo && !json ? { @Sendable body in print(ConsoleLine.render(body)) } : nil
         // A state folder that cannot be opened (read-only, full, locked) is waited out: the
         // operator sees one line and paybridge starts as soon as it clears.
         var opened: Bridge?
         var announced = false
         while opened == nil {
             do {
-                opened = try Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger)
+                opened = try Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger, console: console)
             } catch {
                 if !announced {
                     logger.error("\(error); retrying every 2 s until it opens")
@@ -47,22 +60,57 @@ struct Run: AsyncParsableCommand {
         guard let bridge = opened else { return }
         if announced { logger.notice("state database opened") }
         var services = bridge.services()
-        if let listen = configuration.adminListen {
-            services.insert(AdminServer.application(listen: listen, bridge: bridge, registry: registry, logger: logger), at: 0)
+        if let admin = configuration.admin {
+            services.insert(AdminServer.application(admin, bridge: bridge, registry: registry, logger: logger), at: 0)
         }
+        if Terminal.shared.isInteractive { services.append(StatusLine(bridge: bridge)) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         logger.info(
-            "started", metadata: ["watches": "\(configuration.source.watches.count)", "endpoints": "\(configuration.endpoints.count)"])
+            "started",
+            metadata: [
+                "watches": "\(configuration.source.watches.map(\.name).joined(separator: ","))",
+                "endpoints": "\(configuration.endpoints.map(\.name).joined(separator: ","))",
+            ])
         do {
             try await group.run()
         } catch {
             logger.error("stopped on an error", metadata: ["error": "\(error)"])
         }
+        Terminal.shared.show(status: nil)
         bridge.close()
         await sandbox?.stop()
         logger.info("stopped")
+    }
+}
+
+/// The live status line of `paybridge run` on a terminal, redrawn every second:
+/// `recent 2 s ago ✓ · failures 1 s ago ✗ · 42 events today · queue 3 · failing: erp`.
+struct StatusLine: Service {
+    let bridge: Bridge
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
+            while !Task.isCancelled {
+                let now = Date()
+                let watches = bridge.watches.map { watch -> String in
+                    let last = [watch.lastSuccessAt, watch.lastFailureAt].compactMap { $0 }.max()
+                    guard let last else { return "\(watch.name) waiting" }
+                    let ok = watch.lastSuccessAt == last
+                    return "\(watch.name) \(Output.relative(last, now: now)) \(ok ? "✓" : "✗")"
+                }
+                let today = (try? bridge.store.eventCount(since: calendar.startOfDay(for: now))) ?? 0
+                let queue = ((try? bridge.store.queueFigures()) ?? [:]).values.reduce(0) { $0 + $1.pending }
+                let failing = bridge.dispatcher.endpointStatuses.filter { $0.failures > 0 || $0.state != "closed" }.map(\.name)
+                var parts = watches + [Output.count(today, "event") + " today", "queue \(queue)"]
+                if !failing.isEmpty { parts.append("failing: " + failing.joined(separator: ", ")) }
+                Terminal.shared.show(status: "paybridge · " + parts.joined(separator: " · "))
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 }

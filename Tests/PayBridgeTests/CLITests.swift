@@ -12,7 +12,7 @@ import Testing
         let path = try directory.write("good.yaml", ConfigTests.valid)
         let output = try await Binary.run(["validate", "--config", path])
         #expect(output.status == 0)
-        #expect(output.stdout.contains("\(path): OK (1 watches, 1 endpoints, 1 routes)"))
+        #expect(output.stdout.contains("\(path): OK (1 watch, 1 endpoint, 1 route)"))
     }
 
     @Test func validatePrintsEveryErrorWithItsPlaceAndNoSecret() async throws {
@@ -101,7 +101,7 @@ import Testing
     }
 
     @Test func theDemoPrintsEventsWithinSeconds() async throws {
-        let (process, output, _) = try Binary.start(["run"])
+        let (process, output, _) = try Binary.start(["run", "--json"])
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let lines = LineCollector(output.fileHandleForReading)
         var event: [String: Any]?
@@ -113,6 +113,22 @@ import Testing
         #expect(await Binary.exitStatus(of: process) == 0)
         #expect((event?["type"] as? String)?.hasPrefix("payment.") == true)
         #expect((event?["data"] as? [String: Any])?["payment"] is [String: Any])
+    }
+
+    @Test func theDemoPrintsReadableLinesAndRemovesItsState() async throws {
+        let (process, output, errors) = try Binary.start(["run"])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let lines = LineCollector(output.fileHandleForReading)
+        let log = PipeReader(errors)
+        for _ in 0..<300 where lines.all.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        kill(process.processIdentifier, SIGINT)
+        #expect(await Binary.exitStatus(of: process) == 0)
+        let first = try #require(lines.all.first)
+        // `21:04:05  Processed ← PendingProcessing  120.00 EUR  Müller & Söhne GmbH  ref INV-…  <id>`
+        #expect(first.firstMatch(of: /^\d\d:\d\d:\d\d  \w+ (← \w+|\(new\))  \d+\.\d\d EUR  .+  ref INV-\d+  [0-9a-f-]{36}$/) != nil, "\(first)")
+        let logged = await log.text()
+        let state = try #require(logged.firstMatch(of: /state=(\S+)/)).1
+        #expect(!FileManager.default.fileExists(atPath: String(state)), "the demo's temporary state is removed")
     }
 
     @Test func sandboxServesTheBankAPI() async throws {

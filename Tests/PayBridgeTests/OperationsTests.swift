@@ -117,12 +117,18 @@ import Testing
         #expect(enabled.stdout.contains("erp: enabled"))
         #expect(await gone.waitFor(count: 3, timeout: .seconds(10)))
         // Results are committed in groups: wait for the last one to land.
-        var listing = try await Binary.run(["endpoints", "--config", path])
-        for _ in 0..<50 where !listing.stdout.contains("erp\tpending=0") {
-            try await Task.sleep(for: .milliseconds(100))
-            listing = try await Binary.run(["endpoints", "--config", path])
+        func erp() async throws -> [String: Any]? {
+            let listing = try await Binary.run(["endpoints", "list", "--config", path, "--json"])
+            let document = (try? JSONSerialization.jsonObject(with: Data(listing.stdout.utf8))) as? [String: Any]
+            return (document?["endpoints"] as? [[String: Any]])?.first { $0["name"] as? String == "erp" }
         }
-        #expect(listing.stdout.contains("erp\tpending=0\tenabled"))
+        var listing = try await erp()
+        for _ in 0..<50 where listing?["pending"] as? Int != 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            listing = try await erp()
+        }
+        #expect(listing?["pending"] as? Int == 0)
+        #expect(listing?["health"] as? String == "ok", "\(listing ?? [:])")
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)
         await gone.stop()

@@ -75,7 +75,7 @@ import Testing
         let (process, _, errors) = try Binary.start(["run", "--config", path], environment: environment)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let log = PipeReader(errors)
-        try await Task.sleep(for: .milliseconds(800))
+        #expect(try await OperationsTests.waitForBaseline(harness.statePath))
 
         // Eight concurrent deliveries: one token fetch.
         for id in ids.prefix(4) { harness.bank.bank.setStatus(id, "Rejected") }
@@ -105,8 +105,9 @@ import Testing
         // Delivered on their first attempt: a renewal after a 401 is not a failed attempt.
         let listing = try await Binary.run(["deliveries", "--config", path, "--endpoint", "oauth"], environment: environment)
         #expect(listing.stdout.contains("oauth: pending=0 delivered=8 dead=0"), "\(listing.stdout)")
-        let rows = listing.stdout.split(separator: "\n").filter { $0.contains("\toauth\t") }
-        #expect(rows.count == 8 && rows.allSatisfy { $0.contains("attempts=1") }, "\(rows)")
+        let json = try await Binary.run(["deliveries", "list", "--config", path, "--endpoint", "oauth", "--json"], environment: environment)
+        let rows = ((try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8))) as? [String: Any])?["deliveries"] as? [[String: Any]] ?? []
+        #expect(rows.count == 8 && rows.allSatisfy { $0["attempts"] as? Int == 1 }, "\(rows)")
         let output = await log.text() + listing.stdout + listing.stderr
         #expect(output.contains("fetching a new one"))
         for secret in ["s3cret", "tok-1", "tok-2", "static-Token-77", Data("paybridge-client:s3cret%2B%2F".utf8).base64EncodedString()] {

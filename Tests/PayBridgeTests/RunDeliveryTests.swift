@@ -149,7 +149,7 @@ import Testing
         #expect(await setup.receiver.waitFor(count: 1))
         #expect(try await waitForListing(setup.path, containing: "erp: pending=0 delivered=0 dead=1"))
 
-        let replay = try await Binary.run(["deliveries", "replay", "--config", setup.path, "--endpoint", "erp"])
+        let replay = try await Binary.run(["deliveries", "replay", "--config", setup.path, "--endpoint", "erp", "--state", "dead", "--yes"])
         #expect(replay.status == 0, "\(replay.stderr)")
         let replayedAt = Date()
         #expect(await setup.receiver.waitFor(count: 2, timeout: .seconds(5)))

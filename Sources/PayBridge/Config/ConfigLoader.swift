@@ -112,7 +112,7 @@ final class ConfigReader {
             warning(root, "no endpoints: changes are recorded but delivered nowhere")
         }
         guard let source else { return nil }
-        return Configuration(source: source, state: state, endpoints: endpoints, routes: routes, delivery: delivery, adminListen: admin)
+        return Configuration(source: source, state: state, endpoints: endpoints, routes: routes, delivery: delivery, admin: admin)
     }
 
     private func reportSyntax(_ yamlError: YamlError, text: String) {
@@ -294,16 +294,32 @@ final class ConfigReader {
         return StateConfiguration(path: resolvePath(path), retention: retention, busyTimeout: busy)
     }
 
-    private func readAdmin(_ node: Node) -> String? {
+    private func readAdmin(_ node: Node) -> AdminConfiguration? {
         guard let entries = mapping(node, "admin") else { return nil }
-        let keys = checkKeys(entries, allowed: ["listen"], in: "admin")
-        guard let entry = keys["listen"], let text = string(entry.value, "admin.listen") else { return nil }
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (0...65535).contains(port) else {
+        let keys = checkKeys(entries, allowed: ["listen", "token", "tokenFile"], in: "admin")
+        guard let entry = keys["listen"] else {
+            error(node, "admin: missing 'listen' (HOST:PORT, e.g. 127.0.0.1:9464)")
+            return nil
+        }
+        guard let text = string(entry.value, "admin.listen") else { return nil }
+        let colon = text.lastIndex(of: ":")
+        guard let colon, colon != text.startIndex, let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
             error(entry.value, "admin.listen must be HOST:PORT, e.g. 127.0.0.1:9464")
             return nil
         }
-        return text
+        var token: Secret?
+        if let entry = keys["token"] {
+            token = secretString(entry.value, "admin.token").map(Secret.init)
+        } else if let entry = keys["tokenFile"] {
+            token = string(entry.value, "admin.tokenFile").flatMap { readSecretFile($0, entry.value, "admin.tokenFile") }.map(Secret.init)
+        }
+        if keys["token"] != nil, keys["tokenFile"] != nil { error(node, "admin: use token or tokenFile, not both") }
+        if let token, token.value.count < 16 { error(keys["token"]?.value ?? keys["tokenFile"]?.value, "admin.token is too short: use 16 characters or more") }
+        let admin = AdminConfiguration(listen: text, token: token)
+        if !admin.isLoopback, token == nil {
+            error(entry.value, "admin.listen \(text) is not a loopback address: set admin.token (or tokenFile), or listen on 127.0.0.1")
+        }
+        return admin
     }
 
     private func readDelivery(_ node: Node) -> DeliveryConfiguration {

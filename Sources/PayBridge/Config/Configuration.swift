@@ -17,23 +17,44 @@ public struct Configuration: Sendable {
     public var endpoints: [EndpointConfiguration]
     public var routes: [Route]
     public var delivery: DeliveryConfiguration
-    /// Where `/metrics` and `/health` are served (`host:port`), or nil for nowhere.
-    public var adminListen: String?
+    /// The admin server (`/healthz`, `/readyz`, `/metrics`, `/v1/events`), or nil for none.
+    public var admin: AdminConfiguration?
 
     public init(
         source: SourceConfiguration, state: StateConfiguration, endpoints: [EndpointConfiguration], routes: [Route],
-        delivery: DeliveryConfiguration = DeliveryConfiguration(), adminListen: String? = nil
+        delivery: DeliveryConfiguration = DeliveryConfiguration(), admin: AdminConfiguration? = nil
     ) {
         self.source = source
         self.state = state
         self.endpoints = endpoints
         self.routes = routes
         self.delivery = delivery
-        self.adminListen = adminListen
+        self.admin = admin
     }
 
     public func endpoint(named name: String) -> EndpointConfiguration? {
         endpoints.first { $0.name == name }
+    }
+}
+
+/// `admin: {listen, token | tokenFile}` (§9).
+public struct AdminConfiguration: Sendable {
+    /// `host:port`.
+    public var listen: String
+    /// The bearer token of `/metrics` and `/v1/events`; required unless `listen` is loopback.
+    public var token: Secret?
+
+    public init(listen: String, token: Secret? = nil) {
+        self.listen = listen
+        self.token = token
+    }
+
+    public var host: String { String(listen[..<(listen.lastIndex(of: ":") ?? listen.endIndex)]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")) }
+    public var port: Int { Int(listen[listen.index(after: listen.lastIndex(of: ":") ?? listen.startIndex)...]) ?? 9464 }
+
+    /// 127.0.0.0/8, ::1, localhost.
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 }
 

@@ -16,6 +16,12 @@ public enum AttemptResult: Sendable, Equatable {
         }
     }
 
+    /// The first bytes of the receiver's answer, if it answered and said something.
+    public var responseExcerpt: String? {
+        if case .response(_, _, let excerpt) = self, !excerpt.isEmpty { return excerpt }
+        return nil
+    }
+
     public var httpStatus: Int? {
         if case .response(let status, _, _) = self { return status }
         return nil

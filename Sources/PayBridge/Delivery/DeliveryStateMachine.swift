@@ -103,6 +103,8 @@ public struct DeliveryStateMachine: Sendable {
 
     /// A change of an endpoint's state worth a log line, a metric and sometimes an event.
     public enum Announcement: Sendable, Equatable {
+        /// The first failure after a success (the circuit is still closed).
+        case failing(since: Date)
         case opened(until: Date, failures: Int)
         case halfOpened
         case recovered(failingSince: Date)
@@ -341,19 +343,27 @@ public struct DeliveryStateMachine: Sendable {
         let status = end.result.httpStatus
         let success = status.map { (200..<300).contains($0) } ?? false
         let gone = status == 410
+        // After a replay the schedule starts again; the attempt numbers go on.
         var next = DeliveryPolicy.next(
-            after: end.result, attempt: number, schedule: lanes[index].settings.retry, now: end.finishedAt, random: end.random)
+            after: end.result, attempt: max(1, number - end.delivery.scheduleBase), schedule: lanes[index].settings.retry,
+            now: end.finishedAt, random: end.random)
         // Kept pending, due at once, for when an operator re-enables the endpoint.
         if gone { next = .retry(at: end.finishedAt) }
         let record = AttemptRecord(
             deliveryId: end.delivery.id, attempt: number, startedAt: end.startedAt,
             duration: .milliseconds(Int64((end.finishedAt.timeIntervalSince(end.startedAt) * 1000).rounded())),
-            httpStatus: status, error: end.result.summary, next: next)
+            httpStatus: status, error: end.result.summary, response: success ? nil : end.result.responseExcerpt, next: next)
         unrecorded[end.delivery.id] = (index, next)
         lanes[index].unrecorded.insert(end.delivery.id)
         actions.append(.record(Outcome(lane: index, delivery: end.delivery, record: record)))
+        let wasFailing = lanes[index].health.failures > 0
         if let change = lanes[index].health.record(success: success, gone: gone, now: end.finishedAt) {
             announce(change, lane: index, at: end.finishedAt, into: &actions)
+        } else if !success, !wasFailing, !lanes[index].health.isDisabled {
+            // The first failure after a success: operators see "failing since" at once.
+            let since = lanes[index].health.failingSince ?? end.finishedAt
+            actions.append(.announce(lane: index, .failing(since: since), at: end.finishedAt))
+            actions.append(.saveEndpointRecord(lane: index, EndpointRecord(failingSince: since)))
         }
     }
 

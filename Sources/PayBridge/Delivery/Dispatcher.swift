@@ -81,6 +81,8 @@ public final class Dispatcher: @unchecked Sendable {
     /// Work for the recorder gathered during one turn of the loop.
     private var outgoing = Recorder.Batch()
     private var requests: [Submission] = []
+    /// When each failing endpoint's last summary line was logged.
+    private var lastSummary: [String: Date] = [:]
 
     /// Reads the endpoints' records first: a read that fails throws (a disabled endpoint must
     /// never look enabled because its record could not be read).
@@ -221,6 +223,7 @@ public final class Dispatcher: @unchecked Sendable {
                 inputs.removeAll(keepingCapacity: true)
             }
             submitRequests()
+            finishStats(at: clock.now())
             recorder.submit(outgoing)
             outgoing = Recorder.Batch()
             publishStatuses()
@@ -299,6 +302,7 @@ public final class Dispatcher: @unchecked Sendable {
                 feedback.append(flushGroups(lane, dueBy: dueBy))
             case .record(let outcome):
                 outgoing.records.append(outcome.record)
+                note(outcome)
                 count(outcome)
                 log(outcome)
             case .saveEndpointRecord(let lane, let record):
@@ -503,6 +507,11 @@ public final class Dispatcher: @unchecked Sendable {
         let name = lanes[index].endpoint.name
         let metrics = lanes[index].metrics
         switch announcement {
+        case .failing(let since):
+            lastSummary[name] = date
+            logger.warning(
+                "endpoint failing: deliveries are retried on its schedule",
+                metadata: ["endpoint": "\(name)", "failingSince": "\(Timestamp.iso8601(since))"])
         case .opened(let until, let failures):
             metrics.circuitOpen.record(1)
             logger.warning(
@@ -511,6 +520,7 @@ public final class Dispatcher: @unchecked Sendable {
         case .halfOpened:
             logger.info("endpoint circuit half-open: sending one probe", metadata: ["endpoint": "\(name)"])
         case .recovered(let since):
+            lastSummary[name] = nil
             metrics.circuitOpen.record(0)
             logger.notice("endpoint recovered", metadata: ["endpoint": "\(name)", "failingSince": "\(Timestamp.iso8601(since))"])
         case .disabled(let reason, let since):
@@ -538,6 +548,53 @@ public final class Dispatcher: @unchecked Sendable {
         case .enabled:
             metrics.disabled.record(0)
             logger.notice("endpoint re-enabled", metadata: ["endpoint": "\(name)"])
+        }
+    }
+
+    /// Keeps the endpoint's stats for the recorder: when it last answered 2xx, last failed.
+    private func note(_ outcome: DeliveryStateMachine.Outcome) {
+        let name = lanes[outcome.lane].endpoint.name
+        var stats = outgoing.stats[name] ?? EndpointStats()
+        let finished = outcome.record.startedAt.addingTimeInterval(outcome.record.duration.seconds)
+        if case .delivered = outcome.record.next { stats.lastSuccessAt = finished } else { stats.lastFailureAt = finished }
+        outgoing.stats[name] = stats
+    }
+
+    /// Completes the turn's stats with each endpoint's failures and circuit; a failing
+    /// endpoint gets a summary line every minute instead of a warning per attempt.
+    private func finishStats(at date: Date) {
+        for index in lanes.indices {
+            let name = lanes[index].endpoint.name
+            let health = machine.health(ofLane: index)
+            if var stats = outgoing.stats[name] {
+                stats.failures = health.failures
+                stats.circuit = Self.circuit(health.state)
+                outgoing.stats[name] = stats
+            }
+            guard health.failures > 0, !health.isDisabled else { continue }
+            let last = lastSummary[name] ?? .distantPast
+            if date.timeIntervalSince(last) >= Self.summaryInterval {
+                if last != .distantPast {
+                    logger.warning(
+                        "endpoint still failing",
+                        metadata: [
+                            "endpoint": "\(name)", "failures": "\(health.failures)",
+                            "failingSince": "\(health.failingSince.map(Timestamp.iso8601) ?? "")", "circuit": "\(Self.circuit(health.state))",
+                        ])
+                }
+                lastSummary[name] = date
+            }
+        }
+    }
+
+    static let summaryInterval: TimeInterval = 60
+
+    static func circuit(_ state: EndpointHealth.State) -> String {
+        switch state {
+        case .closed: return "closed"
+        case .open: return "open"
+        case .halfOpen: return "half-open"
+        case .disabled: return "disabled"
         }
     }
 
@@ -577,17 +634,26 @@ public final class Dispatcher: @unchecked Sendable {
     private func log(_ outcome: DeliveryStateMachine.Outcome) {
         // Built only when it will be printed: this runs for every delivery.
         if case .delivered = outcome.record.next, logger.logLevel > .debug { return }
+        if case .retry = outcome.record.next, logger.logLevel > .debug { return }
         var metadata: Logger.Metadata = [
             "endpoint": "\(lanes[outcome.lane].endpoint.name)", "eventId": "\(outcome.delivery.eventId)",
-            "subject": "\(outcome.delivery.subject)", "attempt": "\(outcome.record.attempt)",
+            "attempt": "\(outcome.record.attempt)", "deliveryId": "\(outcome.delivery.id)",
         ]
+        // Payment events' subject is the payment id; the others' (endpoint:…, source, group:…) say what they are about.
+        if outcome.delivery.eventType.hasPrefix("payment."), outcome.delivery.eventType != EventType.paymentGroup.rawValue {
+            metadata["paymentId"] = "\(outcome.delivery.subject)"
+        } else {
+            metadata["subject"] = "\(outcome.delivery.subject)"
+        }
         if let error = outcome.record.error { metadata["error"] = "\(error)" }
         switch outcome.record.next {
         case .delivered:
             logger.debug("delivered", metadata: metadata)
         case .retry(let date):
+            // Each failed attempt at debug: the endpoint's state changes and a summary a
+            // minute are what a warning-level log shows.
             metadata["retryAt"] = "\(Timestamp.iso8601(date))"
-            logger.warning("delivery failed; will retry", metadata: metadata)
+            logger.debug("delivery failed; will retry", metadata: metadata)
         case .dead:
             logger.error("delivery failed for the last time; dead-lettered", metadata: metadata)
         }

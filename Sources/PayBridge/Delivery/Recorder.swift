@@ -25,13 +25,21 @@ final class Recorder: @unchecked Sendable {
         var disabled: [Disabled] = []
         /// Endpoint records to save on their own (a circuit opened or closed).
         var endpointRecords: [(name: String, record: EndpointRecord)] = []
+        /// The endpoints' latest stats, for operators (one row per endpoint per commit).
+        var stats: [String: EndpointStats] = [:]
 
-        var isEmpty: Bool { records.isEmpty && disabled.isEmpty && endpointRecords.isEmpty }
+        var isEmpty: Bool { records.isEmpty && disabled.isEmpty && endpointRecords.isEmpty && stats.isEmpty }
 
         mutating func append(_ other: Batch) {
             records.append(contentsOf: other.records)
             disabled.append(contentsOf: other.disabled)
             endpointRecords.append(contentsOf: other.endpointRecords)
+            for (name, newer) in other.stats {
+                var merged = newer
+                merged.lastSuccessAt = newer.lastSuccessAt ?? stats[name]?.lastSuccessAt
+                merged.lastFailureAt = newer.lastFailureAt ?? stats[name]?.lastFailureAt
+                stats[name] = merged
+            }
         }
     }
 
@@ -127,6 +135,7 @@ final class Recorder: @unchecked Sendable {
                     try transaction.append(disabled.entry, dueAt: disabled.entry.event.createdAt)
                 }
                 try transaction.recordAttempts(batch.records, at: now)
+                for (name, stats) in batch.stats { try transaction.saveEndpointStats(name: name, stats) }
             }
             storage.reportHealthy(at: now)
             acknowledge?(

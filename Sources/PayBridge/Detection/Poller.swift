@@ -68,18 +68,20 @@ public struct Poller: Sendable {
     let pageSize: Int
     let clock: WallClock
     let logger: Logger
+    let events: EventMetrics?
     /// Called after a commit that queued deliveries.
     let onQueued: @Sendable () -> Void
 
     public init(
         source: any PaymentSource, store: any Store, pipeline: Pipeline, pageSize: Int, logger: Logger,
-        clock: WallClock = .system, onQueued: @escaping @Sendable () -> Void = {}
+        clock: WallClock = .system, events: EventMetrics? = nil, onQueued: @escaping @Sendable () -> Void = {}
     ) {
         self.source = source
         self.store = store
         self.pipeline = pipeline
         self.pageSize = pageSize
         self.clock = clock
+        self.events = events
         self.logger = logger
         self.onQueued = onQueued
     }
@@ -230,12 +232,14 @@ public struct Poller: Sendable {
             guard let entry = entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
             prepared[ChangeKey(change)] = entry
         }
+        var appended: [Event] = []
         let (counts, queued) = try store.write { transaction -> ((Int, Int, Int), Bool) in
+            appended.removeAll()
             let current = try transaction.paymentStates(for: ids)
             var counts = (recorded: 0, created: 0, changed: 0)
             var queued = false
             for change in ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew) {
-                try transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, at: committedAt)
+                try transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, watch: watch.name, at: committedAt)
                 switch change.kind {
                 case .recorded:
                     counts.recorded += 1
@@ -245,6 +249,7 @@ public struct Poller: Sendable {
                 }
                 guard let entry = prepared[ChangeKey(change)] ?? entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
                 try transaction.append(entry, dueAt: committedAt)
+                appended.append(entry.event)
                 queued = queued || entry.queuesWork
             }
             return (counts, queued)
@@ -253,6 +258,7 @@ public struct Poller: Sendable {
         report.created += counts.1
         report.changed += counts.2
         if queued { onQueued() }
+        if let events { for event in appended { events.count(event) } }
     }
 
     /// The event a change emits, as the outbox takes it; nil for a silent baseline record.

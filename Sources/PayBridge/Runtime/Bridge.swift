@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 
 /// One paybridge: the store, the bank client, the poller and the dispatcher, wired from a
 /// configuration. The CLI is a thin layer over this type; tests drive it directly too.
@@ -15,6 +16,8 @@ public final class Bridge: Sendable {
     private let http: CurlHTTPClient
     let logger: Logger
     let clock: WallClock
+    private let watchStatuses: Mutex<[String: WatchStatus]>
+    let events = EventMetrics()
 
     /// Opens the state and reads what the dispatcher and the monitors must know before they
     /// start (disabled endpoints, an announced outage); any read that fails throws, so a
@@ -30,6 +33,7 @@ public final class Bridge: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
+        watchStatuses = Mutex(Dictionary(uniqueKeysWithValues: configuration.source.watches.map { ($0.name, WatchStatus(name: $0.name, every: $0.every)) }))
         let http = CurlHTTPClient()
         self.http = http
         do {
@@ -56,7 +60,7 @@ public final class Bridge: Sendable {
                 onQueued: onQueued)
             poller = Poller(
                 source: client, store: store, pipeline: pipeline, pageSize: configuration.source.pageSize, logger: logger,
-                clock: clock, onQueued: onQueued)
+                clock: clock, events: events, onQueued: onQueued)
         } catch {
             http.shutdown()
             throw StateUnavailable(path: configuration.state.path, underlying: error)
@@ -102,12 +106,21 @@ public final class Bridge: Sendable {
             let report = try await poller.poll(watch, shouldStop: shouldStop)
             metrics.duration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
             metrics.succeeded.increment()
+            metrics.pages.increment(by: report.pages)
+            metrics.payments.increment(by: report.payments)
+            let at = clock.now()
+            watchStatuses.withLock { $0[watch.name]?.lastSuccessAt = at }
             storage.reportHealthy()
             if report.complete { await source.pollSucceeded() }
             log(report)
             return .success(report)
         } catch {
             metrics.failed.increment()
+            let at = clock.now()
+            watchStatuses.withLock { statuses in
+                statuses[watch.name]?.lastFailureAt = at
+                statuses[watch.name]?.lastError = "\(error)"
+            }
             switch error.stage {
             case .storage:
                 storage.reportFault(error)
@@ -142,11 +155,39 @@ public final class Bridge: Sendable {
     public func services() -> [any Service] {
         var services: [any Service] = [
             DeliveryService(dispatcher: dispatcher, grace: configuration.delivery.shutdownGrace), RetentionService(bridge: self),
+            QueueMetricsService(bridge: self),
         ]
         for watch in configuration.source.watches {
             services.append(WatchService(bridge: self, watch: watch))
         }
         return services
+    }
+
+    /// Every watch's last polls in this process.
+    public var watches: [WatchStatus] {
+        let statuses = watchStatuses.withLock { $0 }
+        return configuration.source.watches.compactMap { statuses[$0.name] }
+    }
+
+    /// `/readyz`: every watch polled successfully within 3 of its intervals, and the state
+    /// storage takes writes. The reasons say what is wrong.
+    public func readiness() -> (ready: Bool, reasons: [String]) {
+        let now = clock.now()
+        var reasons: [String] = []
+        for watch in watches {
+            guard let last = watch.lastSuccessAt else {
+                reasons.append("watch '\(watch.name)' has not polled successfully yet" + (watch.lastError.map { ": \($0)" } ?? ""))
+                continue
+            }
+            let age = now.timeIntervalSince(last)
+            if age > 3 * watch.every.seconds {
+                reasons.append(
+                    "watch '\(watch.name)' last polled successfully \(Int(age)) s ago, more than 3 × its \(DurationText.format(watch.every))"
+                        + (watch.lastError.map { ": \($0)" } ?? ""))
+            }
+        }
+        if !storage.isAvailable { reasons.append("the state storage refuses writes") }
+        return (reasons.isEmpty, reasons)
     }
 
     /// What `/health` shows.
@@ -202,15 +243,46 @@ public struct StateUnavailable: Error, CustomStringConvertible {
     public var description: String { "cannot open the state database in \(path): \(underlying)" }
 }
 
+/// A watch as this process has seen it poll.
+public struct WatchStatus: Sendable, Equatable {
+    public var name: String
+    public var every: Duration
+    public var lastSuccessAt: Date?
+    public var lastFailureAt: Date?
+    public var lastError: String?
+}
+
 struct PollMetrics {
     let succeeded: Counter
     let failed: Counter
     let duration: Metrics.Timer
+    let pages: Counter
+    let payments: Counter
 
     init(watch: String) {
         succeeded = Counter(label: "paybridge_polls_total", dimensions: [("watch", watch), ("outcome", "ok")])
         failed = Counter(label: "paybridge_polls_total", dimensions: [("watch", watch), ("outcome", "failed")])
         duration = Metrics.Timer(label: "paybridge_poll_duration_seconds", dimensions: [("watch", watch)], preferredDisplayUnit: .seconds)
+        pages = Counter(label: "paybridge_pages_scanned_total", dimensions: [("watch", watch)])
+        payments = Counter(label: "paybridge_payments_scanned_total", dimensions: [("watch", watch)])
+    }
+}
+
+/// `paybridge_events_total{type, status}`, a counter per pair made once.
+public final class EventMetrics: Sendable {
+    public init() {}
+    private let counters = Mutex<[String: Counter]>([:])
+
+    func count(_ event: Event) {
+        let status = event.status ?? ""
+        let key = event.type.rawValue + "\n" + status
+        let counter = counters.withLock { counters -> Counter in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: "paybridge_events_total", dimensions: [("type", event.type.rawValue), ("status", status)])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
     }
 }
 
@@ -245,6 +317,35 @@ struct WatchService: Service {
                 }
                 let delay = PollSchedule.delay(every: watch.every, failures: failures, maxBackoff: bridge.configuration.source.maxBackoff)
                 try? await Task.sleep(for: max(.zero, delay - (clock.now - started)))
+            }
+        }
+    }
+}
+
+/// Samples what alerts watch: queue depth and the oldest pending delivery's age per
+/// endpoint (every 5 s), payments tracked (every minute).
+struct QueueMetricsService: Service {
+    let bridge: Bridge
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            let names = bridge.configuration.endpoints.map(\.name)
+            let depth = Dictionary(uniqueKeysWithValues: names.map { ($0, Gauge(label: "paybridge_queue_depth", dimensions: [("endpoint", $0)])) })
+            let age = Dictionary(
+                uniqueKeysWithValues: names.map { ($0, Gauge(label: "paybridge_queue_oldest_pending_age_seconds", dimensions: [("endpoint", $0)])) })
+            let tracked = Gauge(label: "paybridge_payments_tracked")
+            var round = 0
+            while !Task.isCancelled {
+                if let figures = try? bridge.store.queueFigures() {
+                    let now = bridge.clock.now()
+                    for name in names {
+                        depth[name]?.record(figures[name]?.pending ?? 0)
+                        age[name]?.record(figures[name]?.oldest.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+                    }
+                }
+                if round % 12 == 0, let count = try? bridge.store.trackedPayments() { tracked.record(count) }
+                round += 1
+                try? await Task.sleep(for: .seconds(5))
             }
         }
     }

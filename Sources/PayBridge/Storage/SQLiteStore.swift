@@ -17,9 +17,23 @@ public final class SQLiteStore: Store {
 
     /// Opens (and creates or migrates) the database in `directory`. A write waits up to
     /// `busyTimeout` for another writer (another process, an operator's sqlite3) to finish.
-    public init(directory: String, busyTimeout: Duration = .seconds(5)) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    ///
+    /// The state holds payment data (IBANs, names, amounts): a folder it creates is `0700`
+    /// and its database `0600` (SQLite gives the WAL and shared-memory files the same mode).
+    /// - Parameter create: false for commands that only read or correct state: a missing
+    ///   database is then `StateMissing`, and nothing is created.
+    public init(directory: String, busyTimeout: Duration = .seconds(5), create: Bool = true) throws {
         path = URL(fileURLWithPath: directory).appendingPathComponent(Self.fileName).path
+        if !FileManager.default.fileExists(atPath: path) {
+            guard create else { throw StateMissing(path: path) }
+            if !FileManager.default.fileExists(atPath: directory) {
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
+            }
+        }
         var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(busyTimeout.seconds)
         configuration.label = "paybridge"
@@ -160,6 +174,28 @@ public final class SQLiteStore: Store {
                     CREATE INDEX group_member_event ON group_member(event_row);
                     """)
         }
+        migrator.registerMigration("v3-operations") { db in
+            try db.execute(
+                sql: """
+                    -- When, how and by which watch a payment was first seen (payments show).
+                    ALTER TABLE payment ADD COLUMN first_seen_at REAL;
+                    ALTER TABLE payment ADD COLUMN first_status TEXT;
+                    ALTER TABLE payment ADD COLUMN first_watch TEXT;
+                    -- The first bytes of a failed attempt's answer (deliveries show).
+                    ALTER TABLE attempt ADD COLUMN response TEXT;
+                    -- The last attempt on the delivery row itself: a first-try success has no
+                    -- attempt row. schedule_base: attempts before the last replay.
+                    ALTER TABLE delivery ADD COLUMN last_attempt_at REAL;
+                    ALTER TABLE delivery ADD COLUMN last_duration_ms REAL;
+                    ALTER TABLE delivery ADD COLUMN schedule_base INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE endpoint_state ADD COLUMN last_success_at REAL;
+                    ALTER TABLE endpoint_state ADD COLUMN last_failure_at REAL;
+                    ALTER TABLE endpoint_state ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE endpoint_state ADD COLUMN circuit TEXT;
+                    CREATE INDEX event_subject ON event(subject, sequence);
+                    CREATE INDEX delivery_dead ON delivery(endpoint) WHERE state = 'dead';
+                    """)
+        }
         return migrator
     }
 
@@ -171,6 +207,11 @@ public final class SQLiteStore: Store {
 
     public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
         try pool.write { db in try body(SQLiteTransaction(db: db)) }
+    }
+
+    /// A read on one of the pool's readers.
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.read(body)
     }
 
     public func checkWritable(at date: Date) throws {
@@ -233,12 +274,21 @@ public final class SQLiteStore: Store {
     public func endpointRecords() throws -> [String: EndpointRecord] {
         try pool.read { db in
             var records: [String: EndpointRecord] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT name, disabled_at, disabled_reason, failing_since FROM endpoint_state") {
+            for row in try Row.fetchAll(
+                db,
+                sql: "SELECT name, disabled_at, disabled_reason, failing_since, last_success_at, last_failure_at, failures, circuit FROM endpoint_state")
+            {
                 let disabledAt: Double? = row[1]
                 let failingSince: Double? = row[3]
-                records[row[0]] = EndpointRecord(
+                var record = EndpointRecord(
                     disabledAt: disabledAt.map(Date.init(timeIntervalSince1970:)), disabledReason: row[2],
                     failingSince: failingSince.map(Date.init(timeIntervalSince1970:)))
+                let success: Double? = row[4]
+                let failure: Double? = row[5]
+                record.stats = EndpointStats(
+                    lastSuccessAt: success.map(Date.init(timeIntervalSince1970:)), lastFailureAt: failure.map(Date.init(timeIntervalSince1970:)),
+                    failures: row[6], circuit: row[7])
+                records[row[0]] = record
             }
             return records
         }
@@ -273,7 +323,8 @@ public final class SQLiteStore: Store {
                     QueuedDelivery(
                         id: row.int64(0), eventId: row.text(1), eventType: row.text(2), endpoint: endpoint, subject: row.text(3),
                         sequence: row.int(4), attempts: row.int(5), createdAt: Date(timeIntervalSince1970: row.double(6)),
-                        body: row.bytes(7), contentType: row.optionalText(8), headers: Rendering.headers(fromText: row.optionalText(9))))
+                        body: row.bytes(7), contentType: row.optionalText(8), headers: Rendering.headers(fromText: row.optionalText(9)),
+                        scheduleBase: row.int(10)))
             }
             return due
         }
@@ -316,41 +367,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    // MARK: Inspection
-
-    public func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord] {
-        try pool.read { db in
-            var conditions: [String] = []
-            var arguments: StatementArguments = []
-            if let endpoint {
-                conditions.append("d.endpoint = ?")
-                arguments += [endpoint]
-            }
-            if let state {
-                conditions.append("d.state = ?")
-                arguments += [state.rawValue]
-            }
-            let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-            arguments += [limit]
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT d.id, d.event_id, e.type, d.endpoint, d.subject, d.sequence, d.state, d.attempts, d.due_at,
-                        d.updated_at, d.last_status, d.last_error
-                    FROM delivery d JOIN event e ON e.rowid = d.event_row \(filter) ORDER BY d.id LIMIT ?
-                    """, arguments: arguments)
-            return rows.map { row in
-                let stateText: String = row[6]
-                let dueAt: Double = row[8]
-                let updatedAt: Double = row[9]
-                return DeliveryRecord(
-                    id: row[0], eventId: row[1], eventType: row[2], endpoint: row[3], subject: row[4], sequence: row[5],
-                    state: DeliveryState(rawValue: stateText) ?? .pending, attempts: row[7],
-                    dueAt: Date(timeIntervalSince1970: dueAt), updatedAt: Date(timeIntervalSince1970: updatedAt),
-                    lastStatus: row[10], lastError: row[11])
-            }
-        }
-    }
+    // MARK: Queue figures
 
     public func deliveryCounts() throws -> [String: [DeliveryState: Int]] {
         try pool.read { db in
@@ -372,26 +389,6 @@ public final class SQLiteStore: Store {
                 counts[row[0]] = row[1]
             }
             return counts
-        }
-    }
-
-    public func replay(endpoint: String, ids: [Int64]?, at date: Date) throws -> Int {
-        try pool.write { db in
-            let now = date.timeIntervalSince1970
-            if let ids {
-                try db.execute(
-                    sql: """
-                        UPDATE delivery SET state = 'pending', attempts = 0, due_at = ?, updated_at = ?
-                        WHERE endpoint = ? AND state != 'pending' AND id IN (SELECT value FROM json_each(?))
-                        """, arguments: [now, now, endpoint, "[" + ids.map(String.init).joined(separator: ",") + "]"])
-            } else {
-                try db.execute(
-                    sql: """
-                        UPDATE delivery SET state = 'pending', attempts = 0, due_at = ?, updated_at = ?
-                        WHERE endpoint = ? AND state = 'dead'
-                        """, arguments: [now, now, endpoint])
-            }
-            return db.changesCount
         }
     }
 
@@ -442,7 +439,7 @@ enum SQL {
     /// with the endpoint's rendering when it has one, else the event's stored body.
     static let dueDeliveries = """
         SELECT d.id, d.event_id, e.type, d.subject, d.sequence, d.attempts, e.created_at, COALESCE(r.body, e.body),
-            r.content_type, r.headers
+            r.content_type, r.headers, d.schedule_base
         FROM delivery d JOIN event e ON e.rowid = d.event_row LEFT JOIN rendering r ON r.id = d.rendering_id
         WHERE d.endpoint = ? AND d.state = 'pending' AND d.due_at <= ?
           AND d.id NOT IN (SELECT value FROM json_each(?))
@@ -481,17 +478,18 @@ enum SQL {
 }
 
 /// The writes of one SQLite transaction, through cached statements.
-private struct SQLiteTransaction: StoreTransaction {
+struct SQLiteTransaction: StoreTransaction {
     let db: Database
 
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
         try SQLiteStore.paymentStates(db, paymentIds)
     }
 
-    func savePaymentState(paymentId: String, state: PaymentState, at date: Date) throws {
+    func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws {
         let statement = try db.cachedStatement(
             sql: """
-                INSERT INTO payment (id, status, sequence, updated_at) VALUES (?, ?, ?, ?)
+                INSERT INTO payment (id, status, sequence, updated_at, first_seen_at, first_status, first_watch)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, sequence = excluded.sequence,
                     updated_at = excluded.updated_at
                 """)
@@ -500,6 +498,9 @@ private struct SQLiteTransaction: StoreTransaction {
         raw.bind(state.status)
         raw.bind(state.sequence)
         raw.bind(date.timeIntervalSince1970)
+        raw.bind(date.timeIntervalSince1970)
+        raw.bind(state.status)
+        raw.bind(watch)
         try raw.run()
     }
 
@@ -596,10 +597,25 @@ private struct SQLiteTransaction: StoreTransaction {
     func saveEndpointRecord(name: String, _ record: EndpointRecord) throws {
         try db.execute(
             sql: """
-                INSERT OR REPLACE INTO endpoint_state (name, disabled_at, disabled_reason, failing_since) VALUES (?, ?, ?, ?)
+                INSERT INTO endpoint_state (name, disabled_at, disabled_reason, failing_since) VALUES (?, ?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason,
+                    failing_since = excluded.failing_since
                 """,
             arguments: [
                 name, record.disabledAt?.timeIntervalSince1970, record.disabledReason, record.failingSince?.timeIntervalSince1970,
+            ])
+    }
+
+    func saveEndpointStats(name: String, _ stats: EndpointStats) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO endpoint_state (name, last_success_at, last_failure_at, failures, circuit) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET last_success_at = COALESCE(excluded.last_success_at, last_success_at),
+                    last_failure_at = COALESCE(excluded.last_failure_at, last_failure_at), failures = excluded.failures,
+                    circuit = excluded.circuit
+                """,
+            arguments: [
+                name, stats.lastSuccessAt?.timeIntervalSince1970, stats.lastFailureAt?.timeIntervalSince1970, stats.failures, stats.circuit,
             ])
     }
 
@@ -609,13 +625,13 @@ private struct SQLiteTransaction: StoreTransaction {
     func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws {
         let insert = try db.cachedStatement(
             sql: """
-                INSERT OR REPLACE INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error)
-                VALUES (?, ?, ?, ?, ?, ?)
+                INSERT OR REPLACE INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error, response)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
         let update = try db.cachedStatement(
             sql: """
                 UPDATE delivery SET state = ?, attempts = ?, due_at = COALESCE(?, due_at), last_status = ?,
-                    last_error = ?, updated_at = ?, delivered_at = ?
+                    last_error = ?, updated_at = ?, delivered_at = ?, last_attempt_at = ?, last_duration_ms = ?
                 WHERE id = ? AND state = 'pending'
                 """)
         let now = date.timeIntervalSince1970
@@ -629,6 +645,7 @@ private struct SQLiteTransaction: StoreTransaction {
                 raw.bind(Double(record.duration.milliseconds))
                 raw.bind(record.httpStatus)
                 raw.bind(record.error)
+                raw.bind(record.response)
                 try raw.run()
             }
             let state: DeliveryState
@@ -651,6 +668,8 @@ private struct SQLiteTransaction: StoreTransaction {
             raw.bind(record.error)
             raw.bind(now)
             raw.bind(deliveredAt)
+            raw.bind(record.startedAt.timeIntervalSince1970)
+            raw.bind(Double(record.duration.milliseconds))
             raw.bind(record.deliveryId)
             try raw.run()
         }
@@ -679,6 +698,15 @@ private struct SQLiteTransaction: StoreTransaction {
         for id in paymentIds {
             try insert.execute(arguments: [name, id])
         }
+    }
+}
+
+/// There is no state database where the config says.
+public struct StateMissing: Error, Sendable, CustomStringConvertible {
+    public var path: String
+
+    public var description: String {
+        "no state database at \(path): paybridge has not run with this config yet (or state.path points elsewhere)"
     }
 }
 

@@ -25,11 +25,30 @@ public struct EndpointRecord: Sendable, Equatable {
     /// Start of the current run of failures, kept so a restart does not reset the clock
     /// of `disableAfter`.
     public var failingSince: Date?
+    /// What the last run saw (`EndpointStats`), for operators.
+    public var stats = EndpointStats()
 
     public init(disabledAt: Date? = nil, disabledReason: String? = nil, failingSince: Date? = nil) {
         self.disabledAt = disabledAt
         self.disabledReason = disabledReason
         self.failingSince = failingSince
+    }
+}
+
+/// An endpoint's recent history as the dispatcher reports it with its results: when it last
+/// answered 2xx, when it last failed, failures in a row, its circuit (`closed`, `open`,
+/// `half-open`, `disabled`).
+public struct EndpointStats: Sendable, Equatable {
+    public var lastSuccessAt: Date?
+    public var lastFailureAt: Date?
+    public var failures = 0
+    public var circuit: String?
+
+    public init(lastSuccessAt: Date? = nil, lastFailureAt: Date? = nil, failures: Int = 0, circuit: String? = nil) {
+        self.lastSuccessAt = lastSuccessAt
+        self.lastFailureAt = lastFailureAt
+        self.failures = failures
+        self.circuit = circuit
     }
 }
 
@@ -64,11 +83,14 @@ public struct QueuedDelivery: Sendable, Equatable {
     /// The body's content type and the headers that go with it (nil: the standard format's).
     public var contentType: String?
     public var headers: [Rendering.Header]
+    /// Attempts made before the last replay: the retry schedule starts again from there.
+    public var scheduleBase: Int
 
     public init(
         id: Int64, eventId: String, eventType: String, endpoint: String, subject: String, sequence: Int, attempts: Int, createdAt: Date,
-        body: [UInt8], contentType: String? = nil, headers: [Rendering.Header] = []
+        body: [UInt8], contentType: String? = nil, headers: [Rendering.Header] = [], scheduleBase: Int = 0
     ) {
+        self.scheduleBase = scheduleBase
         self.id = id
         self.eventId = eventId
         self.eventType = eventType
@@ -123,9 +145,15 @@ public struct AttemptRecord: Sendable, Equatable {
     public var duration: Duration
     public var httpStatus: Int?
     public var error: String?
+    /// The first bytes of a non-2xx answer.
+    public var response: String?
     public var next: Next
 
-    public init(deliveryId: Int64, attempt: Int, startedAt: Date, duration: Duration, httpStatus: Int?, error: String?, next: Next) {
+    public init(
+        deliveryId: Int64, attempt: Int, startedAt: Date, duration: Duration, httpStatus: Int?, error: String?, response: String? = nil,
+        next: Next
+    ) {
+        self.response = response
         self.deliveryId = deliveryId
         self.attempt = attempt
         self.startedAt = startedAt
@@ -150,6 +178,13 @@ public struct DeliveryRecord: Sendable, Equatable {
     public var updatedAt: Date
     public var lastStatus: Int?
     public var lastError: String?
+    public var createdAt: Date
+    public var deliveredAt: Date?
+    public var lastAttemptAt: Date?
+    public var lastDurationMs: Double?
+
+    /// `failing` is a pending delivery whose last attempt failed.
+    public var isFailing: Bool { state == .pending && attempts > 0 }
 }
 
 /// What a retention pass removed.
@@ -162,7 +197,8 @@ public struct PruneReport: Sendable, Equatable {
 /// The writes of one transaction: all of them commit, or none.
 public protocol StoreTransaction {
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
-    func savePaymentState(paymentId: String, state: PaymentState, at date: Date) throws
+    /// `watch` is kept with the first sighting.
+    func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws
     /// Stores the event, its renderings, one pending delivery per endpoint due at `dueAt`, and
     /// its group memberships. An event already stored is left as it is (re-running a poll
     /// after a crash appends nothing twice).
@@ -172,7 +208,9 @@ public protocol StoreTransaction {
     func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) throws
     func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws
     func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
+    /// Saves whether the endpoint is disabled and since when it fails (not its stats).
     func saveEndpointRecord(name: String, _ record: EndpointRecord) throws
+    func saveEndpointStats(name: String, _ stats: EndpointStats) throws
     func saveSourceRecord(_ record: SourceRecord) throws
     /// Logs the attempts and moves their deliveries on (delivered, retry at, dead); `date`
     /// stamps the rows.
@@ -181,7 +219,7 @@ public protocol StoreTransaction {
 
 /// The state and the delivery queue. SQLite is the embedded implementation; every SQL
 /// statement of paybridge lives behind this protocol.
-public protocol Store: Sendable {
+public protocol Store: InspectionStore {
     /// Reads last known states outside any write.
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
     /// Runs `body` in one write transaction.
@@ -207,12 +245,8 @@ public protocol Store: Sendable {
     /// The endpoint's groups due by `dueBy`, with their waiting members.
     func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup]
 
-    func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord]
-    func deliveryCounts() throws -> [String: [DeliveryState: Int]]
     /// Pending deliveries per endpoint (cheap: an index covers it).
     func pendingCounts() throws -> [String: Int]
-    /// Makes dead (or, with `ids`, those) deliveries of `endpoint` pending again, due now.
-    func replay(endpoint: String, ids: [Int64]?, at date: Date) throws -> Int
     /// Deletes dead deliveries of `endpoint` last touched before `before`.
     func purgeDead(endpoint: String, before: Date) throws -> Int
     /// Deletes delivered deliveries, their attempts, and events left without deliveries, all
@@ -225,5 +259,13 @@ extension StoreTransaction {
     /// An event to every one of `endpoints` with its stored body (operational events).
     public func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) throws {
         try append(OutboxEntry(event: event, deliveries: endpoints.map { ($0, nil) }), dueAt: dueAt)
+    }
+}
+
+extension InspectionStore {
+    /// Deliveries of an endpoint in one state, oldest first (tests and the old listing).
+    public func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord] {
+        let filterState = state.flatMap { DeliveryFilter.State(rawValue: $0.rawValue) }
+        return try deliveries(DeliveryFilter(endpoint: endpoint, state: filterState, limit: limit)).reversed()
     }
 }

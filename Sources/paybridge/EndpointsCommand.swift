@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import PayBridge
+
+struct Endpoints: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Endpoints' health and queues; the operator's switch.",
+        discussion: """
+            Examples:
+              paybridge endpoints list --config paybridge.yaml
+              paybridge endpoints disable erp --config paybridge.yaml --reason "ERP maintenance until 14:00"
+              paybridge endpoints enable erp --config paybridge.yaml
+            """,
+        subcommands: [List.self, Enable.self, Disable.self], defaultSubcommand: List.self)
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Each endpoint: health, queue depth, oldest pending, last success and failure, circuit.")
+
+        @Option(name: .long, help: "The config file.")
+        var config: String
+
+        @Flag(name: .long, help: "One JSON document: {\"endpoints\": [...]}.")
+        var json = false
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            let (configuration, store) = try openState(config, common: common)
+            let overview = try store.endpointOverview()
+            let now = Date()
+            let rows = configuration.endpoints.map { endpoint in overview[endpoint.name] ?? EndpointOverview(name: endpoint.name) }
+            if json {
+                Output.print(.object([("endpoints", .array(zip(configuration.endpoints, rows).map { Self.json($0, $1, now: now) }))]))
+                return
+            }
+            print(
+                Output.table(
+                    ["ENDPOINT", "HEALTH", "PENDING", "OLDEST PENDING", "DEAD", "LAST SUCCESS", "LAST FAILURE", "CIRCUIT"],
+                    rows.map { Self.cells($0, now: now) }))
+            for entry in rows {
+                if let at = entry.record.disabledAt {
+                    print("\(entry.name): disabled \(Output.when(at, now: now)): \(entry.record.disabledReason ?? "")")
+                } else if let since = entry.record.failingSince {
+                    print("\(entry.name): failing since \(Output.when(since, now: now)), \(Output.count(entry.record.stats.failures, "failure")) in a row")
+                }
+            }
+        }
+
+        static func circuit(_ entry: EndpointOverview) -> String {
+            entry.record.disabledAt != nil ? "disabled" : entry.record.stats.circuit ?? "closed"
+        }
+
+        static func cells(_ entry: EndpointOverview, now: Date) -> [String] {
+            func ago(_ date: Date?) -> String { date.map { Output.relative($0, now: now) } ?? "-" }
+            return [
+                entry.name, health(entry.record), String(entry.pending), ago(entry.oldestPendingAt), String(entry.dead),
+                ago(entry.record.stats.lastSuccessAt), ago(entry.record.stats.lastFailureAt), circuit(entry),
+            ]
+        }
+
+        static func json(_ endpoint: EndpointConfiguration, _ entry: EndpointOverview, now: Date) -> JSONValue {
+            let oldestSeconds = entry.oldestPendingAt.map { Int(now.timeIntervalSince($0)) }
+            let members: [(key: String, value: JSONValue)] = [
+                ("name", .string(endpoint.name)), ("health", .string(health(entry.record))),
+                ("url", .text(endpoint.kind == .http ? endpoint.url : nil)), ("pending", .int(entry.pending)), ("dead", .int(entry.dead)),
+                ("oldestPendingAt", .time(entry.oldestPendingAt)), ("oldestPendingSeconds", .int(oldestSeconds)),
+                ("lastSuccessAt", .time(entry.record.stats.lastSuccessAt)), ("lastFailureAt", .time(entry.record.stats.lastFailureAt)),
+                ("failures", .int(entry.record.stats.failures)), ("failingSince", .time(entry.record.failingSince)),
+                ("circuit", .string(circuit(entry))), ("disabledAt", .time(entry.record.disabledAt)),
+                ("disabledReason", .text(entry.record.disabledReason)),
+            ]
+            return .object(members)
+        }
+
+        /// `ok`, `failing`, `disabled`.
+        static func health(_ record: EndpointRecord) -> String {
+            if record.disabledAt != nil { return "disabled" }
+            return record.failingSince != nil ? "failing" : "ok"
+        }
+    }
+
+    struct Enable: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-enable an endpoint; a running paybridge resumes its deliveries within a second.",
+            discussion: "Example: paybridge endpoints enable erp --config paybridge.yaml")
+
+        @Option(name: .long, help: "The config file.")
+        var config: String
+
+        @Argument(help: "The endpoint's name.")
+        var endpoint: String
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            let (configuration, store) = try openState(config, common: common)
+            try requireEndpoint(endpoint, in: configuration, config: config)
+            let wasDisabled = try store.endpointRecords()[endpoint]?.disabledAt != nil
+            try store.setEndpointDisabled(name: endpoint, disabled: false, reason: nil, at: Date())
+            print(wasDisabled ? "\(endpoint): enabled" : "\(endpoint): was not disabled")
+        }
+    }
+
+    struct Disable: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Disable an endpoint: its deliveries are kept and wait; a running paybridge stops sending within a second.",
+            discussion: "Example: paybridge endpoints disable erp --config paybridge.yaml --reason \"ERP maintenance\"")
+
+        @Option(name: .long, help: "The config file.")
+        var config: String
+
+        @Argument(help: "The endpoint's name.")
+        var endpoint: String
+
+        @Option(name: .long, help: "Why (shown by endpoints list).")
+        var reason = "disabled by an operator"
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            let (configuration, store) = try openState(config, common: common)
+            try requireEndpoint(endpoint, in: configuration, config: config)
+            try store.setEndpointDisabled(name: endpoint, disabled: true, reason: reason, at: Date())
+            print("\(endpoint): disabled; its deliveries wait (paybridge endpoints enable \(endpoint) resumes them)")
+        }
+    }
+}

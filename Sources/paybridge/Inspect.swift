@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import PayBridge
+
+struct Payments: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What paybridge saw of a payment.", subcommands: [Show.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A payment's timeline: every status seen (when, by which watch), each event with its deliveries and their attempts.",
+            discussion: "Example: paybridge payments show 0b9f6a52-3c1e-4d8a-9f0e-2a7d5c1b8e44 --config paybridge.yaml")
+
+        @Option(name: .long, help: "The config file.")
+        var config: String
+
+        @Argument(help: "The bank's paymentId.")
+        var id: String
+
+        @Flag(name: .long, help: "One JSON document: {\"payment\": …, \"events\": [{…, \"deliveries\": [{…, \"attempts\": […]}]}]}.")
+        var json = false
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            let (_, store) = try openState(config, common: common)
+            guard let payment = try store.payment(id: id) else { throw CommandError("paybridge has not seen a payment with id \(id)") }
+            let events = try store.events(EventFilter(paymentId: id, limit: 10_000)).reversed()
+            var deliveries: [String: [DeliveryRecord]] = [:]
+            var attempts: [Int64: [AttemptLog]] = [:]
+            for event in events {
+                let rows = try store.deliveries(DeliveryFilter(eventId: event.id, limit: 1000)).reversed()
+                deliveries[event.id] = Array(rows)
+                for row in rows { attempts[row.id] = try store.attempts(deliveryId: row.id) }
+            }
+            if json {
+                let paymentJSON = JSONValue.object([
+                    ("paymentId", .string(payment.paymentId)), ("status", .string(payment.status)), ("changes", .int(payment.sequence)),
+                    ("updatedAt", .time(payment.updatedAt)), ("firstSeenAt", .time(payment.firstSeenAt)),
+                    ("firstStatus", .text(payment.firstStatus)), ("firstWatch", .text(payment.firstWatch)),
+                ])
+                let eventsJSON = events.map { event -> JSONValue in
+                    guard case .object(var members) = event.json else { return event.json }
+                    members.append(
+                        (
+                            "deliveries",
+                            .array(
+                                (deliveries[event.id] ?? []).map { delivery in
+                                    guard case .object(var fields) = delivery.json else { return delivery.json }
+                                    fields.append(("attempts", .array((attempts[delivery.id] ?? []).map(\.json))))
+                                    return .object(fields)
+                                })
+                        ))
+                    return .object(members)
+                }
+                Output.print(.object([("payment", paymentJSON), ("events", .array(eventsJSON))]))
+                return
+            }
+            let now = Date()
+            print("payment \(payment.paymentId): \(payment.status), \(Output.count(payment.sequence, "change")) seen")
+            if let first = payment.firstSeenAt {
+                print("  \(Output.when(first, now: now))  first seen \(payment.firstStatus ?? "?") by watch \(payment.firstWatch ?? "?")")
+            }
+            for event in events {
+                print("  \(Output.when(event.createdAt, now: now))  \(event.change) by watch \(event.watch ?? "?")  \(event.type) \(event.id)")
+                for delivery in deliveries[event.id] ?? [] {
+                    var line = "      → \(delivery.endpoint): \(delivery.stateText), \(Output.count(delivery.attempts, "attempt")) (delivery \(delivery.id))"
+                    if let delivered = delivery.deliveredAt { line += ", delivered \(Output.relative(delivered, now: now))" }
+                    if delivery.state == .pending { line += ", next \(Output.relative(delivery.dueAt, now: now))" }
+                    print(line)
+                    for attempt in attempts[delivery.id] ?? [] where attempt.error != nil || attempts[delivery.id]?.count ?? 0 > 1 {
+                        print(
+                            "          #\(attempt.number) \(Output.relative(attempt.startedAt, now: now)): "
+                                + (attempt.error ?? "HTTP \(attempt.httpStatus.map(String.init) ?? "?")")
+                                + String(format: " (%.0f ms)", attempt.durationMs))
+                    }
+                }
+            }
+            if events.isEmpty { print("  no event yet (recorded silently by a baseline)") }
+        }
+    }
+}
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List events; queue one again for an endpoint.", subcommands: [List.self, Redeliver.self], defaultSubcommand: List.self)
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Events, newest first.",
+            discussion: "Example: paybridge events list --config paybridge.yaml --status Rejected --since 2h")
+
+        @Option(name: .long, help: "The config file.")
+        var config: String
+
+        @Option(name: .long, help: "Only this type, e.g. payment.status_changed.")
+        var type: String?
+
+        @Option(name: .long, help: "Only events to this status, e.g. Rejected.")
+        var status: String?
+
+        @Option(name: .long, help: "Only this payment's events.")
+        var payment: String?
+
+        @Option(name: .long, help: "Only this recent, e.g. 2h.")
+        var since: String?
+
+        @Option(name: .long, help: "At most this many.")
+        var limit = 50
+
+        @Flag(name: .long, help: "One JSON document: {\"events\": [...]}.")
+        var json = false
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            let (_, store) = try openState(config, common: common)
+            let events = try store.events(EventFilter(type: type, status: status, paymentId: payment, since: try ago(since), limit: limit))
+            if json {
+                Output.print(.object([("events", .array(events.map(\.json)))]))
+                return
+            }
+            guard !events.isEmpty else {
+                print("no events match")
+                return
+            }
+            let now = Date()
+            print(
+                Output.table(
+                    ["TIME", "AGO", "TYPE", "CHANGE", "SUBJECT", "WATCH", "EVENT ID"],
+                    events.map { event in
+                        [
+                            Timestamp.iso8601(event.createdAt), Output.relative(event.createdAt, now: now), event.type, event.change, event.subject,
+                            event.watch ?? "-", event.id,
+                        ]
+                    }))
+        }
+    }
+
+    struct Redeliver: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Queue an event again for one endpoint, with the same webhook-id.",
+            discussion: "Example: paybridge events redeliver evt_7aad7870c3bd7267caa147ba4d6eda91 --to erp --config paybridge.yaml")
+
+        @Option(name: .long, help: "The config file.")
+        var config: String
+
+        @Argument(help: "The event id (evt_…, grp_…).")
+        var eventId: String
+
+        @Option(name: .long, help: "The endpoint to send it to.")
+        var to: String
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            let (configuration, store) = try openState(config, common: common)
+            try requireEndpoint(to, in: configuration, config: config)
+            guard try store.event(id: eventId) != nil else { throw CommandError("no event with id \(eventId)") }
+            // Rendered as the endpoint's format says now, if it is not the stored body.
+            var rendering: Rendering?
+            if let endpoint = configuration.endpoint(named: to), !endpoint.format.sendsStoredBody, let body = try store.eventBody(id: eventId) {
+                rendering = endpoint.format.render(try EventDocument(id: eventId, standardBody: body))
+            }
+            let id = try store.redeliver(eventId: eventId, endpoint: to, rendering: rendering, at: Date())
+            for overtaken in try store.overtaken(ids: [id]) {
+                printError(
+                    "warning: delivery \(overtaken): its payment already has a later event delivered to \(to); the receiver will get them out of order")
+            }
+            print("\(eventId) queued for \(to) (delivery \(id)); a running paybridge sends it within a second")
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import PayBridge
+import Synchronization
+
+/// Where logs and the live status line go: standard error, one writer at a time, so a log
+/// line never lands in the middle of the status line (which is redrawn after it).
+final class Terminal: Sendable {
+    static let shared = Terminal()
+
+    /// Whether standard error is a terminal (only then is there a status line).
+    let isInteractive = isatty(STDERR_FILENO) == 1
+    private let status = Mutex<String?>(nil)
+
+    func write(line: String) {
+        status.withLock { status in
+            var text = ""
+            if status != nil { text += "\r\u{1B}[2K" }
+            text += line + "\n"
+            if let status { text += status }
+            FileHandle.standardError.write(Data(text.utf8))
+        }
+    }
+
+    /// Replaces the status line (nil removes it).
+    func show(status line: String?) {
+        guard isInteractive else { return }
+        status.withLock { status in
+            status = line
+            FileHandle.standardError.write(Data(("\r\u{1B}[2K" + (line ?? "")).utf8))
+        }
+    }
+}
+
+/// `2026-12-01T21:00:00.123Z warning endpoint failing endpoint=erp failingSince=…`: the
+/// message first, then the metadata sorted by key.
+struct TextLogHandler: LogHandler {
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(metadataProvider?.get() ?? [:]) { $1 }.merging(event.metadata ?? [:]) { $1 }
+        var line = "\(Timestamp.iso8601(Date())) \(event.level.rawValue) \(event.message)"
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+            let text = "\(value)"
+            line += " \(key)=" + (text.contains(" ") || text.isEmpty ? "\"\(text.replacingOccurrences(of: "\"", with: "\\\""))\"" : text)
+        }
+        Terminal.shared.write(line: line)
+    }
+}
+
+/// One JSON object a line: `{"time":…,"level":…,"message":…,"endpoint":…}`.
+struct JSONLogHandler: LogHandler {
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(metadataProvider?.get() ?? [:]) { $1 }.merging(event.metadata ?? [:]) { $1 }
+        var members: [(key: String, value: JSONValue)] = [
+            ("time", .string(Timestamp.iso8601(Date()))), ("level", .string(event.level.rawValue)), ("message", .string("\(event.message)")),
+        ]
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) where !["time", "level", "message"].contains(key) {
+            members.append((key, Self.json(value)))
+        }
+        Terminal.shared.write(line: String(decoding: JSONValue.object(members).bytes, as: UTF8.self))
+    }
+
+    static func json(_ value: Logger.MetadataValue) -> JSONValue {
+        switch value {
+        case .string(let text): return .string(text)
+        case .stringConvertible(let value): return .string(value.description)
+        case .array(let items): return .array(items.map(json))
+        case .dictionary(let dictionary): return .object(dictionary.sorted { $0.key < $1.key }.map { ($0.key, json($0.value)) })
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import PayBridge
+
+/// How commands print: aligned tables for people, one JSON document with `--json`.
+enum Output {
+    /// Columns padded to their widest cell; the last column is not padded.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n")
+    }
+
+    /// `3 min ago`, `in 5 s`, `just now`.
+    static func relative(_ date: Date, now: Date = Date()) -> String {
+        let seconds = now.timeIntervalSince(date)
+        let magnitude = abs(seconds)
+        let text: String
+        switch magnitude {
+        case ..<1: return "just now"
+        case ..<60: text = "\(Int(magnitude)) s"
+        case ..<3600: text = "\(Int(magnitude / 60)) min"
+        case ..<86400: text = "\(Int(magnitude / 3600)) h"
+        default: text = "\(Int(magnitude / 86400)) d"
+        }
+        return seconds >= 0 ? "\(text) ago" : "in \(text)"
+    }
+
+    /// `2026-12-01T21:00:00.123Z (3 min ago)`.
+    static func when(_ date: Date?, now: Date = Date()) -> String {
+        guard let date else { return "-" }
+        return "\(Timestamp.iso8601(date)) (\(relative(date, now: now)))"
+    }
+
+    /// `1 delivery`, `2 deliveries`.
+    static func count(_ number: Int, _ singular: String, _ plural: String? = nil) -> String {
+        "\(number) \(number == 1 ? singular : plural ?? singular + "s")"
+    }
+
+    static func print(_ document: JSONValue) {
+        Swift.print(String(decoding: document.bytes, as: UTF8.self))
+    }
+}
+
+/// JSON values for `--json` output.
+extension JSONValue {
+    static func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
+    static func int(_ value: Int?) -> JSONValue { value.map { .number(String($0)) } ?? .null }
+    static func double(_ value: Double?) -> JSONValue { value.map { .number(String(format: "%.1f", $0)) } ?? .null }
+    static func time(_ value: Date?) -> JSONValue { value.map { .string(Timestamp.iso8601($0)) } ?? .null }
+}
+
+extension DeliveryRecord {
+    /// `pending`, `failing`, `dead`, `delivered`.
+    var stateText: String { isFailing ? "failing" : state.rawValue }
+
+    var json: JSONValue {
+        .object([
+            ("id", .int(Int(id))), ("eventId", .string(eventId)), ("eventType", .string(eventType)), ("endpoint", .string(endpoint)),
+            ("subject", .string(subject)), ("sequence", .int(sequence)), ("state", .string(stateText)), ("attempts", .int(attempts)),
+            ("dueAt", .time(dueAt)), ("createdAt", .time(createdAt)), ("updatedAt", .time(updatedAt)), ("deliveredAt", .time(deliveredAt)),
+            ("lastAttemptAt", .time(lastAttemptAt)), ("lastStatus", .int(lastStatus)), ("lastError", .text(lastError)),
+        ])
+    }
+}
+
+extension EventSummary {
+    var json: JSONValue {
+        .object([
+            ("id", .string(id)), ("type", .string(type)), ("subject", .string(subject)), ("sequence", .int(sequence)),
+            ("status", .text(status)), ("previousStatus", .text(previousStatus)), ("watch", .text(watch)), ("createdAt", .time(createdAt)),
+        ])
+    }
+
+    /// `Rejected ← PendingProcessing`.
+    var change: String {
+        guard let status else { return type }
+        return previousStatus.map { "\(status) ← \($0)" } ?? "\(status) (new)"
+    }
+}
+
+extension AttemptLog {
+    var json: JSONValue {
+        .object([
+            ("number", .int(number)), ("startedAt", .time(startedAt)), ("durationMs", .double(durationMs)), ("httpStatus", .int(httpStatus)),
+            ("error", .text(error)), ("response", .text(response)),
+        ])
+    }
+}
+
+/// A duration option (`--since 2h`): the point that long ago.
+func ago(_ text: String?, option: String = "--since") throws -> Date? {
+    guard let text else { return nil }
+    guard let duration = DurationText.parse(text) else {
+        throw CommandError("\(option): write a duration like 30m, 2h or 7d")
+    }
+    return Date().addingTimeInterval(-duration.seconds)
+}
+
+/// A command's failure: printed as `error: …`, exit 1.
+struct CommandError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
