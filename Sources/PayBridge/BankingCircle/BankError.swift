@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 
 /// A bank call that failed, with the `X-Request-ID` of its last attempt so the bank's
 /// support can find it.
@@ -38,6 +39,28 @@ public struct BankError: Error, Sendable, CustomStringConvertible {
             what = "malformed response: \(error)"
         }
         return "\(call) failed: \(what) (request id \(requestId)\(tries))"
+    }
+
+    /// `paybridge_bank_errors_total{code}`: `http_503`, `timeout`, `connection`, `tls`,
+    /// `unauthorized`, `authentication`, `malformed`.
+    public var code: String {
+        switch reason {
+        case .http(let status, _): return "http_\(status)"
+        case .transport(let error):
+            switch error {
+            case .timedOut: return "timeout"
+            case .tls: return "tls"
+            case .connectionFailed: return "connection"
+            default: return "transport"
+            }
+        case .unauthorized: return "unauthorized"
+        case .authentication: return "authentication"
+        case .malformed: return "malformed"
+        }
+    }
+
+    func count() {
+        Counter(label: "paybridge_bank_errors_total", dimensions: [("code", code)]).increment()
     }
 
     /// The bank's error body (`errorCode`, `errorDescription`, `propertyName`; one object or a

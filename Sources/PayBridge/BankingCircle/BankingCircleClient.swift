@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 
 /// Banking Circle's payments API: authorize, list single payments page by page, look one up.
 public final class BankingCircleClient: PaymentSource {
@@ -119,14 +120,17 @@ public final class BankingCircleClient: PaymentSource {
                     let error = BankError(
                         reason: .http(status: response.status, detail: BankError.describeBody(response.body)), call: call,
                         requestId: requestId, attempts: attempts)
-                    logger.error("bank refused the request", metadata: ["error": "\(error)"])
+                    logger.error("bank refused the request", metadata: ["error": "\(error)", "requestId": "\(requestId)"])
+                    error.count()
                     throw error
                 }
             }
             let error = BankError(reason: retryable, call: call, requestId: requestId, attempts: attempts)
+            error.count()
             guard attempts <= source.retries else { throw error }
             let wait = Self.backoff(attempt: attempts, base: source.retryBackoff, retryAfter: retryAfter, random: random())
-            logger.warning("bank call failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(DurationText.format(wait))"])
+            logger.warning(
+                "bank call failed; retrying", metadata: ["error": "\(error)", "requestId": "\(requestId)", "retryIn": "\(DurationText.format(wait))"])
             await sleep(wait)
         }
     }
@@ -162,22 +166,31 @@ public final class BankingCircleClient: PaymentSource {
                     reason = .transport(error)
                 case .success(let response) where (200..<300).contains(response.status):
                     do throws(AccessTokenResponse.Invalid) {
-                        return try AccessTokenResponse.parse(response.body, receivedAt: clock.now())
+                        let token = try AccessTokenResponse.parse(response.body, receivedAt: clock.now())
+                        Counter(label: "paybridge_token_fetches_total", dimensions: [("outcome", "ok")]).increment()
+                        logger.debug("bank token fetched", metadata: ["requestId": "\(requestId)"])
+                        return token
                     } catch {
+                        Counter(label: "paybridge_token_fetches_total", dimensions: [("outcome", "failed")]).increment()
                         throw BankError(reason: .authentication(error.description), call: call, requestId: requestId, attempts: attempts)
                     }
                 case .success(let response) where response.status == 429 || response.status >= 500:
                     reason = .http(status: response.status, detail: BankError.describeBody(response.body))
                 case .success(let response):
                     let detail = BankError.describeBody(response.body)
-                    throw BankError(
+                    Counter(label: "paybridge_token_fetches_total", dimensions: [("outcome", "failed")]).increment()
+                    let error = BankError(
                         reason: .authentication("HTTP \(response.status)" + (detail.isEmpty ? "" : ": \(detail)")), call: call,
                         requestId: requestId, attempts: attempts)
+                    error.count()
+                    throw error
                 }
                 let error = BankError(reason: reason, call: call, requestId: requestId, attempts: attempts)
+                error.count()
+                Counter(label: "paybridge_token_fetches_total", dimensions: [("outcome", "failed")]).increment()
                 guard attempts <= source.retries else { throw error }
                 let wait = backoff(attempt: attempts, base: source.retryBackoff, retryAfter: nil, random: random())
-                logger.warning("authorize call failed; retrying", metadata: ["error": "\(error)"])
+                logger.warning("authorize call failed; retrying", metadata: ["error": "\(error)", "requestId": "\(requestId)"])
                 await sleep(wait)
             }
         }

@@ -567,6 +567,7 @@ public final class Dispatcher: @unchecked Sendable {
             let name = lanes[index].endpoint.name
             let health = machine.health(ofLane: index)
             if var stats = outgoing.stats[name] {
+                lanes[index].metrics.failing.record(health.failures > 0 ? 1 : 0)
                 stats.failures = health.failures
                 stats.circuit = Self.circuit(health.state)
                 outgoing.stats[name] = stats
@@ -621,6 +622,7 @@ public final class Dispatcher: @unchecked Sendable {
 
     private func count(_ outcome: DeliveryStateMachine.Outcome) {
         let metrics = lanes[outcome.lane].metrics
+        metrics.attempt.recordNanoseconds(Int64(outcome.record.duration.seconds * 1e9))
         switch outcome.record.next {
         case .delivered:
             metrics.delivered.increment()
@@ -668,6 +670,10 @@ struct EndpointMetrics {
     let latency: Metrics.Timer
     let disabled: Gauge
     let circuitOpen: Gauge
+    /// Each attempt's duration, whatever its outcome.
+    let attempt: Metrics.Timer
+    /// 1 while the endpoint's last attempt failed.
+    let failing: Gauge
 
     init(endpoint: String) {
         let dimensions = [("endpoint", endpoint)]
@@ -677,5 +683,7 @@ struct EndpointMetrics {
         latency = Metrics.Timer(label: "paybridge_delivery_latency_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
         disabled = Gauge(label: "paybridge_endpoint_disabled", dimensions: dimensions)
         circuitOpen = Gauge(label: "paybridge_endpoint_circuit_open", dimensions: dimensions)
+        attempt = Metrics.Timer(label: "paybridge_delivery_attempt_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
+        failing = Gauge(label: "paybridge_endpoint_failing", dimensions: dimensions)
     }
 }

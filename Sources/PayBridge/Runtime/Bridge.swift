@@ -125,7 +125,9 @@ public final class Bridge: Sendable {
             case .storage:
                 storage.reportFault(error)
             case .source:
-                logger.error("poll failed", metadata: ["watch": "\(watch.name)", "error": "\(error)"])
+                var metadata: Logger.Metadata = ["watch": "\(watch.name)", "error": "\(error)"]
+                if let bank = error.underlying as? BankError { metadata["requestId"] = "\(bank.requestId)" }
+                logger.error("poll failed", metadata: metadata)
                 await source.pollFailed(error)
             }
             return .failure(error)
@@ -323,7 +325,7 @@ struct WatchService: Service {
 }
 
 /// Samples what alerts watch: queue depth and the oldest pending delivery's age per
-/// endpoint (every 5 s), payments tracked (every minute).
+/// endpoint, and payments tracked, every 5 s.
 struct QueueMetricsService: Service {
     let bridge: Bridge
 
@@ -334,7 +336,6 @@ struct QueueMetricsService: Service {
             let age = Dictionary(
                 uniqueKeysWithValues: names.map { ($0, Gauge(label: "paybridge_queue_oldest_pending_age_seconds", dimensions: [("endpoint", $0)])) })
             let tracked = Gauge(label: "paybridge_payments_tracked")
-            var round = 0
             while !Task.isCancelled {
                 if let figures = try? bridge.store.queueFigures() {
                     let now = bridge.clock.now()
@@ -343,8 +344,7 @@ struct QueueMetricsService: Service {
                         age[name]?.record(figures[name]?.oldest.map { max(0, now.timeIntervalSince($0)) } ?? 0)
                     }
                 }
-                if round % 12 == 0, let count = try? bridge.store.trackedPayments() { tracked.record(count) }
-                round += 1
+                if let count = try? bridge.store.trackedPayments() { tracked.record(count) }
                 try? await Task.sleep(for: .seconds(5))
             }
         }

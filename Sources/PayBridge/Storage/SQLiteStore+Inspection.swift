@@ -228,6 +228,7 @@ extension SQLiteStore {
                 db, sql: "SELECT id FROM delivery WHERE state != 'pending' AND id IN (SELECT value FROM json_each(?)) ORDER BY id",
                 arguments: [list])
             let now = date.timeIntervalSince1970
+            try Self.keepLastAttempt(db, list)
             // The attempt count and its history stay; the retry schedule starts again.
             try db.execute(
                 sql: """
@@ -236,6 +237,17 @@ extension SQLiteStore {
                     """, arguments: [now, now, list])
             return replayed
         }
+    }
+
+    /// A first-try success lives on the delivery row only; before the row is used again, its
+    /// attempt is written down so the history stays whole.
+    private static func keepLastAttempt(_ db: Database, _ ids: String) throws {
+        try db.execute(
+            sql: """
+                INSERT OR IGNORE INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error)
+                SELECT id, attempts, last_attempt_at, COALESCE(last_duration_ms, 0), last_status, last_error FROM delivery
+                WHERE id IN (SELECT value FROM json_each(?)) AND state != 'pending' AND attempts > 0 AND last_attempt_at IS NOT NULL
+                """, arguments: [ids])
     }
 
     public func overtaken(ids: [Int64]) throws -> Set<Int64> {
@@ -262,6 +274,7 @@ extension SQLiteStore {
             if let existing = try Int64.fetchOne(
                 db, sql: "SELECT id FROM delivery WHERE event_id = ? AND endpoint = ? ORDER BY id DESC LIMIT 1", arguments: [eventId, endpoint])
             {
+                try Self.keepLastAttempt(db, "[\(existing)]")
                 try db.execute(
                     sql: """
                         UPDATE delivery SET state = 'pending', schedule_base = attempts, due_at = ?, updated_at = ?, delivered_at = NULL

@@ -1,0 +1,188 @@
+import Foundation
+import Sandbox
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// The admin server of the real `paybridge run` (§9): health and readiness, and behind the
+/// token the metrics and the catch-up API.
+@Suite(.serialized) struct AdminServerTests {
+    static let token = "admin-Token-0123456789abcdef"
+
+    final class Admin: Sendable {
+        let port: Int
+        let http = CurlHTTPClient()
+
+        init(port: Int) { self.port = port }
+
+        func get(_ path: String, token: String? = AdminServerTests.token) async -> PayBridge.HTTPResponse? {
+            var headers: [(name: String, value: String)] = []
+            if let token { headers.append(("Authorization", "Bearer \(token)")) }
+            return try? await http.send(PayBridge.HTTPRequest(method: .get, url: "http://127.0.0.1:\(port)\(path)", headers: headers)).get()
+        }
+
+        func json(_ path: String) async -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data(await get(path)?.body ?? []))) as? [String: Any] ?? [:]
+        }
+
+        func wait(_ path: String, status: Int, token: String? = AdminServerTests.token, timeout: Duration = .seconds(10)) async -> Bool {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if await get(path, token: token)?.status == status { return true }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return false
+        }
+    }
+
+    @Test func healthReadinessMetricsAndTheCatchUpAPI() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(5)
+        let port = try Sockets.closedPort()
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url))
+            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+            + "admin:\n  listen: 127.0.0.1:\(port)\n  token: ${ADMIN_TOKEN}\n"
+        let path = try harness.directory.write("pb.yaml", text)
+        let (process, _, errors) = try Binary.start(["run", "--config", path], environment: ["ADMIN_TOKEN": Self.token])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let log = PipeReader(errors)
+        let admin = Admin(port: port)
+        defer { admin.http.shutdown() }
+
+        #expect(await admin.wait("/healthz", status: 200, token: nil))
+        #expect(await admin.wait("/readyz", status: 200, token: nil), "ready once the watch has polled")
+        // Without or with a wrong token: 401.
+        #expect(await admin.get("/metrics", token: nil)?.status == 401)
+        #expect(await admin.get("/metrics", token: "wrong")?.status == 401)
+        #expect(await admin.get("/v1/events", token: nil)?.status == 401)
+
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        #expect(await receiver.waitFor(count: 5))
+        for id in ids.prefix(2) { harness.bank.bank.setStatus(id, "Processed") }
+        #expect(await receiver.waitFor(count: 7))
+
+        // The catch-up API pages in commit order, every event exactly once.
+        var seen: [String] = []
+        var after: String?
+        for _ in 0..<10 {
+            let page = await admin.json("/v1/events?limit=2" + (after.map { "&after=\($0)" } ?? ""))
+            let events = page["events"] as? [[String: Any]] ?? []
+            if events.isEmpty { break }
+            #expect(events.count <= 2)
+            #expect(events.allSatisfy { ($0["type"] as? String)?.hasPrefix("payment.") == true && $0["data"] is [String: Any] })
+            seen += events.compactMap { $0["id"] as? String }
+            after = page["next"] as? String
+        }
+        #expect(seen.count == 7)
+        #expect(Set(seen).count == 7)
+        #expect(Set(seen) == Set(receiver.requests.map(\.webhookId)))
+        // Commit order: a payment's Processed comes after its Rejected.
+        let byId = Dictionary(receiver.requests.map { ($0.webhookId, $0) }, uniquingKeysWith: { first, _ in first })
+        for id in ids.prefix(2) {
+            let order = seen.filter { byId[$0]?.paymentId == id }.compactMap { byId[$0]?.status }
+            #expect(order == ["Rejected", "Processed"])
+        }
+        let processed = await admin.json("/v1/events?status=Processed")
+        #expect((processed["events"] as? [[String: Any]])?.count == 2)
+        #expect(await admin.get("/v1/events?after=evt_unknown")?.status == 404)
+
+        // Metrics: Prometheus text that parses, with what alerts need.
+        let metrics = String(decoding: await admin.get("/metrics")?.body ?? [], as: UTF8.self)
+        var samples: [String: Double] = [:]
+        for line in metrics.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            #expect(parts.count == 2, "a sample line: \(line)")
+            if parts.count == 2 { samples[String(parts[0])] = Double(parts[1]) }
+        }
+        #expect(samples[#"paybridge_events_total{type="payment.status_changed",status="Rejected"}"#] == 5, "\(metrics)")
+        #expect(samples[#"paybridge_deliveries_total{endpoint="erp",outcome="delivered"}"#] == 7)
+        #expect((samples[#"paybridge_pages_scanned_total{watch="recent"}"#] ?? 0) > 0)
+        #expect(samples.keys.contains { $0.hasPrefix("paybridge_polls_total{watch=\"recent\",outcome=\"ok\"}") })
+        #expect(samples.keys.contains { $0.hasPrefix("paybridge_delivery_attempt_duration_seconds_bucket{endpoint=\"erp\"") })
+        #expect(samples.keys.contains { $0.hasPrefix("paybridge_token_fetches_total") })
+        try await Task.sleep(for: .seconds(5.2))  // queue gauges are sampled every 5 s
+        let later = String(decoding: await admin.get("/metrics")?.body ?? [], as: UTF8.self)
+        #expect(later.contains(#"paybridge_queue_depth{endpoint="erp"} 0"#), "\(later)")
+        #expect(later.contains(#"paybridge_queue_oldest_pending_age_seconds{endpoint="erp"} 0"#))
+        #expect(later.contains("paybridge_payments_tracked 5"))
+
+        // Readiness follows the bank: 503 with a reason while it fails, 200 after.
+        harness.bank.bank.setInterceptor { $0.path.hasPrefix("/api/v1/payments") ? .json(503, "busy") : nil }
+        #expect(await admin.wait("/readyz", status: 503, token: nil))
+        let reasons = (try? JSONSerialization.jsonObject(with: Data(await admin.get("/readyz", token: nil)?.body ?? []))) as? [String: Any]
+        #expect((reasons?["reasons"] as? [String])?.first?.contains("watch 'recent' last polled successfully") == true, "\(reasons ?? [:])")
+        harness.bank.bank.setInterceptor(nil)
+        #expect(await admin.wait("/readyz", status: 200, token: nil, timeout: .seconds(20)))
+        let errorsMetric = String(decoding: await admin.get("/metrics")?.body ?? [], as: UTF8.self)
+        #expect(errorsMetric.contains(#"paybridge_bank_errors_total{code="http_503"}"#))
+
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        #expect(!(await log.text()).contains(Self.token))
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    @Test func aListenAddressBeyondLoopbackNeedsAToken() async throws {
+        let directory = try TemporaryDirectory()
+        let base = Fixtures.config(bankURL: "http://127.0.0.1:9", state: directory.file("state"), endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x"))
+        let open = try directory.write("open.yaml", base + "admin:\n  listen: 0.0.0.0:9464\n")
+        let output = try await Binary.run(["validate", "--config", open])
+        #expect(output.status == 1)
+        #expect(output.stderr.contains("admin.listen 0.0.0.0:9464 is not a loopback address: set admin.token"), "\(output.stderr)")
+        let tokenFile = try directory.write("admin.token", Self.token + "\n")
+        let closed = try directory.write("closed.yaml", base + "admin:\n  listen: 0.0.0.0:9464\n  tokenFile: \(tokenFile)\n")
+        #expect(try await Binary.run(["validate", "--config", closed]).status == 0)
+        let loopback = try directory.write("loop.yaml", base + "admin:\n  listen: 127.0.0.1:9464\n")
+        #expect(try await Binary.run(["validate", "--config", loopback]).status == 0)
+    }
+
+    /// `--log-format json`: one object a line; bank lines carry the request id, delivery
+    /// lines the event, payment and endpoint; no secret at any level.
+    @Test func jsonLogsCarryTheirIdsAndNoSecret() async throws {
+        let password = "pw-Json-Secret-9182"
+        let harness = try await Harness.start(SandboxOptions(password: password, tokenLifetime: .seconds(1), processingDelay: .seconds(3600)))
+        let failing = try await TestReceiver.start { _, _ in .status(500) }
+        let ids = harness.createPayments(2)
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: failing.url, retry: "[]"))
+            .replacingOccurrences(of: "password: sandbox", with: "password: ${BC_PASSWORD}")
+        let path = try harness.directory.write("pb.yaml", text)
+        let environment = ["BC_PASSWORD": password]
+        var output = try await Binary.run(["poll", "--once", "--config", path, "--log-format", "json", "--log-level", "trace"], environment: environment)
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        try await Task.sleep(for: .milliseconds(1100))  // the token expires: renewed
+        let failed = Counter()
+        harness.bank.bank.setInterceptor { request in
+            request.path.hasPrefix("/api/v1/payments") && failed.next() == 0 ? .json(500, #"{"errorCode":"Boom","errorDescription":"try again"}"#) : nil
+        }
+        let second = try await Binary.run(["poll", "--once", "--config", path], environment: environment.merging(["PAYBRIDGE_LOG_FORMAT": "json", "PAYBRIDGE_LOG_LEVEL": "trace"]) { $1 })
+        output.stderr += second.stderr
+        output.stdout += second.stdout
+        let lines = output.stderr.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(lines.count > 5)
+        var sawRetry = false
+        var sawDead = false
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
+            #expect(object["time"] is String && object["level"] is String && object["message"] is String)
+            let message = object["message"] as? String ?? ""
+            if message.contains("bank call failed") {
+                sawRetry = true
+                #expect(object["requestId"] is String, "\(line)")
+            }
+            if message.contains("dead-lettered") {
+                sawDead = true
+                #expect(object["eventId"] is String && object["paymentId"] is String && object["endpoint"] as? String == "erp", "\(line)")
+            }
+        }
+        #expect(sawRetry && sawDead)
+        let everything = output.stdout + output.stderr
+        let secrets = [password, Data("sandbox:\(password)".utf8).base64EncodedString(), String(Fixtures.secret.dropFirst(6))]
+            + harness.bank.paymentRequests.compactMap { $0.headers["authorization"]?.replacingOccurrences(of: "Bearer ", with: "") }
+        for secret in secrets { #expect(!everything.contains(secret), "a secret leaked: \(secret.prefix(4))…") }
+        await failing.stop()
+        await harness.stop()
+    }
+}
