@@ -155,7 +155,7 @@ struct DetectDeliver: AsyncParsableCommand {
         try bank.post("/bench/change?count=0")
         _ = try await deliverOnly.pollOnce(label: "b1-deliver-dead")
         let replay = try Run(bank: bank.url, receiver: nginx.url, concurrency: concurrency, state: deliverOnly.state, format: format)
-        try await replay.command(["deliveries", "replay", "--endpoint", "receiver"], label: "b1-replay")
+        try await replay.command(["deliveries", "replay", "--endpoint", "receiver", "--state", "dead", "--yes"], label: "b1-replay")
         let delivery = try await replay.pollOnce(label: "b1-deliver")
 
         let wrk = try await Wrk.rate(url: nginx.url, body: body, connections: concurrency)

@@ -102,6 +102,12 @@ import Testing
         #expect(samples.keys.contains { $0.hasPrefix("paybridge_polls_total{watch=\"recent\",outcome=\"ok\"}") })
         #expect(samples.keys.contains { $0.hasPrefix("paybridge_delivery_attempt_duration_seconds_bucket{endpoint=\"erp\"") })
         #expect(samples.keys.contains { $0.hasPrefix("paybridge_token_fetches_total") })
+        // Every metric the shipped alert rules use is one paybridge exports.
+        let rules = try String(contentsOf: ConfigTests.root.appendingPathComponent("examples/prometheus-alerts.yaml"), encoding: .utf8)
+        for match in rules.matches(of: /paybridge_[a-z_]+/) {
+            let name = String(match.output)
+            #expect(metrics.contains("# TYPE \(name) "), "\(name) in the alert rules is not exported")
+        }
         try await Task.sleep(for: .seconds(5.2))  // queue gauges are sampled every 5 s
         let later = String(decoding: await admin.get("/metrics")?.body ?? [], as: UTF8.self)
         #expect(later.contains(#"paybridge_queue_depth{endpoint="erp"} 0"#), "\(later)")
