@@ -22,6 +22,15 @@ final class Terminal: Sendable {
         }
     }
 
+    /// A line on standard output (a console endpoint's), below the status line's place.
+    func output(line: String) {
+        status.withLock { status in
+            if status != nil { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            if let status { FileHandle.standardError.write(Data(status.utf8)) }
+        }
+    }
+
     /// Replaces the status line (nil removes it).
     func show(status line: String?) {
         guard isInteractive else { return }

@@ -41,7 +41,10 @@ struct Run: AsyncParsableCommand {
         defer { if demo { try? FileManager.default.removeItem(atPath: configuration.state.path) } }
         let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger, demo: demo)
         // The demo's console: a readable line per event, unless --json.
-        let console: (@Sendable ([UInt8]) -> Void)? = demo && !json ? { @Sendable body in print(ConsoleLine.render(body)) } : nil
+        let readable = demo && !json
+        let console: @Sendable ([UInt8]) -> Void = { body in
+            Terminal.shared.output(line: readable ? ConsoleLine.render(body) : String(decoding: body, as: UTF8.self))
+        }
         // A state folder that cannot be opened (read-only, full, locked) is waited out: the
         // operator sees one line and paybridge starts as soon as it clears.
         var opened: Bridge?

@@ -131,6 +131,26 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: String(state)), "the demo's temporary state is removed")
     }
 
+    /// On a terminal (a pseudo-terminal made by `script`), run keeps a live status line.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "needs script(1) for a terminal"))
+    func runShowsALiveStatusLineOnATerminal() async throws {
+        let directory = try TemporaryDirectory()
+        let transcript = directory.file("tty.out")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        process.arguments = ["-s", "INT", "8", "/usr/bin/script", "-q", "-e", "-c", "\(Binary.path) run", transcript]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        _ = await Binary.exitStatus(of: process)
+        let text = String(decoding: (try? Data(contentsOf: URL(fileURLWithPath: transcript))) ?? Data(), as: UTF8.self)
+        #expect(text.contains("paybridge · recent "), "\(text.suffix(800))")
+        #expect(text.contains(" today · queue "))
+        // Event lines start on a line of their own, not after the status line.
+        #expect(text.firstMatch(of: /queue \d+\d\d:\d\d:\d\d/) == nil)
+    }
+
     @Test func sandboxServesTheBankAPI() async throws {
         let (process, output, _) = try Binary.start(["sandbox", "--port", "0", "--initial-payments", "3", "--new-payment-every", "0s"])
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
