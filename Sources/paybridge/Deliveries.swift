@@ -225,15 +225,15 @@ struct Deliveries: ParsableCommand {
 
 /// The config and its state, for a command that reads or corrects state: a missing state
 /// is an error naming its path, never created.
-func openState(_ path: String, common: CommonOptions) throws -> (Configuration, SQLiteStore) {
-    _ = common.bootstrapLogging()
+func openState(_ path: String, common: CommonOptions) throws -> (Configuration, any Store & Coordination) {
+    let logger = common.bootstrapLogging()
     let configuration = try loadConfiguration(path)
     do {
-        return (configuration, try SQLiteStore(directory: configuration.state.path, busyTimeout: configuration.state.busyTimeout, create: false))
+        return (configuration, try StateStore.open(configuration.state, logger: logger, create: false))
     } catch let missing as StateMissing {
         throw CommandError("\(missing)")
     } catch {
-        throw CommandError("cannot open the state database in \(configuration.state.path): \(error)")
+        throw CommandError("cannot open the state database in \(StateStore.describe(configuration.state)): \(error)")
     }
 }
 

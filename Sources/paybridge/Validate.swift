@@ -17,7 +17,7 @@ struct Validate: ParsableCommand {
             let loaded = try ConfigLoader.load(file: config)
             for warning in loaded.warnings { printError(warning.description) }
             let configuration = loaded.configuration
-            for warning in StateFolder.warnings(configuration.state.path) { printError("\(config):1:1: warning: \(warning)") }
+            for warning in configuration.state.kind == .sqlite ? StateFolder.warnings(configuration.state.path) : [] { printError("\(config):1:1: warning: \(warning)") }
             print(
                 "\(config): OK (\(Output.count(configuration.source.watches.count, "watch", "watches")), "
                     + "\(Output.count(configuration.endpoints.count, "endpoint")), \(Output.count(configuration.routes.count, "route")))")

@@ -7,8 +7,9 @@ import Testing
 /// The whole path through the library entry point: sandbox bank on 127.0.0.1 → poll →
 /// SQLite in a temp folder → signed deliveries to a receiver on 127.0.0.1.
 @Suite(.serialized) struct EndToEndTests {
-    @Test func baselineIsSilentAcrossPagesThenExactEventsThenNothing() async throws {
-        let scenario = try await Scenario.start(payments: 25, pageSize: 10)
+    @Test(arguments: Backend.available)
+    func baselineIsSilentAcrossPagesThenExactEventsThenNothing(backend: Backend) async throws {
+        let scenario = try await Scenario.start(payments: 25, pageSize: 10, backend: backend)
         let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
 
         let baseline = await bridge.pollOnce()
@@ -82,8 +83,9 @@ import Testing
         await harness.stop()
     }
 
-    @Test func aFailedPageCommitsNothingFromItAndTheNextPollEmitsEachChangeOnce() async throws {
-        let scenario = try await Scenario.start(payments: 25, pageSize: 10)
+    @Test(arguments: Backend.available)
+    func aFailedPageCommitsNothingFromItAndTheNextPollEmitsEachChangeOnce(backend: Backend) async throws {
+        let scenario = try await Scenario.start(payments: 25, pageSize: 10, backend: backend)
         let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Processed") }
@@ -110,8 +112,9 @@ import Testing
         await scenario.stop()
     }
 
-    @Test func malformedJSONChangesNothing() async throws {
-        let scenario = try await Scenario.start(payments: 3)
+    @Test(arguments: Backend.available)
+    func malformedJSONChangesNothing(backend: Backend) async throws {
+        let scenario = try await Scenario.start(payments: 3, backend: backend)
         let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
         _ = await bridge.pollOnce()
         harness.bank.bank.setStatus(ids[0], "Rejected")

@@ -21,13 +21,13 @@ import Testing
         let rejected: String
         let short: String
 
-        static func build() async throws -> State {
-            let harness = try await Harness.start()
+        static func build(_ backend: Backend = .sqlite) async throws -> State {
+            let harness = try await Harness.start(backend: backend)
             let erp = try await TestReceiver.start()
             let flaky = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 500, body: #"{"error":"flaky is down"}"#) }
             let ids = harness.createPayments(3)
             let text = Fixtures.config(
-                bankURL: harness.bank.url, state: harness.statePath,
+                bankURL: harness.bank.url, state: harness.state,
                 endpoints: Fixtures.endpoint("erp", url: erp.url) + Fixtures.endpoint("flaky", url: flaky.url, retry: "[]"))
             let path = try harness.directory.write("pb.yaml", text)
             let baseline = try await Binary.run(["poll", "--once", "--config", path])
@@ -50,8 +50,9 @@ import Testing
         }
     }
 
-    @Test func inspectionAnswersFromTheState() async throws {
-        let state = try await State.build()
+    @Test(arguments: Backend.available)
+    func inspectionAnswersFromTheState(backend: Backend) async throws {
+        let state = try await State.build(backend)
         // payments show: the timeline.
         let show = try await state.run(["payments", "show", state.rejected])
         #expect(show.status == 0, "\(show.stderr)")
@@ -111,8 +112,9 @@ import Testing
         await state.stop()
     }
 
-    @Test func unknownIdsAndNamesAreErrors() async throws {
-        let state = try await State.build()
+    @Test(arguments: Backend.available)
+    func unknownIdsAndNamesAreErrors(backend: Backend) async throws {
+        let state = try await State.build(backend)
         for (arguments, message) in [
             (["payments", "show", "no-such-payment"], "paybridge has not seen a payment with id no-such-payment"),
             (["deliveries", "show", "9999"], "no delivery with id 9999"),
@@ -129,8 +131,9 @@ import Testing
         await state.stop()
     }
 
-    @Test func replaysAreShownBeforeTheyAreDoneAndKeepTheirHistory() async throws {
-        let state = try await State.build()
+    @Test(arguments: Backend.available)
+    func replaysAreShownBeforeTheyAreDoneAndKeepTheirHistory(backend: Backend) async throws {
+        let state = try await State.build(backend)
         let dry = try await state.run(["deliveries", "replay", "--endpoint", "flaky", "--state", "dead", "--since", "1h"])
         #expect(dry.status == 0)
         #expect(dry.stdout.contains("would queue 2 dead deliveries of flaky again; add --yes to do it"), "\(dry.stdout)")
@@ -165,8 +168,9 @@ import Testing
         await state.stop()
     }
 
-    @Test func disablingAnEndpointHoldsItsDeliveries() async throws {
-        let state = try await State.build()
+    @Test(arguments: Backend.available)
+    func disablingAnEndpointHoldsItsDeliveries(backend: Backend) async throws {
+        let state = try await State.build(backend)
         let disabled = try await state.run(["endpoints", "disable", "erp", "--reason", "ERP maintenance"])
         #expect(disabled.status == 0)
         state.harness.bank.bank.setStatus(state.short, "Processed")
@@ -219,6 +223,8 @@ import Testing
 extension Harness {
     /// The state's delivery counts, read as a test reads a database.
     func bridgeStoreCounts() throws -> [String: [DeliveryState: Int]] {
-        try SQLiteStore(directory: statePath, create: false).deliveryCounts()
+        let store = try openStore()
+        defer { store.close() }
+        return try store.deliveryCounts()
     }
 }

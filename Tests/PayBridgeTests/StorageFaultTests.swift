@@ -68,7 +68,7 @@ import Testing
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
 
-        let lock = try WriteLock(path: bridge.store.path)
+        let lock = try WriteLock(path: harness.statePath + "/" + SQLiteStore.fileName)
         let blocked = await bridge.pollOnce()
         #expect(blocked.failures.first?.stage == .storage)
         #expect(blocked.failures.first.map { "\($0)".contains("database is locked") } == true)
@@ -98,7 +98,7 @@ import Testing
         _ = await bridge.pollWatches()
         let running = Task { await bridge.dispatcher.run(.continuous) }
         #expect(await receiver.waitFor(count: 2))
-        let lock = try WriteLock(path: bridge.store.path)  // taken while both attempts are in flight
+        let lock = try WriteLock(path: harness.statePath + "/" + SQLiteStore.fileName)  // taken while both attempts are in flight
         try await Task.sleep(for: .milliseconds(1500))
         #expect(!bridge.storage.isAvailable)
         #expect(receiver.requests.count == 2)  // held, not sent again
@@ -180,8 +180,7 @@ import Testing
         try await Task.sleep(for: .milliseconds(2500))
         #expect(harness.bank.paymentRequests.isEmpty)
         #expect(Self.run("/bin/mount", ["-o", "remount,rw", mountPoint]) == 0)
-        for _ in 0..<100 where harness.bank.paymentRequests.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-        try await Task.sleep(for: .milliseconds(400))
+        try await harness.waitForBaseline(state: mountPoint + "/state")
         harness.bank.bank.setStatus(ids[0], "Processed")
         #expect(await receiver.waitFor(count: 1, timeout: .seconds(10)))
         process.terminate()

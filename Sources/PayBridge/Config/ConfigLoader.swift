@@ -287,11 +287,30 @@ final class ConfigReader {
 
     private func readState(_ node: Node) -> StateConfiguration {
         guard let entries = mapping(node, "state") else { return StateConfiguration(path: resolvePath("./paybridge-data")) }
-        let keys = checkKeys(entries, allowed: ["path", "retention", "busyTimeout"], in: "state")
+        let keys = checkKeys(entries, allowed: ["kind", "path", "retention", "busyTimeout", "url", "tls", "caFile", "lease"], in: "state")
+        let kind = keys["kind"].flatMap { enumValue($0.value, StateConfiguration.Kind.self, "state.kind") } ?? .sqlite
         let path = keys["path"].flatMap { string($0.value, "state.path") } ?? "./paybridge-data"
         let retention = keys["retention"].flatMap { duration($0.value, "state.retention", positive: true) } ?? .seconds(30 * 86400)
         let busy = keys["busyTimeout"].flatMap { duration($0.value, "state.busyTimeout", positive: false) } ?? .seconds(5)
-        return StateConfiguration(path: resolvePath(path), retention: retention, busyTimeout: busy)
+        var url: Secret?
+        if let entry = keys["url"], let text = secretString(entry.value, "state.url") {
+            do {
+                _ = try PostgresURL(text)
+                url = Secret(text)
+            } catch {
+                self.error(entry.value, error.description)
+            }
+        }
+        if kind == .postgres, keys["url"] == nil { error(node, "state: kind: postgres needs 'url' (postgres://user:password@host:5432/database)") }
+        for key in ["url", "tls", "caFile", "lease"] where kind == .sqlite {
+            if let entry = keys[key] { error(entry.keyNode, "state.\(key) applies to kind: postgres only") }
+        }
+        if kind == .postgres, let entry = keys["path"] { error(entry.keyNode, "state.path applies to kind: sqlite only") }
+        let tls = keys["tls"].flatMap { enumValue($0.value, StateConfiguration.TLSMode.self, "state.tls") } ?? .disable
+        let caFile = keys["caFile"].flatMap { existingFile($0.value, "state.caFile") }
+        let lease = keys["lease"].flatMap { duration($0.value, "state.lease", positive: true) } ?? .seconds(10)
+        return StateConfiguration(
+            path: resolvePath(path), retention: retention, busyTimeout: busy, kind: kind, url: url, tls: tls, caFile: caFile, lease: lease)
     }
 
     private func readAdmin(_ node: Node) -> AdminConfiguration? {

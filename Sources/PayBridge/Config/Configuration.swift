@@ -171,6 +171,22 @@ public struct QueryParameter: Sendable, Equatable {
 }
 
 public struct StateConfiguration: Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        /// The embedded default: SQLite in `path`, one process.
+        case sqlite
+        /// PostgreSQL at `url`, shared by several processes.
+        case postgres
+    }
+
+    public enum TLSMode: String, Sendable, CaseIterable {
+        case disable
+        /// Encrypted; the server's certificate not verified.
+        case require
+        /// Encrypted, the certificate verified against `caFile` (or the system's roots) and the host name.
+        case verifyFull = "verify-full"
+    }
+
+    public var kind: Kind
     /// Folder of the SQLite database.
     public var path: String
     /// Delivered events and their attempt logs are deleted after this; dead letters stay
@@ -178,11 +194,25 @@ public struct StateConfiguration: Sendable {
     public var retention: Duration
     /// How long a write waits for another writer before it counts as a storage fault.
     public var busyTimeout: Duration
+    /// PostgreSQL: `postgres://user:password@host:5432/database` (a secret: it holds the password).
+    public var url: Secret?
+    public var tls: TLSMode
+    public var caFile: String?
+    /// PostgreSQL: how long the poller's and the endpoints' leases last without renewal.
+    public var lease: Duration
 
-    public init(path: String, retention: Duration = .seconds(30 * 86400), busyTimeout: Duration = .seconds(5)) {
+    public init(
+        path: String, retention: Duration = .seconds(30 * 86400), busyTimeout: Duration = .seconds(5), kind: Kind = .sqlite,
+        url: Secret? = nil, tls: TLSMode = .disable, caFile: String? = nil, lease: Duration = .seconds(10)
+    ) {
+        self.kind = kind
         self.path = path
         self.retention = retention
         self.busyTimeout = busyTimeout
+        self.url = url
+        self.tls = tls
+        self.caFile = caFile
+        self.lease = lease
     }
 }
 

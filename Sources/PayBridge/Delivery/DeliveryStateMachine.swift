@@ -53,6 +53,10 @@ public struct DeliveryStateMachine: Sendable {
         case resultsCommitted(Commit)
         /// The state storage takes writes again, or stopped taking them.
         case storage(available: Bool)
+        /// Instances sharing a PostgreSQL state: the endpoints this instance delivers now
+        /// (it holds their leases), with their records as stored. Only owned lanes start
+        /// attempts, read queues or flush groups; a lane taken over starts from its record.
+        case ownership(owned: Set<String>, records: [String: EndpointRecord])
         /// The time reported by the last `.wake(at:)` has come.
         case deadline
         /// Graceful stop: no new attempts; those in flight get until `deadline`.
@@ -165,6 +169,8 @@ public struct DeliveryStateMachine: Sendable {
         var groupFlushAt: Date?
         var groupsStale = false
         var groupsBusy = false
+        /// Whether this instance delivers the endpoint (always, unless the state is shared).
+        var owned = true
 
         var readyCount: Int { ready.count - readyHead }
 
@@ -198,15 +204,21 @@ public struct DeliveryStateMachine: Sendable {
     /// Results handed to the recorder and not committed yet, with what they decided.
     private var unrecorded: [Int64: (lane: Int, next: AttemptRecord.Next)] = [:]
 
-    /// - Parameter records: the endpoints' records as stored (disabled ones stay disabled).
-    public init(lanes settings: [DeliveryLaneSettings], records: [String: EndpointRecord]) {
+    /// - Parameters:
+    ///   - records: the endpoints' records as stored (disabled ones stay disabled).
+    ///   - owned: the endpoints this instance delivers (nil: all of them).
+    public init(lanes settings: [DeliveryLaneSettings], records: [String: EndpointRecord], owned: Set<String>? = nil) {
         lanes = settings.map { settings in
-            Lane(
+            var lane = Lane(
                 settings: settings,
                 health: EndpointHealth(settings: settings.breaker, disableAfter: settings.disableAfter, record: records[settings.endpoint]),
                 limiter: settings.rateLimit.map { RateLimiter(perSecond: $0) })
+            lane.owned = owned?.contains(settings.endpoint) ?? true
+            return lane
         }
     }
+
+    public func isOwned(lane index: Int) -> Bool { lanes[index].owned }
 
     public var isRunning: Bool { mode != nil }
     public var inFlightCount: Int { lanes.reduce(0) { $0 + $1.inFlight.count } }
@@ -251,7 +263,7 @@ public struct DeliveryStateMachine: Sendable {
         case .deliveriesQueued:
             lookEverywhere(at: now)
         case .externalChange(let records):
-            for index in lanes.indices {
+            for index in lanes.indices where lanes[index].owned {
                 let record = records[lanes[index].settings.endpoint]
                 if lanes[index].health.isDisabled, record?.disabledAt == nil, !lanes[index].disableUnsaved {
                     lanes[index].health.enable()
@@ -319,6 +331,25 @@ public struct DeliveryStateMachine: Sendable {
             guard available != storageAvailable else { return }
             storageAvailable = available
             if available { lookEverywhere(at: now) }
+        case .ownership(let owned, let records):
+            for index in lanes.indices {
+                let name = lanes[index].settings.endpoint
+                let owns = owned.contains(name)
+                guard owns != lanes[index].owned else { continue }
+                lanes[index].owned = owns
+                lanes[index].clearReady()
+                lanes[index].nextDue = nil
+                lanes[index].nextDueUnknown = true
+                lanes[index].groupFlushAt = nil
+                lanes[index].groupsStale = owns && lanes[index].settings.grouped
+                lanes[index].lookAt = owns ? now : nil
+                if owns {
+                    // The last owner's breaker and failures, as it stored them.
+                    let settings = lanes[index].settings
+                    lanes[index].health = EndpointHealth(settings: settings.breaker, disableAfter: settings.disableAfter, record: records[name])
+                    lanes[index].disableUnsaved = false
+                }
+            }
         case .deadline:
             break  // what is due is found by `schedule`, from the time
         case .stop(let deadline):
@@ -454,6 +485,8 @@ public struct DeliveryStateMachine: Sendable {
 
     private mutating func fill(_ index: Int, mode: Mode, now: Date, wake: inout Date?, busy: inout Bool, into actions: inout [Action]) {
         func earliest(_ date: Date) { wake = wake.map { min($0, date) } ?? date }
+        // Another instance delivers this endpoint; attempts already in flight still finish.
+        guard lanes[index].owned else { return }
         let dueBy: Date
         switch mode {
         case .continuous: dueBy = now

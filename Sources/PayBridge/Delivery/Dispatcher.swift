@@ -71,6 +71,8 @@ public final class Dispatcher: @unchecked Sendable {
     private var authEvents: [AuthEvent] = []
     private var queuedSignal = false
     private var externalChangeSignal = false
+    /// The endpoints this instance now delivers, not yet told to the machine.
+    private var ownershipChange: Set<String>?
     private var running = false
     private var statuses: [EndpointStatus] = []
 
@@ -93,7 +95,8 @@ public final class Dispatcher: @unchecked Sendable {
         endpoints: [EndpointConfiguration], store: any Store, http: any HTTPClient, pipeline: Pipeline? = nil,
         storage: StorageMonitor? = nil, logger: Logger, clock: WallClock = .system,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-        console: @escaping @Sendable ([UInt8]) -> Void = { FileHandle.standardOutput.write(Data($0 + [0x0A])) }
+        console: @escaping @Sendable ([UInt8]) -> Void = { FileHandle.standardOutput.write(Data($0 + [0x0A])) },
+        owned: Set<String>? = nil
     ) throws {
         let records = try store.endpointRecords()
         self.store = store
@@ -110,7 +113,7 @@ public final class Dispatcher: @unchecked Sendable {
             if case .oauth2(let settings) = endpoint.auth { tokens = OAuth2Tokens(settings: settings) }
             return Lane(endpoint: endpoint, signer: WebhookSigner(secrets: endpoint.secrets), metrics: EndpointMetrics(endpoint: endpoint.name), tokens: tokens)
         }
-        machine = DeliveryStateMachine(lanes: endpoints.map(DeliveryLaneSettings.init), records: records)
+        machine = DeliveryStateMachine(lanes: endpoints.map(DeliveryLaneSettings.init), records: records, owned: owned)
         recorder = Recorder(store: store, storage: storage, clock: clock)
         for (index, lane) in lanes.enumerated() {
             lane.metrics.disabled.record(machine.health(ofLane: index).isDisabled ? 1 : 0)
@@ -140,6 +143,15 @@ public final class Dispatcher: @unchecked Sendable {
     public func externalChange() {
         condition.withLock {
             externalChangeSignal = true
+            condition.signal()
+        }
+    }
+
+    /// The endpoints this instance delivers changed (it took or lost their leases): the
+    /// machine reads their records and starts or stops delivering them.
+    public func ownership(_ owned: Set<String>) {
+        condition.withLock {
+            ownershipChange = owned
             condition.signal()
         }
     }
@@ -247,18 +259,25 @@ public final class Dispatcher: @unchecked Sendable {
         queuedSignal = false
         let external = externalChangeSignal
         externalChangeSignal = false
+        let owned = ownershipChange
+        ownershipChange = nil
         let auth = authEvents
         authEvents.removeAll()
         condition.unlock()
         for event in auth { inputs += handle(event) }
         if queued { inputs.append(.deliveriesQueued) }
-        if external {
+        if external || owned != nil {
             do {
-                inputs.append(.externalChange(records: try store.endpointRecords()))
+                let records = try store.endpointRecords()
+                if let owned { inputs.append(.ownership(owned: owned, records: records)) }
+                if external { inputs.append(.externalChange(records: records)) }
             } catch {
                 // Read again on the next turn; until then the storage counts as faulty.
                 storage.reportFault(error)
-                condition.withLock { externalChangeSignal = true }
+                condition.withLock {
+                    externalChangeSignal = externalChangeSignal || external
+                    if ownershipChange == nil { ownershipChange = owned }
+                }
             }
         }
         return inputs
@@ -267,7 +286,7 @@ public final class Dispatcher: @unchecked Sendable {
     private func sleep() {
         condition.lock()
         defer { condition.unlock() }
-        while inbox.isEmpty, authEvents.isEmpty, !queuedSignal, !externalChangeSignal {
+        while inbox.isEmpty, authEvents.isEmpty, !queuedSignal, !externalChangeSignal, ownershipChange == nil {
             guard let wakeAt else {
                 condition.wait()
                 continue

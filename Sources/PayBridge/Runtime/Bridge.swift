@@ -8,7 +8,7 @@ import Synchronization
 /// configuration. The CLI is a thin layer over this type; tests drive it directly too.
 public final class Bridge: Sendable {
     public let configuration: Configuration
-    public let store: SQLiteStore
+    public let store: any Store & Coordination
     public let dispatcher: Dispatcher
     public let storage: StorageMonitor
     public let source: SourceMonitor
@@ -18,6 +18,8 @@ public final class Bridge: Sendable {
     let clock: WallClock
     private let watchStatuses: Mutex<[String: WatchStatus]>
     let events = EventMetrics()
+    /// Whether this instance polls (always, unless the state is shared by several).
+    private let leading: Mutex<Bool>
 
     /// Opens the state and reads what the dispatcher and the monitors must know before they
     /// start (disabled endpoints, an announced outage); any read that fails throws, so a
@@ -37,7 +39,11 @@ public final class Bridge: Sendable {
         let http = CurlHTTPClient()
         self.http = http
         do {
-            store = try SQLiteStore(directory: configuration.state.path, busyTimeout: configuration.state.busyTimeout)
+            let store = try StateStore.open(configuration.state, logger: logger)
+            self.store = store
+            leading = Mutex(!store.isShared)
+            // Shared state: endpoints are delivered once their leases are held.
+            let owned: Set<String>? = store.isShared ? [] : nil
             let pipeline = Pipeline(configuration)
             let storage = StorageMonitor(logger: logger, clock: clock)
             self.storage = storage
@@ -48,13 +54,15 @@ public final class Bridge: Sendable {
             if let console {
                 dispatcher = try Dispatcher(
                     endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
-                    clock: clock, console: console)
+                    clock: clock, console: console, owned: owned)
             } else {
                 dispatcher = try Dispatcher(
                     endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
-                    clock: clock)
+                    clock: clock, owned: owned)
             }
             wake.target = dispatcher
+            // Other instances' commits (NOTIFY) wake this dispatcher too.
+            store.onQueued(onQueued)
             source = try SourceMonitor(
                 store: store, pipeline: pipeline, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock,
                 onQueued: onQueued)
@@ -63,7 +71,7 @@ public final class Bridge: Sendable {
                 clock: clock, events: events, onQueued: onQueued)
         } catch {
             http.shutdown()
-            throw StateUnavailable(path: configuration.state.path, underlying: error)
+            throw StateUnavailable(path: StateStore.describe(configuration.state), underlying: error)
         }
     }
 
@@ -76,7 +84,17 @@ public final class Bridge: Sendable {
     /// Polls every watch once, then attempts every delivery due now (deliveries that fail
     /// stay queued for their next retry), then applies retention. Deliveries start while the
     /// watches are still being polled.
+    ///
+    /// On a shared state it takes the poller lease first (and fails if a running instance
+    /// holds it) and delivers the endpoints no running instance delivers.
     public func pollOnce() async -> OnceResult {
+        do {
+            try takeOneShotLeases(poller: true)
+        } catch {
+            let failures = configuration.source.watches.map { PollError(stage: .storage, watch: $0.name, underlying: error) }
+            return OnceResult(reports: [], failures: failures)
+        }
+        defer { letGoOfOneShotLeases() }
         let trigger = Dispatcher.DrainTrigger(dispatcher)
         let delivering = Task { await dispatcher.run(.drainWhen(trigger)) }
         let result = await pollWatches()
@@ -84,6 +102,77 @@ public final class Bridge: Sendable {
         await delivering.value
         prune()
         return result
+    }
+
+    /// Attempts what is due by `date` without polling (on a shared state, for the endpoints
+    /// no running instance delivers).
+    public func deliverDue(by date: Date) async {
+        do {
+            try takeOneShotLeases(poller: false)
+        } catch {
+            logger.error("cannot take the endpoints' leases", metadata: ["error": "\(error)"])
+            return
+        }
+        defer { letGoOfOneShotLeases() }
+        await dispatcher.run(.drain(dueBy: date))
+    }
+
+    /// A one-shot command on a shared state: the poller lease (or an error if a running
+    /// instance holds it) and every endpoint lease no running instance holds.
+    private func takeOneShotLeases(poller: Bool) throws {
+        guard store.isShared else { return }
+        if poller {
+            guard try store.holdPollerLease() else { throw PollerLeaseHeld() }
+            leading.withLock { $0 = true }
+        }
+        dispatcher.ownership(try store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: true))
+    }
+
+    private func letGoOfOneShotLeases() {
+        guard store.isShared else { return }
+        dispatcher.ownership([])
+        letGoOfLeases()
+    }
+
+    /// Whether this instance polls now.
+    public var isLeader: Bool { leading.withLock { $0 } }
+
+    /// Takes or renews the leases once (a turn of `CoordinationService`); returns whether
+    /// this instance polls.
+    func renewLeases(owned current: inout Set<String>?) async -> Bool {
+        let wasLeader = isLeader
+        var leader = wasLeader
+        do {
+            leader = try store.holdPollerLease()
+        } catch {
+            // Unsure: stop polling (the fencing token would refuse the commits anyway).
+            leader = false
+            logger.warning("cannot renew the poller lease", metadata: ["error": "\(error)"])
+        }
+        if leader, !wasLeader {
+            do {
+                try await source.reload()
+                logger.notice("this instance polls the bank now (it holds the poller lease)")
+            } catch {
+                leader = false
+                logger.warning("took the poller lease but cannot read the source record; not polling", metadata: ["error": "\(error)"])
+                store.releasePollerLease()
+            }
+        } else if !leader, wasLeader {
+            logger.notice("another instance polls the bank now (this one lost the poller lease)")
+        }
+        leading.withLock { $0 = leader }
+        do {
+            let owned = try store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: false)
+            if owned != current {
+                current = owned
+                dispatcher.ownership(owned)
+                logger.info("delivering endpoints", metadata: ["endpoints": "\(owned.sorted().joined(separator: ","))"])
+            }
+        } catch {
+            logger.warning("cannot renew the endpoint leases", metadata: ["error": "\(error)"])
+        }
+        return leader
     }
 
     /// Polls every watch once, one after the other, without delivering.
@@ -114,6 +203,11 @@ public final class Bridge: Sendable {
             if report.complete { await source.pollSucceeded() }
             log(report)
             return .success(report)
+        } catch let error where error.underlying as? PostgresStoreError == .leaseLost {
+            // Not a fault: another instance took over, and nothing of this poll was committed.
+            leading.withLock { $0 = false }
+            logger.notice("poll stopped: another instance polls the bank now", metadata: ["watch": "\(watch.name)"])
+            return .failure(error)
         } catch {
             metrics.failed.increment()
             let at = clock.now()
@@ -155,7 +249,10 @@ public final class Bridge: Sendable {
     /// The long-running parts, for a `ServiceGroup`: the dispatcher first, so it is the last
     /// to stop (graceful shutdown runs in reverse order), then upkeep, then one loop per watch.
     public func services() -> [any Service] {
-        var services: [any Service] = [
+        var services: [any Service] = []
+        // First, so it stops last: leases are let go once deliveries have stopped.
+        if store.isShared { services.append(CoordinationService(bridge: self)) }
+        services += [
             DeliveryService(dispatcher: dispatcher, grace: configuration.delivery.shutdownGrace), RetentionService(bridge: self),
             QueueMetricsService(bridge: self),
         ]
@@ -207,6 +304,13 @@ public final class Bridge: Sendable {
         Health(storageAvailable: storage.isAvailable, sourceAvailable: await source.isAvailable, endpoints: dispatcher.endpointStatuses)
     }
 
+    /// Lets another instance take over at once rather than when the leases expire.
+    func letGoOfLeases() {
+        leading.withLock { $0 = false }
+        store.releasePollerLease()
+        store.releaseEndpointLeases()
+    }
+
     /// Releases the transport and the dispatcher's threads; call once everything has stopped.
     public func close() {
         dispatcher.shutdown()
@@ -235,6 +339,13 @@ private final class WakeRelay: @unchecked Sendable {
     weak var target: Dispatcher?
 
     func fire() { target?.wake() }
+}
+
+/// `poll --once` on a shared state while a running instance polls.
+public struct PollerLeaseHeld: Error, CustomStringConvertible {
+    public var description: String {
+        "another paybridge instance holds the poller lease and polls the bank; poll --once would poll twice (stop it, or let it do the polling)"
+    }
 }
 
 /// The state folder could not be opened.
@@ -307,12 +418,17 @@ struct WatchService: Service {
             let clock = ContinuousClock()
             var failures = 0
             while !Task.isCancelled {
+                if !bridge.isLeader {
+                    // Another instance polls; this one waits to take over.
+                    try? await Task.sleep(for: .milliseconds(200))
+                    continue
+                }
                 if !bridge.storage.isAvailable {
                     await bridge.storage.waitUntilWritable(bridge.store)
                     continue
                 }
                 let started = clock.now
-                switch await bridge.poll(watch, shouldStop: { Task.isCancelled }) {
+                switch await bridge.poll(watch, shouldStop: { [bridge] in Task.isCancelled || !bridge.isLeader }) {
                 case .success: failures = 0
                 case .failure(let error) where error.stage == .source: failures += 1
                 case .failure: break
@@ -358,10 +474,34 @@ struct RetentionService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                bridge.prune()
-                try? await Task.sleep(for: .seconds(3600))
+                if bridge.isLeader {
+                    bridge.prune()
+                    try? await Task.sleep(for: .seconds(3600))
+                } else {
+                    // One instance applies retention: the one that polls.
+                    try? await Task.sleep(for: .seconds(10))
+                }
             }
         }
+    }
+}
+
+/// Holds this instance's leases on a shared state: renews the poller lease and the
+/// endpoints' leases every third of their duration, so a dead instance's are taken over
+/// within 2× the lease; lets them go when paybridge stops.
+struct CoordinationService: Service {
+    let bridge: Bridge
+
+    func run() async throws {
+        let every = bridge.store.leaseDuration / 3
+        await cancelWhenGracefulShutdown {
+            var owned: Set<String>? = nil
+            while !Task.isCancelled {
+                _ = await bridge.renewLeases(owned: &owned)
+                try? await Task.sleep(for: every)
+            }
+        }
+        bridge.letGoOfLeases()
     }
 }
 

@@ -70,6 +70,7 @@ public actor SourceMonitor {
     private let onQueued: @Sendable () -> Void
     private let clock: WallClock
     private let gauge = Gauge(label: "paybridge_source_available")
+    private let threshold: Duration
 
     /// Reads the stored record first: a read that fails throws, so an outage already
     /// announced is never forgotten (nor announced twice) because the record was unreadable.
@@ -79,6 +80,7 @@ public actor SourceMonitor {
     ) throws {
         let record = try store.sourceRecord()
         health = SourceHealth(record: record, threshold: threshold)
+        self.threshold = threshold
         self.store = store
         self.pipeline = pipeline
         self.logger = logger
@@ -88,6 +90,14 @@ public actor SourceMonitor {
     }
 
     public var isAvailable: Bool { health.isAvailable }
+
+    /// Reads the stored record again: this instance has just become the one that polls, and
+    /// the last poller may have announced an outage (or numbered `source` events) since.
+    public func reload() throws {
+        let record = try store.sourceRecord()
+        health = SourceHealth(record: record, threshold: threshold)
+        gauge.record(record.announcedAt == nil ? 1 : 0)
+    }
 
     public func pollSucceeded(at date: Date? = nil) {
         let date = date ?? clock.now()

@@ -138,4 +138,17 @@ public struct EndpointOverview: Sendable, Equatable {
         self.dead = dead
         self.record = record
     }
+
+    /// One overview per endpoint named by any of the three sources (a backend's queries).
+    static func merge(
+        records: [String: EndpointRecord], queues: [String: (pending: Int, oldest: Date?)], dead: [String: Int]
+    ) -> [String: EndpointOverview] {
+        var overview: [String: EndpointOverview] = [:]
+        for name in Set(records.keys).union(queues.keys).union(dead.keys) {
+            overview[name] = EndpointOverview(
+                name: name, pending: queues[name]?.pending ?? 0, oldestPendingAt: queues[name]?.oldest, dead: dead[name] ?? 0,
+                record: records[name] ?? EndpointRecord())
+        }
+        return overview
+    }
 }

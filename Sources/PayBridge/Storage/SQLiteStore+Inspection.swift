@@ -190,13 +190,7 @@ extension SQLiteStore {
                 try Row.fetchAll(db, sql: "SELECT endpoint, COUNT(*) FROM delivery WHERE state = 'dead' GROUP BY endpoint").map { ($0[0] as String, $0[1] as Int) },
                 uniquingKeysWith: +)
         }
-        var overview: [String: EndpointOverview] = [:]
-        for name in Set(records.keys).union(queues.keys).union(dead.keys) {
-            overview[name] = EndpointOverview(
-                name: name, pending: queues[name]?.pending ?? 0, oldestPendingAt: queues[name]?.oldest, dead: dead[name] ?? 0,
-                record: records[name] ?? EndpointRecord())
-        }
-        return overview
+        return EndpointOverview.merge(records: records, queues: queues, dead: dead)
     }
 
     public func queueFigures() throws -> [String: (pending: Int, oldest: Date?)] {

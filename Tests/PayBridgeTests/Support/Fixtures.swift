@@ -48,10 +48,16 @@ enum Fixtures {
           watches:
         \(watches)
         state:
-          path: \(state)
+        \(stateYAML(state))
         endpoints:
         \(endpoints)
         """ + (routes.map { "\nroutes:\n\($0)\n" } ?? "\n")
+    }
+
+    /// `state:`'s keys for a folder (SQLite) or a URL (PostgreSQL).
+    static func stateYAML(_ state: String, lease: String? = nil) -> String {
+        guard state.hasPrefix("postgres") else { return "  path: \(state)" }
+        return "  kind: postgres\n  url: \(state)" + (lease.map { "\n  lease: \($0)" } ?? "")
     }
 
     static let defaultWatch = """

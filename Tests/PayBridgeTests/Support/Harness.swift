@@ -8,12 +8,38 @@ import Testing
 struct Harness {
     let bank: TestBank
     let directory: TemporaryDirectory
+    let backend: Backend
+    /// The state: a folder (SQLite) or a database URL (PostgreSQL), as configs name it.
+    let state: String
 
-    static func start(_ options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600))) async throws -> Harness {
-        Harness(bank: try await TestBank.start(options), directory: try TemporaryDirectory())
+    static func start(
+        _ options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)), backend: Backend = .sqlite
+    ) async throws -> Harness {
+        let directory = try TemporaryDirectory()
+        let state = try backend.freshState(in: directory)
+        return Harness(bank: try await TestBank.start(options), directory: directory, backend: backend, state: state)
     }
 
+    /// The SQLite state folder (tests that look at its files).
     var statePath: String { directory.file("state") }
+
+    /// The state as the CLI's reading commands open it.
+    func openStore() throws -> any Store & Coordination { try Backend.open(state) }
+
+    /// Waits until a running paybridge has committed `watch`'s baseline (read from the state,
+    /// as an operator's command would), so a change made after this is an event, not part of
+    /// the silent baseline — however slow the machine.
+    func waitForBaseline(watch: String = "recent", state: String? = nil, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let store = try? Backend.open(state ?? self.state) {
+                defer { store.close() }
+                if (try? store.watchRecord(name: watch))??.baselinedAt != nil { return }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("no baseline of watch '\(watch)' within \(timeout)")
+    }
 
     func bridge(_ text: String) throws -> Bridge {
         try Bridge(configuration: try Fixtures.load(text, in: directory), logger: Fixtures.quietLogger)
@@ -39,7 +65,7 @@ extension TestReceiver.Received {
 extension Bridge {
     /// Attempts what is due now without polling.
     func deliverDue() async {
-        await dispatcher.run(.drain(dueBy: Date()))
+        await deliverDue(by: Date())
     }
 }
 
@@ -55,15 +81,15 @@ struct Scenario {
 
     static func start(
         payments: Int, pageSize: Int = 1000, watches: String = Fixtures.defaultWatch, retry: String = "[100ms, 100ms]",
-        concurrency: Int = 8, options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)),
+        concurrency: Int = 8, options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)), backend: Backend = .sqlite,
         responder: @escaping TestReceiver.Responder = { _, _ in .ok }
     ) async throws -> Scenario {
-        let harness = try await Harness.start(options)
+        let harness = try await Harness.start(options, backend: backend)
         let receiver = try await TestReceiver.start(responder: responder)
         let ids = harness.createPayments(payments)
         let bridge = try harness.bridge(
             Fixtures.config(
-                bankURL: harness.bank.url, state: harness.statePath, watches: watches, pageSize: pageSize,
+                bankURL: harness.bank.url, state: harness.state, watches: watches, pageSize: pageSize,
                 endpoints: Fixtures.endpoint("erp", url: receiver.url, retry: retry, concurrency: concurrency)))
         return Scenario(harness: harness, receiver: receiver, bridge: bridge, ids: ids)
     }

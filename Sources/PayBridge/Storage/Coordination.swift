@@ -1,0 +1,55 @@
+import Foundation
+import Logging
+
+/// How instances sharing one state agree on who does what (§7). The embedded store has one
+/// process: it always leads and owns every endpoint.
+public protocol Coordination: Sendable {
+    /// Whether the state is shared by several processes (then the leases below matter).
+    var isShared: Bool { get }
+    /// Takes or renews the poller lease; true while this instance is the one that polls.
+    func holdPollerLease() throws -> Bool
+    func releasePollerLease()
+    /// Takes or renews the leases of the endpoints this instance delivers (a fair share of
+    /// them among the live instances, or every free one with `takeAllFree`); returns those
+    /// it holds.
+    func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String>
+    func releaseEndpointLeases()
+    /// Called when another instance (or this one) committed new deliveries.
+    func onQueued(_ handler: @escaping @Sendable () -> Void)
+    /// How long a lease lasts without renewal.
+    var leaseDuration: Duration { get }
+    /// Closes the connections (PostgreSQL); the store is not used afterwards.
+    func close()
+}
+
+extension SQLiteStore: Coordination {
+    public var isShared: Bool { false }
+    public func holdPollerLease() throws -> Bool { true }
+    public func releasePollerLease() {}
+    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String> { Set(endpoints) }
+    public func releaseEndpointLeases() {}
+    public func onQueued(_ handler: @escaping @Sendable () -> Void) {}
+    public var leaseDuration: Duration { .seconds(10) }
+    public func close() {}
+}
+
+/// Opens the state the configuration names.
+public enum StateStore {
+    /// - Parameter create: false for commands that read or correct state (nothing is created).
+    public static func open(_ state: StateConfiguration, logger: Logger, create: Bool = true) throws -> any Store & Coordination {
+        switch state.kind {
+        case .sqlite: return try SQLiteStore(directory: state.path, busyTimeout: state.busyTimeout, create: create)
+        case .postgres: return try PostgresStore(configuration: state, logger: logger, create: create)
+        }
+    }
+
+    /// Where the state is, for messages (never the URL's password).
+    public static func describe(_ state: StateConfiguration) -> String {
+        switch state.kind {
+        case .sqlite: return state.path
+        case .postgres:
+            guard let text = state.url?.value, let url = try? PostgresURL(text) else { return "PostgreSQL" }
+            return "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"
+        }
+    }
+}

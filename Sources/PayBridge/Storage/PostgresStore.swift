@@ -1,0 +1,765 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// The scale-out store: the same state, outbox and queue as `SQLiteStore`, in PostgreSQL,
+/// shared by several `paybridge run` processes.
+///
+/// - One instance polls: it holds the poller lease (a row with an expiry and a fencing
+///   token); every detection write checks the token under a share lock, so a paused old
+///   leader cannot commit after losing the lease.
+/// - Each endpoint is delivered by one instance at a time (an endpoint lease), so its
+///   `concurrency`, `rateLimit`, circuit breaker and per-payment order hold across all
+///   instances exactly as in one process. Deliveries are claimed with `FOR UPDATE SKIP
+///   LOCKED` and a claim expiry: a dead instance's claims return to the queue.
+/// - Commits that queue work `NOTIFY paybridge_queue`; operators' commands
+///   `NOTIFY paybridge_change`. Every instance listens.
+public final class PostgresStore: Store, Coordination, @unchecked Sendable {
+    // @unchecked: mutable state is under `state`; the links serialize their own use.
+    public let instanceId: String
+    let group: MultiThreadedEventLoopGroup
+    /// Statements and transactions of the poller, the dispatcher, the recorder and readers.
+    let writer: PostgresLinkPool
+    var reader: PostgresLinkPool { writer }
+    private let coordinator: PostgresLink
+    private let listener: PostgresLink
+    let logger: Logger
+    /// Claims and leases last this long without renewal.
+    public let leaseDuration: Duration
+
+    private struct State {
+        var fencingToken: Int64?
+        var changes: Int64 = 0
+        var onQueued: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    /// Connects, then creates or migrates the schema (versioned; one instance at a time).
+    /// - Parameter create: false for commands that read or correct state: a database without
+    ///   paybridge's schema is then `StateMissing`.
+    public init(configuration: StateConfiguration, logger: Logger, create: Bool = true) throws {
+        guard let text = configuration.url?.value else { throw PostgresStoreError.url("state.url is required for kind: postgres") }
+        let url = try PostgresURL(text)
+        var tls = PostgresConnection.Configuration.TLS.disable
+        switch configuration.tls {
+        case .disable:
+            break
+        case .require, .verifyFull:
+            var settings = TLSConfiguration.makeClientConfiguration()
+            // require: encrypted, the server not verified (libpq's sslmode=require).
+            settings.certificateVerification = configuration.tls == .verifyFull ? .fullVerification : .none
+            if let caFile = configuration.caFile { settings.trustRoots = .file(caFile) }
+            tls = .require(try NIOSSLContext(configuration: settings))
+        }
+        let connection = PostgresConnection.Configuration(
+            host: url.host, port: url.port, username: url.user, password: url.password, database: url.database, tls: tls)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.logger = logger
+        instanceId = UUID().uuidString.lowercased()
+        leaseDuration = configuration.lease
+        // A process paused inside a transaction (SIGSTOP, a long GC-like stall, a partition)
+        // would hold its row locks forever: PostgreSQL ends such a session after one lease,
+        // so the instance that took over is never blocked longer than that.
+        let setup = ["SET idle_in_transaction_session_timeout = \(max(1000, Int(configuration.lease.seconds * 1000)))"]
+        let loops = group
+        writer = PostgresLinkPool(count: 4) { index in
+            PostgresLink(configuration: connection, group: loops, logger: logger, name: "link \(index)", setup: setup)
+        }
+        coordinator = PostgresLink(configuration: connection, group: group, logger: logger, name: "coordinator", setup: setup)
+        listener = PostgresLink(configuration: connection, group: group, logger: logger, name: "listener", setup: setup)
+        do {
+            if !create {
+                let exists = try reader.exclusive { try $0.run("SELECT to_regclass('paybridge_schema') IS NOT NULL").rows.first?.value(0) as Bool? }
+                guard exists == true else { throw StateMissing(path: "\(url.host):\(url.port)/\(url.database) (no paybridge schema)") }
+            }
+            try migrate()
+            try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel in self?.notified(channel) }
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    public func close() {
+        writer.close()
+        for link in [coordinator, listener] { link.close() }
+        try? group.syncShutdownGracefully()
+    }
+
+    private func notified(_ channel: String) {
+        let queued = state.withLock { state -> (@Sendable () -> Void)? in
+            if channel == "paybridge_change" { state.changes += 1 }
+            return channel == "paybridge_queue" ? state.onQueued : nil
+        }
+        queued?()
+    }
+
+    // MARK: Schema
+
+    /// Versioned migrations, each in the transaction that records it.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE payment (
+            id TEXT PRIMARY KEY, status TEXT NOT NULL, sequence INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            first_seen_at DOUBLE PRECISION, first_status TEXT, first_watch TEXT);
+        CREATE TABLE watch (name TEXT PRIMARY KEY, baselined_at DOUBLE PRECISION, last_success_at DOUBLE PRECISION);
+        CREATE TABLE watch_member (watch TEXT NOT NULL, payment_id TEXT NOT NULL, PRIMARY KEY (watch, payment_id));
+        CREATE TABLE event (
+            row_id BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, subject TEXT NOT NULL, sequence INTEGER NOT NULL,
+            status TEXT, previous_status TEXT, watch TEXT, created_at DOUBLE PRECISION NOT NULL, body BYTEA NOT NULL);
+        CREATE INDEX event_created ON event(created_at);
+        CREATE INDEX event_subject ON event(subject, sequence);
+        CREATE TABLE rendering (
+            id BIGSERIAL PRIMARY KEY, event_row BIGINT NOT NULL, content_type TEXT NOT NULL, headers TEXT, body BYTEA NOT NULL);
+        CREATE INDEX rendering_event ON rendering(event_row);
+        CREATE TABLE delivery (
+            id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, event_row BIGINT NOT NULL, endpoint TEXT NOT NULL, subject TEXT NOT NULL,
+            sequence INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+            due_at DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            last_status INTEGER, last_error TEXT, delivered_at DOUBLE PRECISION, rendering_id BIGINT, last_attempt_at DOUBLE PRECISION,
+            last_duration_ms DOUBLE PRECISION, schedule_base INTEGER NOT NULL DEFAULT 0, claimed_by TEXT, claimed_until DOUBLE PRECISION);
+        CREATE INDEX delivery_due ON delivery(endpoint, due_at) WHERE state = 'pending';
+        CREATE INDEX delivery_order ON delivery(endpoint, subject, sequence) WHERE state = 'pending';
+        CREATE INDEX delivery_event ON delivery(event_row);
+        CREATE INDEX delivery_event_id ON delivery(event_id);
+        CREATE INDEX delivery_done ON delivery(updated_at) WHERE state = 'delivered';
+        CREATE INDEX delivery_dead ON delivery(endpoint) WHERE state = 'dead';
+        CREATE TABLE attempt (
+            delivery_id BIGINT NOT NULL, number INTEGER NOT NULL, started_at DOUBLE PRECISION NOT NULL, duration_ms DOUBLE PRECISION NOT NULL,
+            http_status INTEGER, error TEXT, response TEXT, PRIMARY KEY (delivery_id, number));
+        CREATE TABLE endpoint_state (
+            name TEXT PRIMARY KEY, disabled_at DOUBLE PRECISION, disabled_reason TEXT, failing_since DOUBLE PRECISION,
+            last_success_at DOUBLE PRECISION, last_failure_at DOUBLE PRECISION, failures INTEGER NOT NULL DEFAULT 0, circuit TEXT);
+        CREATE TABLE source_state (
+            name TEXT PRIMARY KEY, failing_since DOUBLE PRECISION, announced_at DOUBLE PRECISION, sequence INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE event_group (
+            endpoint TEXT NOT NULL, group_key TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0, flush_at DOUBLE PRECISION,
+            last_sent_at DOUBLE PRECISION, PRIMARY KEY (endpoint, group_key));
+        CREATE INDEX event_group_flush ON event_group(endpoint, flush_at) WHERE flush_at IS NOT NULL;
+        CREATE TABLE group_member (
+            endpoint TEXT NOT NULL, group_key TEXT NOT NULL, event_row BIGINT NOT NULL, message_row BIGINT,
+            added_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (endpoint, group_key, event_row));
+        CREATE INDEX group_member_waiting ON group_member(endpoint, group_key, event_row) WHERE message_row IS NULL;
+        CREATE INDEX group_member_event ON group_member(event_row);
+        CREATE TABLE lease (
+            name TEXT PRIMARY KEY, holder TEXT NOT NULL, token BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL, pid INTEGER,
+            backend_start TIMESTAMPTZ);
+        CREATE TABLE instance (id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL, pid INTEGER, backend_start TIMESTAMPTZ);
+        CREATE TABLE heartbeat (id INTEGER PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
+        """
+    ]
+
+    private func migrate() throws {
+        try writer.transaction { link in
+            // One instance migrates at a time; the others wait, then find it done.
+            try link.run("SELECT pg_advisory_xact_lock(7461234)")
+            try link.run("CREATE TABLE IF NOT EXISTS paybridge_schema (version INTEGER NOT NULL)")
+            let version: Int = try link.run("SELECT COALESCE(MAX(version), 0) FROM paybridge_schema").rows.first?.value(0) ?? 0
+            guard version < Self.migrations.count else { return }
+            for (index, migration) in Self.migrations.enumerated() where index + 1 > version {
+                for statement in migration.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !statement.isEmpty {
+                    try link.run(statement)
+                }
+                try link.run("INSERT INTO paybridge_schema (version) VALUES ($1)", [.int(index + 1)])
+            }
+        }
+    }
+
+    /// PostgreSQL's clock, for leases and claims (one clock for every instance).
+    static let now = "extract(epoch from clock_timestamp())"
+
+    // MARK: Coordination
+
+    /// This connection's session (backend pid and start), stored with a lease or an
+    /// instance: when PostgreSQL sees the session end (the process died, even by SIGKILL,
+    /// its socket closed), the lease is free at once rather than at its expiry.
+    private static let session = "pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())"
+
+    /// Whether the session stored in `row` (a lease or an instance) is still connected.
+    private static func alive(_ row: String) -> String {
+        "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = \(row).pid AND a.backend_start = \(row).backend_start)"
+    }
+
+    /// Takes `name` for this instance, or renews it; returns the fencing token (it grows by
+    /// one with every change of holder), nil when another live holder has it.
+    private func takeLease(_ link: PostgresLink, _ name: String) throws -> Int64? {
+        try link.run(
+            """
+            INSERT INTO lease (name, holder, token, expires_at, pid, backend_start) VALUES ($1, $2, 1, \(Self.now) + $3, \(Self.session))
+            ON CONFLICT (name) DO UPDATE SET
+                token = lease.token + CASE WHEN lease.holder = EXCLUDED.holder THEN 0 ELSE 1 END,
+                holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start
+            WHERE lease.holder = EXCLUDED.holder OR lease.expires_at < \(Self.now) OR NOT \(Self.alive("lease"))
+            RETURNING token
+            """, [.text(name), .text(instanceId), .double(leaseDuration.seconds)]
+        ).rows.first?.value(0)
+    }
+
+    public func holdPollerLease() throws -> Bool {
+        let token = try coordinator.exclusive { try takeLease($0, "poller") }
+        state.withLock { $0.fencingToken = token }
+        return token != nil
+    }
+
+    public func releasePollerLease() {
+        state.withLock { $0.fencingToken = nil }
+        _ = try? coordinator.exclusive { link in
+            try link.run("DELETE FROM lease WHERE name = 'poller' AND holder = $1", [.text(instanceId)])
+        }
+    }
+
+    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String> {
+        try coordinator.exclusive { link in
+            try link.run(
+                """
+                INSERT INTO instance (id, seen_at, pid, backend_start) VALUES ($1, \(Self.now), \(Self.session))
+                ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at, pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start
+                """, [.text(instanceId)])
+            try link.run("DELETE FROM instance WHERE seen_at < \(Self.now) - $1 OR NOT \(Self.alive("instance"))", [.double(leaseDuration.seconds)])
+            let live: Int = try link.run("SELECT COUNT(*)::INTEGER FROM instance").rows.first?.value(0) ?? 1
+            // A fair share each, so every instance delivers when there are several endpoints.
+            let share = takeAllFree ? endpoints.count : max(1, (endpoints.count + max(1, live) - 1) / max(1, live))
+            var held = Set<String>()
+            for endpoint in endpoints {
+                let name = "endpoint:\(endpoint)"
+                let mine: Bool? = try link.run(
+                    "SELECT holder = $2 FROM lease WHERE name = $1 AND expires_at > \(Self.now) AND \(Self.alive("lease"))",
+                    [.text(name), .text(instanceId)]
+                ).rows.first?.value(0)
+                if mine == false { continue }
+                if mine == nil, held.count >= share { continue }
+                if try takeLease(link, name) != nil { held.insert(endpoint) }
+            }
+            // More than a fair share (instances joined): let one go for another to take.
+            if held.count > share, let extra = held.sorted().last {
+                try link.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text("endpoint:\(extra)"), .text(instanceId)])
+                held.remove(extra)
+            }
+            return held
+        }
+    }
+
+    public func releaseEndpointLeases() {
+        _ = try? coordinator.exclusive { link in
+            try link.run("DELETE FROM lease WHERE name LIKE 'endpoint:%' AND holder = $1", [.text(instanceId)])
+            try link.run("DELETE FROM instance WHERE id = $1", [.text(instanceId)])
+        }
+    }
+
+    public func onQueued(_ handler: @escaping @Sendable () -> Void) {
+        state.withLock { $0.onQueued = handler }
+    }
+
+    public var isShared: Bool { true }
+
+    /// The current fencing token, or nil when this instance does not lead.
+    var fencingToken: Int64? { state.withLock { $0.fencingToken } }
+
+    // MARK: Detection
+
+    public func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
+        try reader.exclusive { try Self.paymentStates($0, paymentIds) }
+    }
+
+    static func paymentStates(_ link: PostgresLink, _ ids: [String]) throws -> [String: PaymentState] {
+        guard !ids.isEmpty else { return [:] }
+        var states: [String: PaymentState] = [:]
+        for row in try link.run("SELECT id, status, sequence FROM payment WHERE id = ANY($1)", [.texts(ids)]).rows {
+            states[try row.value(0)] = PaymentState(status: try row.value(1), sequence: try row.value(2))
+        }
+        return states
+    }
+
+    public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
+        try writer.transaction { link in
+            let transaction = PostgresTransaction(link: link, store: self)
+            let result = try body(transaction)
+            try transaction.flush()
+            if transaction.queued { try link.run("NOTIFY paybridge_queue") }
+            return result
+        }
+    }
+
+    public func checkWritable(at date: Date) throws {
+        _ = try writer.exclusive { link in
+            try link.run("INSERT INTO heartbeat (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at", [.date(date)])
+        }
+    }
+
+    public func changeMark() throws -> Int64 {
+        if listener.isClosed {
+            // Notifications were missed while disconnected: listen again and count it as a change.
+            try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel in self?.notified(channel) }
+            state.withLock { $0.changes += 1 }
+        }
+        return state.withLock { $0.changes }
+    }
+
+    public func watchRecord(name: String) throws -> WatchRecord? {
+        try reader.exclusive { link in
+            guard let row = try link.run("SELECT baselined_at, last_success_at FROM watch WHERE name = $1", [.text(name)]).rows.first else {
+                return nil
+            }
+            return WatchRecord(baselinedAt: try row.date(0), lastSuccessAt: try row.date(1))
+        }
+    }
+
+    public func watchMembers(name: String) throws -> Set<String> {
+        try reader.exclusive { link in
+            Set(try link.run("SELECT payment_id FROM watch_member WHERE watch = $1", [.text(name)]).rows.map { try $0.value(0) as String })
+        }
+    }
+
+    public func endpointRecords() throws -> [String: EndpointRecord] {
+        try reader.exclusive { link in
+            var records: [String: EndpointRecord] = [:]
+            for row in try link.run(
+                "SELECT name, disabled_at, disabled_reason, failing_since, last_success_at, last_failure_at, failures, circuit FROM endpoint_state"
+            ).rows {
+                var record = EndpointRecord(disabledAt: try row.date(1), disabledReason: try row.value(2), failingSince: try row.date(3))
+                record.stats = EndpointStats(
+                    lastSuccessAt: try row.date(4), lastFailureAt: try row.date(5), failures: try row.value(6), circuit: try row.value(7))
+                records[try row.value(0)] = record
+            }
+            return records
+        }
+    }
+
+    public func sourceRecord() throws -> SourceRecord {
+        try reader.exclusive { link in
+            guard let row = try link.run("SELECT failing_since, announced_at, sequence FROM source_state WHERE name = 'source'").rows.first else {
+                return SourceRecord()
+            }
+            return SourceRecord(failingSince: try row.date(0), announcedAt: try row.date(1), sequence: try row.value(2))
+        }
+    }
+
+    // MARK: Delivery queue
+
+    public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery] {
+        try writer.exclusive { link in
+            try link.run(
+                """
+                WITH candidates AS (
+                    SELECT d.id FROM delivery d
+                    WHERE d.endpoint = $1 AND d.state = 'pending' AND d.due_at <= $2 AND NOT (d.id = ANY($3))
+                      AND (d.claimed_by IS NULL OR d.claimed_by = $5 OR d.claimed_until < \(Self.now)
+                        -- The endpoint's lease moved on: the last owner's claims are void.
+                        OR NOT EXISTS (
+                            SELECT 1 FROM lease l WHERE l.name = 'endpoint:' || d.endpoint AND l.holder = d.claimed_by
+                              AND l.expires_at > \(Self.now)))
+                      -- The payment's earliest pending delivery to this endpoint only. A scalar
+                      -- subquery is looked up per row in delivery_order; an anti-join planned on
+                      -- a young table's statistics would compare every pending row with every other.
+                      AND d.sequence = (
+                        SELECT MIN(p.sequence) FROM delivery p WHERE p.endpoint = d.endpoint AND p.subject = d.subject AND p.state = 'pending')
+                    ORDER BY d.due_at, d.id LIMIT $4
+                    FOR UPDATE OF d SKIP LOCKED),
+                claimed AS (
+                    UPDATE delivery SET claimed_by = $5, claimed_until = \(Self.now) + $6
+                    FROM candidates WHERE delivery.id = candidates.id RETURNING delivery.id)
+                SELECT d.id, d.event_id, e.type, d.subject, d.sequence, d.attempts, e.created_at, COALESCE(r.body, e.body),
+                    r.content_type, r.headers, d.schedule_base
+                FROM claimed c JOIN delivery d ON d.id = c.id JOIN event e ON e.row_id = d.event_row
+                LEFT JOIN rendering r ON r.id = d.rendering_id
+                ORDER BY d.due_at, d.id
+                """,
+                [.text(endpoint), .date(dueBy), .ints(Array(excluding)), .int(limit), .text(instanceId), .double(leaseDuration.seconds * 3)]
+            ).rows.map { row in
+                QueuedDelivery(
+                    id: try row.value(0), eventId: try row.value(1), eventType: try row.value(2), endpoint: endpoint, subject: try row.value(3),
+                    sequence: try row.value(4), attempts: try row.value(5), createdAt: Date(timeIntervalSince1970: try row.value(6)),
+                    body: try row.bytes(7), contentType: try row.value(8), headers: Rendering.headers(fromText: try row.value(9)),
+                    scheduleBase: try row.value(10))
+            }
+        }
+    }
+
+    public func nextDueDate(after date: Date, endpoints: [String]) throws -> Date? {
+        try reader.exclusive { link in
+            try link.run(
+                "SELECT MIN(due_at) FROM delivery WHERE state = 'pending' AND endpoint = ANY($1) AND due_at > $2", [.texts(endpoints), .date(date)]
+            ).rows.first?.date(0)
+        }
+    }
+
+    public func nextGroupFlush(endpoint: String) throws -> Date? {
+        try reader.exclusive { link in
+            try link.run("SELECT MIN(flush_at) FROM event_group WHERE endpoint = $1 AND flush_at IS NOT NULL", [.text(endpoint)]).rows.first?.date(0)
+        }
+    }
+
+    public func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup] {
+        try reader.exclusive { link in
+            let groups = try link.run(
+                "SELECT group_key, sequence FROM event_group WHERE endpoint = $1 AND flush_at IS NOT NULL AND flush_at <= $2 ORDER BY flush_at",
+                [.text(endpoint), .date(dueBy)]
+            ).rows
+            return try groups.map { row in
+                let key: String = try row.value(0)
+                let members = try link.run(
+                    """
+                    SELECT m.event_row, e.id, e.body FROM group_member m JOIN event e ON e.row_id = m.event_row
+                    WHERE m.endpoint = $1 AND m.group_key = $2 AND m.message_row IS NULL ORDER BY m.event_row
+                    """, [.text(endpoint), .text(key)]
+                ).rows.map { PendingGroup.Member(eventRow: try $0.value(0), eventId: try $0.value(1), body: try $0.bytes(2)) }
+                return PendingGroup(endpoint: endpoint, key: key, sequence: try row.value(1), members: members)
+            }
+        }
+    }
+
+    public func pendingCounts() throws -> [String: Int] {
+        try queueFigures().mapValues(\.pending)
+    }
+
+    public func purgeDead(endpoint: String, before: Date) throws -> Int {
+        try writer.transaction { link in
+            let doomed = "SELECT id FROM delivery WHERE endpoint = $1 AND state = 'dead' AND updated_at < $2"
+            try link.run("DELETE FROM attempt WHERE delivery_id IN (\(doomed))", [.text(endpoint), .date(before)])
+            let count = try link.run("DELETE FROM delivery WHERE id IN (\(doomed))", [.text(endpoint), .date(before)]).affected
+            try Self.deleteOrphans(link, before: before)
+            return count
+        }
+    }
+
+    public func prune(before: Date) throws -> PruneReport {
+        try writer.transaction { link in
+            var report = PruneReport()
+            let delivered = "SELECT id FROM delivery WHERE state = 'delivered' AND updated_at < $1"
+            report.attempts = try link.run("DELETE FROM attempt WHERE delivery_id IN (\(delivered))", [.date(before)]).affected
+            report.deliveries = try link.run("DELETE FROM delivery WHERE id IN (\(delivered))", [.date(before)]).affected
+            report.events = try Self.deleteOrphans(link, before: before)
+            return report
+        }
+    }
+
+    @discardableResult
+    private static func deleteOrphans(_ link: PostgresLink, before: Date) throws -> Int {
+        let events = try link.run(
+            """
+            DELETE FROM event WHERE created_at < $1
+              AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_row = event.row_id)
+              AND NOT EXISTS (SELECT 1 FROM group_member m WHERE m.event_row = event.row_id AND m.message_row IS NULL)
+            """, [.date(before)]
+        ).affected
+        if events > 0 {
+            try link.run("DELETE FROM rendering WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = rendering.event_row)")
+            try link.run(
+                """
+                DELETE FROM group_member WHERE message_row IS NOT NULL
+                  AND (NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = group_member.message_row)
+                    OR NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = group_member.event_row))
+                """)
+        }
+        return events
+    }
+}
+
+/// The writes of one PostgreSQL transaction.
+final class PostgresTransaction: StoreTransaction {
+    let link: PostgresLink
+    unowned let store: PostgresStore
+    /// Whether the transaction queued deliveries or group members (then it notifies).
+    private(set) var queued = false
+    private var fenced = false
+
+    /// Payment states and plain events (no renderings, no groups) wait here and go to the
+    /// server in one statement each when the transaction reads, commits or writes something
+    /// that must follow them: one round trip per chunk rather than several per change.
+    private var states: [String: (state: PaymentState, watch: String, at: Date)] = [:]
+    private var stateOrder: [String] = []
+    private var events: [Event] = []
+    private var deliveries: [(eventId: String, endpoint: String, dueAt: Date)] = []
+
+    init(link: PostgresLink, store: PostgresStore) {
+        self.link = link
+        self.store = store
+    }
+
+    /// Sends what waits in the buffers.
+    func flush() throws {
+        if !stateOrder.isEmpty {
+            var ids: [String] = [], statuses: [String] = [], sequences: [Int64] = [], dates: [Double] = [], watches: [String] = []
+            for id in stateOrder {
+                guard let entry = states[id] else { continue }
+                ids.append(id)
+                statuses.append(entry.state.status)
+                sequences.append(Int64(entry.state.sequence))
+                dates.append(entry.at.timeIntervalSince1970)
+                watches.append(entry.watch)
+            }
+            states.removeAll(keepingCapacity: true)
+            stateOrder.removeAll(keepingCapacity: true)
+            try link.run(
+                """
+                INSERT INTO payment (id, status, sequence, updated_at, first_seen_at, first_status, first_watch)
+                SELECT id, status, seq, at, at, status, watch
+                FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::DOUBLE PRECISION[], $5::TEXT[]) AS t(id, status, seq, at, watch)
+                ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, sequence = EXCLUDED.sequence, updated_at = EXCLUDED.updated_at
+                """, [.texts(ids), .texts(statuses), .ints(sequences), .doubles(dates), .texts(watches)])
+        }
+        if !events.isEmpty {
+            let batch = events
+            let queuedDeliveries = deliveries
+            events.removeAll(keepingCapacity: true)
+            deliveries.removeAll(keepingCapacity: true)
+            // The same change under the same id is stored once, whoever commits it; its
+            // deliveries are created only with the event row.
+            try link.run(
+                """
+                WITH input AS (
+                    SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
+                        $8::DOUBLE PRECISION[], $9::BYTEA[])
+                    AS t(id, type, subject, sequence, status, previous_status, watch, created_at, body)),
+                stored AS (
+                    INSERT INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
+                    SELECT id, type, subject, sequence, NULLIF(status, ''), NULLIF(previous_status, ''), NULLIF(watch, ''), created_at, body
+                    FROM input ON CONFLICT (id) DO NOTHING
+                    RETURNING row_id, id, subject, sequence, created_at)
+                INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at)
+                SELECT stored.id, stored.row_id, d.endpoint, stored.subject, stored.sequence, d.due_at, stored.created_at, stored.created_at
+                FROM unnest($10::TEXT[], $11::TEXT[], $12::DOUBLE PRECISION[]) WITH ORDINALITY AS d(event_id, endpoint, due_at, n)
+                JOIN stored ON stored.id = d.event_id
+                ORDER BY d.n
+                """,
+                [
+                    .texts(batch.map(\.id)), .texts(batch.map(\.type.rawValue)), .texts(batch.map(\.subject)),
+                    .ints(batch.map { Int64($0.sequence) }), .texts(batch.map { $0.status ?? "" }), .texts(batch.map { $0.previousStatus ?? "" }),
+                    .texts(batch.map { $0.watch ?? "" }), .doubles(batch.map { $0.createdAt.timeIntervalSince1970 }), .byteArrays(batch.map(\.body)),
+                    .texts(queuedDeliveries.map(\.eventId)), .texts(queuedDeliveries.map(\.endpoint)),
+                    .doubles(queuedDeliveries.map { $0.dueAt.timeIntervalSince1970 }),
+                ])
+        }
+    }
+
+    /// Detection writes need the poller lease: checked once per transaction under a share
+    /// lock, so a new leader's takeover waits for this commit and a paused old leader,
+    /// whose token has moved on or whose lease expired, commits nothing.
+    private func fence() throws {
+        guard !fenced else { return }
+        guard let token = store.fencingToken else { throw PostgresStoreError.leaseLost }
+        let held = try link.run(
+            "SELECT 1 FROM lease WHERE name = 'poller' AND holder = $1 AND token = $2 AND expires_at > \(PostgresStore.now) FOR SHARE",
+            [.text(store.instanceId), .int(token)]
+        ).rows
+        guard !held.isEmpty else { throw PostgresStoreError.leaseLost }
+        fenced = true
+    }
+
+    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
+        try flush()
+        return try PostgresStore.paymentStates(link, paymentIds)
+    }
+
+    func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws {
+        try fence()
+        if states.updateValue((state, watch, date), forKey: paymentId) == nil { stateOrder.append(paymentId) }
+    }
+
+    func append(_ entry: OutboxEntry, dueAt: Date) throws {
+        let event = entry.event
+        if entry.renderings.isEmpty, entry.memberships.isEmpty {
+            events.append(event)
+            for (endpoint, _) in entry.deliveries { deliveries.append((event.id, endpoint, dueAt)) }
+            if entry.queuesWork { queued = true }
+            return
+        }
+        try flush()
+        // The same change under the same id is stored once, whoever commits it.
+        guard
+            let eventRow: Int64 = try link.run(
+                """
+                INSERT INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING RETURNING row_id
+                """,
+                [
+                    .text(event.id), .text(event.type.rawValue), .text(event.subject), .int(event.sequence), .text(event.status),
+                    .text(event.previousStatus), .text(event.watch), .date(event.createdAt), .bytes(event.body),
+                ]
+            ).rows.first?.value(0), entry.queuesWork
+        else { return }
+        var renderingIds: [Int64] = []
+        for rendering in entry.renderings {
+            let id: Int64? = try link.run(
+                "INSERT INTO rendering (event_row, content_type, headers, body) VALUES ($1, $2, $3, $4) RETURNING id",
+                [.int(eventRow), .text(rendering.contentType), .text(rendering.headerText), .bytes(rendering.body)]
+            ).rows.first?.value(0)
+            renderingIds.append(id ?? 0)
+        }
+        for (endpoint, rendering) in entry.deliveries {
+            try link.run(
+                """
+                INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at, rendering_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
+                """,
+                [
+                    .text(event.id), .int(eventRow), .text(endpoint), .text(event.subject), .int(event.sequence), .date(dueAt),
+                    .date(event.createdAt), .int(rendering.map { renderingIds[$0] }),
+                ])
+        }
+        for membership in entry.memberships {
+            let at = dueAt.timeIntervalSince1970
+            try link.run(
+                "INSERT INTO group_member (endpoint, group_key, event_row, added_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                [.text(membership.endpoint), .text(membership.key), .int(eventRow), .double(at)])
+            try link.run(
+                """
+                INSERT INTO event_group (endpoint, group_key, flush_at) VALUES ($1, $2, $3)
+                ON CONFLICT (endpoint, group_key) DO UPDATE SET flush_at = COALESCE(event_group.flush_at,
+                    GREATEST(EXCLUDED.flush_at, COALESCE(event_group.last_sent_at + $4, 0)))
+                """, [.text(membership.endpoint), .text(membership.key), .double(at + membership.wait.seconds), .double(membership.interval.seconds)])
+        }
+        queued = true
+    }
+
+    func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) throws {
+        try append(entry, dueAt: date)
+        try flush()
+        guard let messageRow: Int64 = try link.run("SELECT row_id FROM event WHERE id = $1", [.text(entry.event.id)]).rows.first?.value(0) else {
+            return
+        }
+        try link.run(
+            """
+            UPDATE group_member SET message_row = $1 WHERE endpoint = $2 AND group_key = $3 AND message_row IS NULL AND event_row = ANY($4)
+            """, [.int(messageRow), .text(group.endpoint), .text(group.key), .ints(group.members.map(\.eventRow))])
+        let waiting: Bool =
+            try link.run(
+                "SELECT EXISTS (SELECT 1 FROM group_member WHERE endpoint = $1 AND group_key = $2 AND message_row IS NULL)",
+                [.text(group.endpoint), .text(group.key)]
+            ).rows.first?.value(0) ?? false
+        let now = date.timeIntervalSince1970
+        try link.run(
+            "UPDATE event_group SET sequence = $1, last_sent_at = $2, flush_at = $3 WHERE endpoint = $4 AND group_key = $5",
+            [.int(group.sequence + 1), .double(now), .double(waiting ? now + interval.seconds : nil), .text(group.endpoint), .text(group.key)])
+    }
+
+    func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws {
+        try fence()
+        try link.run(
+            """
+            INSERT INTO watch (name, baselined_at, last_success_at) VALUES ($1, $2, $3)
+            ON CONFLICT (name) DO UPDATE SET baselined_at = COALESCE(watch.baselined_at, EXCLUDED.baselined_at),
+                last_success_at = EXCLUDED.last_success_at
+            """, [.text(name), .date(baselined ? date : nil), .date(date)])
+    }
+
+    func replaceWatchMembers(name: String, paymentIds: Set<String>) throws {
+        try fence()
+        try link.run("DELETE FROM watch_member WHERE watch = $1", [.text(name)])
+        if !paymentIds.isEmpty {
+            try link.run(
+                "INSERT INTO watch_member (watch, payment_id) SELECT $1, unnest($2::TEXT[]) ON CONFLICT DO NOTHING",
+                [.text(name), .texts(Array(paymentIds))])
+        }
+    }
+
+    func saveEndpointRecord(name: String, _ record: EndpointRecord) throws {
+        try link.run(
+            """
+            INSERT INTO endpoint_state (name, disabled_at, disabled_reason, failing_since) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (name) DO UPDATE SET disabled_at = EXCLUDED.disabled_at, disabled_reason = EXCLUDED.disabled_reason,
+                failing_since = EXCLUDED.failing_since
+            """, [.text(name), .date(record.disabledAt), .text(record.disabledReason), .date(record.failingSince)])
+    }
+
+    func saveEndpointStats(name: String, _ stats: EndpointStats) throws {
+        try link.run(
+            """
+            INSERT INTO endpoint_state (name, last_success_at, last_failure_at, failures, circuit) VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (name) DO UPDATE SET last_success_at = COALESCE(EXCLUDED.last_success_at, endpoint_state.last_success_at),
+                last_failure_at = COALESCE(EXCLUDED.last_failure_at, endpoint_state.last_failure_at), failures = EXCLUDED.failures,
+                circuit = EXCLUDED.circuit
+            """, [.text(name), .date(stats.lastSuccessAt), .date(stats.lastFailureAt), .int(stats.failures), .text(stats.circuit)])
+    }
+
+    func saveSourceRecord(_ record: SourceRecord) throws {
+        try fence()
+        try link.run(
+            """
+            INSERT INTO source_state (name, failing_since, announced_at, sequence) VALUES ('source', $1, $2, $3)
+            ON CONFLICT (name) DO UPDATE SET failing_since = EXCLUDED.failing_since, announced_at = EXCLUDED.announced_at,
+                sequence = EXCLUDED.sequence
+            """, [.date(record.failingSince), .date(record.announcedAt), .int(record.sequence)])
+    }
+
+    func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws {
+        guard !attempts.isEmpty else { return }
+        // Two statements for the whole batch: the attempt log, then the deliveries.
+        let logged = attempts.filter { $0.next != .delivered || $0.attempt > 1 }
+        if !logged.isEmpty {
+            try link.run(
+                """
+                INSERT INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error, response)
+                SELECT id, number, started_at, duration_ms, NULLIF(http_status, -1), error, response
+                FROM unnest($1::BIGINT[], $2::BIGINT[], $3::DOUBLE PRECISION[], $4::DOUBLE PRECISION[], $5::BIGINT[], $6::TEXT[], $7::TEXT[],
+                    $8::BOOLEAN[], $9::BOOLEAN[])
+                    AS t(id, number, started_at, duration_ms, http_status, error_text, response_text, has_error, has_response),
+                LATERAL (SELECT CASE WHEN has_error THEN error_text END AS error, CASE WHEN has_response THEN response_text END AS response) AS n
+                ON CONFLICT (delivery_id, number) DO UPDATE SET started_at = EXCLUDED.started_at, duration_ms = EXCLUDED.duration_ms,
+                    http_status = EXCLUDED.http_status, error = EXCLUDED.error, response = EXCLUDED.response
+                """,
+                [
+                    .ints(logged.map(\.deliveryId)), .ints(logged.map { Int64($0.attempt) }),
+                    .doubles(logged.map { $0.startedAt.timeIntervalSince1970 }), .doubles(logged.map { Double($0.duration.milliseconds) }),
+                    .ints(logged.map { Int64($0.httpStatus ?? -1) }), .texts(logged.map { $0.error ?? "" }), .texts(logged.map { $0.response ?? "" }),
+                    .bools(logged.map { $0.error != nil }), .bools(logged.map { $0.response != nil }),
+                ])
+        }
+        var states: [String] = [], dueAts: [Double] = [], deliveredAts: [Double] = []
+        for record in attempts {
+            switch record.next {
+            case .delivered:
+                states.append(DeliveryState.delivered.rawValue)
+                dueAts.append(-1)
+                deliveredAts.append(record.startedAt.timeIntervalSince1970 + Double(record.duration.milliseconds) / 1000)
+            case .dead:
+                states.append(DeliveryState.dead.rawValue)
+                dueAts.append(-1)
+                deliveredAts.append(-1)
+            case .retry(let at):
+                states.append(DeliveryState.pending.rawValue)
+                dueAts.append(at.timeIntervalSince1970)
+                deliveredAts.append(-1)
+            }
+        }
+        try link.run(
+            """
+            UPDATE delivery d SET state = u.state, attempts = u.attempts, due_at = COALESCE(NULLIF(u.due_at, -1), d.due_at),
+                last_status = NULLIF(u.last_status, -1), last_error = CASE WHEN u.has_error THEN u.last_error END, updated_at = $11,
+                delivered_at = NULLIF(u.delivered_at, -1), last_attempt_at = u.last_attempt_at, last_duration_ms = u.last_duration_ms,
+                claimed_by = NULL, claimed_until = NULL
+            FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::DOUBLE PRECISION[], $5::BIGINT[], $6::TEXT[], $7::BOOLEAN[],
+                $8::DOUBLE PRECISION[], $9::DOUBLE PRECISION[], $10::DOUBLE PRECISION[])
+                AS u(id, state, attempts, due_at, last_status, last_error, has_error, delivered_at, last_attempt_at, last_duration_ms)
+            WHERE d.id = u.id AND d.state = 'pending'
+            """,
+            [
+                .ints(attempts.map(\.deliveryId)), .texts(states), .ints(attempts.map { Int64($0.attempt) }), .doubles(dueAts),
+                .ints(attempts.map { Int64($0.httpStatus ?? -1) }), .texts(attempts.map { $0.error ?? "" }), .bools(attempts.map { $0.error != nil }),
+                .doubles(deliveredAts), .doubles(attempts.map { $0.startedAt.timeIntervalSince1970 }),
+                .doubles(attempts.map { Double($0.duration.milliseconds) }), .double(date.timeIntervalSince1970),
+            ])
+    }
+}
+
+extension PostgresRow {
+    func value<T: PostgresDecodable>(_ index: Int) throws -> T {
+        try makeRandomAccess()[index].decode(T.self)
+    }
+
+    func date(_ index: Int) throws -> Date? {
+        (try value(index) as Double?).map(Date.init(timeIntervalSince1970:))
+    }
+
+    func bytes(_ index: Int) throws -> [UInt8] {
+        let buffer: ByteBuffer? = try value(index)
+        return buffer.map { Array($0.readableBytesView) } ?? []
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import Sandbox
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// Several `paybridge run` processes on one PostgreSQL state (§7): one polls, all deliver,
+/// and killing any of them, the leader included, loses nothing and renames nothing.
+@Suite(.serialized) struct FailoverTests {
+    /// One `paybridge run`, its log read line by line.
+    final class Instance: Sendable {
+        let name: String
+        let process: Process
+        let log: LineCollector
+
+        init(_ name: String, config: String) throws {
+            let (process, _, errors) = try Binary.start(["run", "--config", config], environment: ["PAYBRIDGE_LOG_LEVEL": "info"])
+            self.name = name
+            self.process = process
+            log = LineCollector(errors.fileHandleForReading)
+        }
+
+        var leads: Bool {
+            // The last word on leadership in its log.
+            let lines = log.all.filter { $0.contains("polls the bank now") }
+            return lines.last?.contains("this instance polls") ?? false
+        }
+
+        func kill() async {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            _ = await Binary.exitStatus(of: process)
+        }
+
+        deinit { if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) } }
+    }
+
+    struct Figures: CustomStringConvertible {
+        var changes = 0
+        var kills = 0
+        var leaderKills = 0
+        var takeovers: [Double] = []
+        var requests = 0
+        var redeliveries = 0
+        var lost = 0
+        var maxPollsPerWindow = 0
+        /// Consecutive polls made by different instances (each has its own bank token).
+        var pollerSwitches = 0
+
+        var description: String {
+            let times = takeovers.map { String(format: "%.1f", $0) }.joined(separator: ", ")
+            return "failover: \(changes) changes, \(kills) kill -9 (\(leaderKills) of the leader), takeovers [\(times)] s, "
+                + "\(requests) requests, \(redeliveries) redeliveries, lost \(lost), at most \(maxPollsPerWindow) polls in a 2 s window, "
+                + "\(pollerSwitches) switches of poller"
+        }
+    }
+
+    @Test(.timeLimit(.minutes(3)), arguments: Backend.shared)
+    func threeInstancesSurviveKillsWithNothingLostOrRenamed(backend: Backend) async throws {
+        let harness = try await Harness.start(backend: backend)
+        var reply = TestReceiver.Reply.ok
+        reply.delay = .milliseconds(5)
+        let erp = try await TestReceiver.start { [reply] _, _ in reply }
+        let ledger = try await TestReceiver.start { [reply] _, _ in reply }
+        let payments = 150
+        let ids = harness.createPayments(payments)
+        let every = 0.25
+        let text = Fixtures.config(
+            bankURL: harness.bank.url, state: harness.state, pageSize: 1000,
+            endpoints: Fixtures.endpoint("erp", url: erp.url, retry: "[100ms, 200ms, 400ms, 800ms, 1s, 1s, 1s, 1s]", concurrency: 16)
+                + Fixtures.endpoint("ledger", url: ledger.url, retry: "[100ms, 200ms, 400ms, 800ms, 1s, 1s, 1s, 1s]", concurrency: 16)
+        )
+        .replacingOccurrences(of: "every: 1s", with: "every: 250ms")
+        .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 3s")
+        let path = try harness.directory.write("pb.yaml", text)
+        var instances = try (0..<3).map { try Instance("i\($0)", config: path) }
+        let store = try await harness.openStoreWhenReady()
+        defer { store.close() }
+        var figures = Figures()
+        var counter = 3
+
+        func leader() async -> Instance? {
+            for _ in 0..<200 {
+                let leaders = instances.filter(\.leads)
+                if leaders.count == 1 { return leaders[0] }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return nil
+        }
+        func committed(_ status: String) throws -> Int {
+            try store.eventsAfter(nil, limit: 100_000, type: nil, status: status).count
+        }
+
+        // The baseline, by whichever instance leads.
+        while try store.watchRecord(name: "recent")?.baselinedAt == nil { try await Task.sleep(for: .milliseconds(50)) }
+        let statuses = ["Hold", "MissingFunding", "Processed", "Reversed", "Rejected", "Cancelled"]
+        for (wave, status) in statuses.enumerated() {
+            for id in ids { harness.bank.bank.setStatus(id, status) }
+            // Kill one instance while the wave is detected and delivered: the leader on
+            // even waves, another on odd ones; a fresh one joins.
+            try await Task.sleep(for: .milliseconds(Int64.random(in: 50...400)))
+            let current = await leader()
+            #expect(current != nil, "one instance leads")
+            let victim = wave.isMultiple(of: 2) ? current : instances.first { $0 !== current }
+            if let victim {
+                let killedAt = Date()
+                await victim.kill()
+                figures.kills += 1
+                instances.removeAll { $0 === victim }
+                if victim === current {
+                    figures.leaderKills += 1
+                    // Another instance takes the lease: within 2 × 3 s, and usually far sooner.
+                    let next = await leader()
+                    #expect(next != nil)
+                    figures.takeovers.append(Date().timeIntervalSince(killedAt))
+                }
+                instances.append(try Instance("i\(counter)", config: path))
+                counter += 1
+            }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try committed(status) < payments, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(try committed(status) == payments, "wave \(wave): every \(status) detected")
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try store.pendingCounts().values.reduce(0, +) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        for instance in instances { await instance.kill() }
+
+        // Every change reached both receivers with a 2xx, each under one id.
+        figures.changes = payments * statuses.count
+        for receiver in [erp, ledger] {
+            var idsByChange: [String: Set<String>] = [:]
+            for request in receiver.requests { idsByChange["\(request.paymentId) \(request.status)", default: []].insert(request.webhookId) }
+            for id in ids { for status in statuses where idsByChange["\(id) \(status)"] == nil { figures.lost += 1 } }
+            #expect(idsByChange.values.allSatisfy { $0.count == 1 }, "a change was emitted under two ids")
+            figures.requests += receiver.requests.count
+            figures.redeliveries += receiver.requests.count - idsByChange.count
+        }
+        #expect(figures.lost == 0)
+        let counts = try store.deliveryCounts()
+        #expect(counts["erp"] == [.delivered: figures.changes])
+        #expect(counts["ledger"] == [.delivered: figures.changes])
+
+        // The bank saw one poller's rate: one first page per 250 ms at most, plus slack for
+        // a takeover's first poll, never three instances' worth.
+        let firstPages = harness.bank.paymentRequests.filter { $0.queryValue("PageNumber") == "1" }
+        let polls = firstPages.map(\.receivedAt)
+        let pollers = firstPages.map { $0.headers["authorization"] ?? "" }
+        figures.pollerSwitches = zip(pollers, pollers.dropFirst()).filter { $0 != $1 }.count
+        for (index, start) in polls.enumerated() {
+            let inWindow = polls[index...].prefix { $0.timeIntervalSince(start) < 2 }.count
+            figures.maxPollsPerWindow = max(figures.maxPollsPerWindow, inWindow)
+        }
+        #expect(figures.maxPollsPerWindow <= Int(2 / every) + 3, "\(figures)")
+        // One instance polls at a time: the poller changes only when a leader dies.
+        #expect(figures.pollerSwitches <= figures.leaderKills + 1, "\(figures)")
+        #expect(figures.takeovers.allSatisfy { $0 < 6 }, "\(figures)")
+        print(figures)
+        await erp.stop()
+        await ledger.stop()
+        await harness.stop()
+    }
+
+    @Test(.timeLimit(.minutes(2)), arguments: Backend.shared)
+    func aPausedLeaderIsReplacedAndCommitsNothingWhenItWakes(backend: Backend) async throws {
+        let harness = try await Harness.start(backend: backend)
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(20)
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: receiver.url))
+            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+            .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 2s")
+        let path = try harness.directory.write("pb.yaml", text)
+        let first = try Instance("first", config: path)
+        let store = try await harness.openStoreWhenReady()
+        defer { store.close() }
+        try await until("the first instance leads and records the baseline") {
+            try first.leads && store.watchRecord(name: "recent")?.baselinedAt != nil
+        }
+        let second = try Instance("second", config: path)
+
+        // The leader stops dead (SIGSTOP): its connections stay open, so only the lease's
+        // expiry frees it.
+        kill(first.process.processIdentifier, SIGSTOP)
+        let pausedAt = Date()
+        while !second.leads, Date().timeIntervalSince(pausedAt) < 10 { try await Task.sleep(for: .milliseconds(50)) }
+        let takeover = Date().timeIntervalSince(pausedAt)
+        #expect(second.leads)
+        #expect(takeover < 4, "replaced within 2 × the 2 s lease (took \(takeover) s)")
+
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        try await until("the new leader detects the wave: \(second.log.all.suffix(12).joined(separator: "\n"))") { try store.eventsAfter(nil, limit: 1000, type: nil, status: "Rejected").count == 20 }
+        // The old leader wakes believing it leads: its next commit is refused.
+        kill(first.process.processIdentifier, SIGCONT)
+        try await until("the old leader learns it lost the lease: \(first.log.all.suffix(5))") {
+            first.log.all.contains { $0.contains("another instance polls the bank now") }
+        }
+        for id in ids { harness.bank.bank.setStatus(id, "Processed") }
+        try await until("the second wave is detected and delivered") {
+            try store.pendingCounts().values.reduce(0, +) == 0 && store.eventsAfter(nil, limit: 1000, type: nil, status: "Processed").count == 20
+        }
+        #expect(!first.leads)
+        await first.kill()
+        await second.kill()
+        var idsByChange: [String: Set<String>] = [:]
+        for request in receiver.requests { idsByChange["\(request.paymentId) \(request.status)", default: []].insert(request.webhookId) }
+        #expect(idsByChange.count == 40)
+        #expect(idsByChange.values.allSatisfy { $0.count == 1 })
+        await receiver.stop()
+        await harness.stop()
+    }
+}
+
+/// Waits up to `timeout` for `condition`; records `what` as the issue when it never holds.
+func until(_ what: @autoclosure () -> String, timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("timed out waiting: \(what())")
+}
+
+extension Harness {
+    /// The state once the first instance has created it.
+    func openStoreWhenReady() async throws -> any Store & Coordination {
+        for _ in 0..<200 {
+            if let store = try? openStore() { return store }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try openStore()
+    }
+}

@@ -1,0 +1,359 @@
+import Foundation
+import Testing
+
+@testable import PayBridge
+
+/// What every state backend promises, through the `Store` protocol only: the same tests
+/// run on SQLite and, when a server is there, on PostgreSQL.
+@Suite struct StoreContractTests {
+    /// A store on a fresh state of `backend`, with its folder.
+    struct Fixture {
+        let directory: TemporaryDirectory
+        let state: String
+        let store: any Store & Coordination
+
+        init(_ backend: Backend, lease: Duration = .seconds(10)) throws {
+            directory = try TemporaryDirectory()
+            state = try backend.freshState(in: directory)
+            store = try StateStore.open(Backend.configuration(state, lease: lease), logger: Fixtures.quietLogger)
+        }
+
+        /// Another process's view of the same state (an operator's command, a second instance).
+        func second(lease: Duration = .seconds(10)) throws -> any Store & Coordination {
+            try StateStore.open(Backend.configuration(state, lease: lease), logger: Fixtures.quietLogger)
+        }
+
+        /// Detection writes need the poller lease on a shared state.
+        func lead() throws {
+            #expect(try store.holdPollerLease())
+        }
+    }
+
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+
+    static func event(_ payment: String, _ sequence: Int, _ status: String, at date: Date = start) -> Event {
+        Event.payment(
+            type: sequence == 1 ? .paymentCreated : .paymentStatusChanged, paymentId: payment, status: status,
+            previousStatus: sequence == 1 ? nil : "PendingProcessing", watch: "recent", sequence: sequence, createdAt: date,
+            payment: ArraySlice(#"{"paymentId":"\#(payment)","status":"\#(status)"}"#.utf8))
+    }
+
+    static func entry(_ event: Event, to endpoints: [String] = ["erp"]) -> OutboxEntry {
+        OutboxEntry(event: event, deliveries: endpoints.map { ($0, nil) })
+    }
+
+    /// Records a change as the poller does: the payment's state and its event together.
+    static func detect(_ store: any Store, _ payment: String, _ sequence: Int, _ status: String, at date: Date = start) throws {
+        try store.write { transaction in
+            try transaction.savePaymentState(paymentId: payment, state: PaymentState(status: status, sequence: sequence), watch: "recent", at: date)
+            try transaction.append(entry(event(payment, sequence, status, at: date)), dueAt: date)
+        }
+    }
+
+    static func attempt(_ delivery: QueuedDelivery, _ next: AttemptRecord.Next, status: Int = 500, at date: Date = start) -> AttemptRecord {
+        AttemptRecord(
+            deliveryId: delivery.id, attempt: delivery.attempts + 1, startedAt: date, duration: .milliseconds(12),
+            httpStatus: next == .delivered ? 200 : status, error: next == .delivered ? nil : "HTTP \(status)", response: nil, next: next)
+    }
+
+    struct Refused: Error {}
+
+    @Test(arguments: Backend.available)
+    func anOutboxWriteCommitsWholeOrNothing(backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        defer { fixture.store.close() }
+        try fixture.lead()
+        let store = fixture.store
+        #expect(throws: Refused.self) {
+            try store.write { transaction in
+                try transaction.savePaymentState(paymentId: "p1", state: PaymentState(status: "Processed", sequence: 1), watch: "recent", at: Self.start)
+                try transaction.append(Self.entry(Self.event("p1", 1, "Processed")), dueAt: Self.start)
+                throw Refused()
+            }
+        }
+        #expect(try store.paymentStates(for: ["p1"]).isEmpty)
+        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).isEmpty)
+        #expect(try store.eventsAfter(nil, limit: 10, type: nil, status: nil).isEmpty)
+
+        try Self.detect(store, "p1", 1, "Processed")
+        #expect(try store.paymentStates(for: ["p1", "p2"]) == ["p1": PaymentState(status: "Processed", sequence: 1)])
+        let due = try store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: [])
+        #expect(due.map(\.eventId) == [Self.event("p1", 1, "Processed").id])
+        #expect(due.first.map { String(decoding: $0.body, as: UTF8.self) } == String(decoding: Self.event("p1", 1, "Processed").body, as: UTF8.self))
+    }
+
+    @Test(arguments: Backend.available)
+    func theSameChangeIsStoredOnceUnderOneId(backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        defer { fixture.store.close() }
+        try fixture.lead()
+        // A poll re-run after a crash records the same change again.
+        try Self.detect(fixture.store, "p1", 1, "Processed")
+        try Self.detect(fixture.store, "p1", 1, "Processed")
+        #expect(try fixture.store.eventsAfter(nil, limit: 10, type: nil, status: nil).count == 1)
+        #expect(try fixture.store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).count == 1)
+    }
+
+    @Test(arguments: Backend.available)
+    func eachPaymentsEventsAreDueInOrder(backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        defer { fixture.store.close() }
+        try fixture.lead()
+        let store = fixture.store
+        try Self.detect(store, "p1", 1, "PendingProcessing")
+        try Self.detect(store, "p1", 2, "Processed", at: Self.start.addingTimeInterval(1))
+        try Self.detect(store, "p2", 1, "Rejected", at: Self.start.addingTimeInterval(2))
+        let later = Self.start.addingTimeInterval(10)
+        let due = try store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [])
+        #expect(due.map(\.subject) == ["p1", "p2"], "p1's second event waits for its first")
+        #expect(try store.dueDeliveries(endpoint: "other", dueBy: later, limit: 10, excluding: []).isEmpty)
+        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(-1), limit: 10, excluding: []).isEmpty)
+        guard let first = due.first else { return }
+        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [first.id]).map(\.subject) == ["p2"])
+        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 1, excluding: []).count == 1)
+
+        try store.write { try $0.recordAttempts([Self.attempt(first, .delivered)], at: later) }
+        let next = try store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [])
+        #expect(next.map { "\($0.subject)#\($0.sequence)" } == ["p1#2", "p2#1"])
+    }
+
+    @Test(arguments: Backend.available)
+    func attemptsMoveADeliveryToRetryThenDead(backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        defer { fixture.store.close() }
+        try fixture.lead()
+        let store = fixture.store
+        try Self.detect(store, "p1", 1, "Rejected")
+        guard let delivery = try store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).first else {
+            Issue.record("nothing due")
+            return
+        }
+        let retryAt = Self.start.addingTimeInterval(30)
+        try store.write { try $0.recordAttempts([Self.attempt(delivery, .retry(at: retryAt))], at: Self.start) }
+        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(29), limit: 10, excluding: []).isEmpty)
+        #expect(try store.nextDueDate(after: Self.start, endpoints: ["erp"]) == retryAt)
+        let retry = try store.dueDeliveries(endpoint: "erp", dueBy: retryAt, limit: 10, excluding: [])
+        #expect(retry.map(\.attempts) == [1])
+        #expect(retry.map(\.eventId) == [delivery.eventId], "the retry carries the same event id")
+
+        guard let second = retry.first else { return }
+        try store.write { try $0.recordAttempts([Self.attempt(second, .dead, status: 400, at: retryAt)], at: retryAt) }
+        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: retryAt.addingTimeInterval(3600), limit: 10, excluding: []).isEmpty)
+        let record = try store.delivery(id: delivery.id)
+        #expect(record?.state == .dead)
+        #expect(record?.attempts == 2)
+        #expect(record?.lastStatus == 400)
+        #expect(try store.attempts(deliveryId: delivery.id).map(\.httpStatus) == [500, 400])
+        #expect(try store.deliveryCounts()["erp"]?[.dead] == 1)
+    }
+
+    @Test(arguments: Backend.available)
+    func aReplayQueuesAgainAndOtherProcessesSeeTheChange(backend: Backend) async throws {
+        let fixture = try Fixture(backend)
+        defer { fixture.store.close() }
+        try fixture.lead()
+        let store = fixture.store
+        try Self.detect(store, "p1", 1, "Rejected")
+        guard let delivery = try store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).first else { return }
+        try store.write { try $0.recordAttempts([Self.attempt(delivery, .dead)], at: Self.start) }
+
+        let before = try store.changeMark()
+        // An operator's command, another process on the same state.
+        let operatorView = try fixture.second()
+        defer { operatorView.close() }
+        let now = Self.start.addingTimeInterval(60)
+        #expect(try operatorView.replay(ids: [delivery.id], at: now) == [delivery.id])
+        try operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "maintenance", at: now)
+
+        var seen = false
+        for _ in 0..<40 where !seen {
+            seen = try store.changeMark() != before
+            if !seen { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(seen, "the change mark moves within 2 s of another process's commit")
+        let replayed = try store.dueDeliveries(endpoint: "erp", dueBy: now, limit: 10, excluding: [])
+        #expect(replayed.map(\.id) == [delivery.id])
+        #expect(replayed.first?.scheduleBase == 1, "the retry schedule starts again after a replay")
+        #expect(try store.endpointRecords()["erp"]?.disabledReason == "maintenance")
+        try operatorView.setEndpointDisabled(name: "erp", disabled: false, reason: nil, at: now)
+        #expect(try store.endpointRecords()["erp"]?.disabledAt == nil)
+    }
+
+    @Test(arguments: Backend.available)
+    func recordsRoundTrip(backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        defer { fixture.store.close() }
+        try fixture.lead()
+        let store = fixture.store
+        let at = Self.start
+        try store.write { transaction in
+            try transaction.recordWatchPoll(name: "recent", at: at, baselined: true)
+            try transaction.replaceWatchMembers(name: "recent", paymentIds: ["a", "b"])
+            try transaction.saveEndpointRecord(name: "erp", EndpointRecord(failingSince: at))
+            try transaction.saveEndpointStats(name: "erp", EndpointStats(lastFailureAt: at, failures: 3, circuit: "open"))
+            try transaction.saveSourceRecord(SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
+        }
+        #expect(try store.watchRecord(name: "recent") == WatchRecord(baselinedAt: at, lastSuccessAt: at))
+        #expect(try store.watchRecord(name: "other") == nil)
+        #expect(try store.watchMembers(name: "recent") == ["a", "b"])
+        let record = try store.endpointRecords()["erp"]
+        #expect(record?.failingSince == at)
+        #expect(record?.stats.failures == 3)
+        #expect(record?.stats.circuit == "open")
+        #expect(try store.sourceRecord() == SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
+        try store.write { try $0.replaceWatchMembers(name: "recent", paymentIds: ["c"]) }
+        #expect(try store.watchMembers(name: "recent") == ["c"])
+    }
+
+    @Test(arguments: Backend.available)
+    func retentionKeepsDeadLettersAndPendingDeliveries(backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        defer { fixture.store.close() }
+        try fixture.lead()
+        let store = fixture.store
+        for (index, payment) in ["delivered", "dead", "pending"].enumerated() {
+            try Self.detect(store, payment, 1, "Processed", at: Self.start.addingTimeInterval(Double(index)))
+        }
+        let due = try store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(10), limit: 10, excluding: [])
+        let bySubject = Dictionary(uniqueKeysWithValues: due.map { ($0.subject, $0) })
+        guard let delivered = bySubject["delivered"], let dead = bySubject["dead"] else { return }
+        try store.write { try $0.recordAttempts([Self.attempt(delivered, .delivered), Self.attempt(dead, .dead)], at: Self.start) }
+
+        let report = try store.prune(before: Self.start.addingTimeInterval(3600))
+        #expect(report.deliveries == 1)
+        #expect(report.events == 1)
+        let counts = try store.deliveryCounts()["erp"]
+        #expect(counts?[.dead] == 1)
+        #expect(counts?[.pending] == 1)
+        #expect(counts?[.delivered] ?? 0 == 0)
+        #expect(try store.purgeDead(endpoint: "erp", before: Self.start.addingTimeInterval(3600)) == 1)
+        #expect(try store.deliveryCounts()["erp"]?[.dead] ?? 0 == 0)
+    }
+
+    @Test(arguments: Backend.available)
+    func groupMembersWaitForTheirMessage(backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        defer { fixture.store.close() }
+        try fixture.lead()
+        let store = fixture.store
+        let membership = GroupMembership(
+            endpoint: "alerts", key: #"["Rejected"]"#, values: .object([(key: "status", value: .string("Rejected"))]), wait: .seconds(30), interval: .seconds(300))
+        for payment in ["p1", "p2"] {
+            try store.write { transaction in
+                try transaction.append(OutboxEntry(event: Self.event(payment, 1, "Rejected"), memberships: [membership]), dueAt: Self.start)
+            }
+        }
+        #expect(try store.nextGroupFlush(endpoint: "alerts") == Self.start.addingTimeInterval(30))
+        #expect(try store.dueGroups(endpoint: "alerts", dueBy: Self.start.addingTimeInterval(29)).isEmpty)
+        let flushAt = Self.start.addingTimeInterval(30)
+        let groups = try store.dueGroups(endpoint: "alerts", dueBy: flushAt)
+        #expect(groups.map(\.members.count) == [2])
+        guard let group = groups.first else { return }
+        let message = Event.operational(type: .paymentGroup, subject: "grp", sequence: 1, createdAt: flushAt, data: [:])
+        try store.write { try $0.appendGroupMessage(Self.entry(message, to: ["alerts"]), for: group, interval: .seconds(300), at: flushAt) }
+        #expect(try store.nextGroupFlush(endpoint: "alerts") == nil, "no member waits")
+        #expect(try store.dueDeliveries(endpoint: "alerts", dueBy: flushAt, limit: 10, excluding: []).map(\.eventId) == [message.id])
+    }
+}
+
+/// What only a shared (PostgreSQL) state does: leases, fencing, claims.
+@Suite struct SharedStateTests {
+    typealias Contract = StoreContractTests
+
+    /// CI sets `PAYBRIDGE_TEST_REQUIRE_POSTGRES=1`: there, a run that could not reach
+    /// PostgreSQL must fail rather than pass on SQLite alone.
+    @Test func postgresIsTestedWhereItIsRequired() {
+        guard ProcessInfo.processInfo.environment["PAYBRIDGE_TEST_REQUIRE_POSTGRES"] == "1" else { return }
+        #expect(Backend.available.contains(.postgres), "PAYBRIDGE_TEST_REQUIRE_POSTGRES=1 but no PostgreSQL server (PAYBRIDGE_TEST_POSTGRES_URL) for this run")
+    }
+
+    @Test(arguments: Backend.shared)
+    func oneInstanceLeadsAndAPausedOneCannotCommitAfterLosingTheLease(backend: Backend) async throws {
+        let fixture = try Contract.Fixture(backend, lease: .seconds(1))
+        let other = try fixture.second(lease: .seconds(1))
+        defer {
+            fixture.store.close()
+            other.close()
+        }
+        #expect(try fixture.store.holdPollerLease())
+        #expect(try !other.holdPollerLease(), "the lease is held")
+        try Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
+
+        // The leader pauses (no renewal) while its session stays connected: the lease
+        // expires and the other instance takes it.
+        try await Task.sleep(for: .milliseconds(1300))
+        #expect(try other.holdPollerLease())
+        #expect(throws: PostgresStoreError.leaseLost) {
+            try Contract.detect(fixture.store, "p1", 2, "Processed")
+        }
+        #expect(try other.paymentStates(for: ["p1"])["p1"]?.sequence == 1, "the old leader committed nothing")
+        #expect(try !fixture.store.holdPollerLease(), "the old leader learns it lost the lease")
+        try Contract.detect(other, "p1", 2, "Processed")
+        #expect(try other.paymentStates(for: ["p1"])["p1"]?.sequence == 2)
+    }
+
+    @Test(arguments: Backend.shared)
+    func aDeadInstancesLeasesAreFreeAtOnce(backend: Backend) async throws {
+        let fixture = try Contract.Fixture(backend)
+        let survivor = try fixture.second()
+        defer { survivor.close() }
+        #expect(try fixture.store.holdPollerLease())
+        #expect(try fixture.store.holdEndpointLeases(["erp"], takeAllFree: true) == ["erp"])
+        #expect(try !survivor.holdPollerLease())
+        // Its connections end (the process died): no need to wait for the 10 s lease.
+        fixture.store.close()
+        var took = false
+        for _ in 0..<40 where !took {
+            took = try survivor.holdPollerLease()
+            if !took { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(took)
+        #expect(try survivor.holdEndpointLeases(["erp"], takeAllFree: true) == ["erp"])
+    }
+
+    @Test(arguments: Backend.shared)
+    func aClaimIsOneInstancesUntilItsOwnerGoes(backend: Backend) async throws {
+        let fixture = try Contract.Fixture(backend)
+        let other = try fixture.second()
+        defer { other.close() }
+        try fixture.lead()
+        try Contract.detect(fixture.store, "p1", 1, "Rejected")
+        try Contract.detect(fixture.store, "p2", 1, "Rejected")
+        #expect(try fixture.store.holdEndpointLeases(["erp"], takeAllFree: true) == ["erp"])
+        #expect(try other.holdEndpointLeases(["erp"], takeAllFree: true).isEmpty, "one owner per endpoint")
+        let claimed = try fixture.store.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: [])
+        #expect(claimed.count == 2)
+        #expect(try other.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: []).isEmpty, "claimed deliveries are skipped")
+
+        fixture.store.close()
+        var owned: Set<String> = []
+        for _ in 0..<40 where owned.isEmpty {
+            owned = try other.holdEndpointLeases(["erp"], takeAllFree: true)
+            if owned.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(owned == ["erp"])
+        let taken = try other.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: [])
+        #expect(Set(taken.map(\.id)) == Set(claimed.map(\.id)), "the dead owner's claims return to the queue")
+    }
+
+    @Test(arguments: Backend.shared)
+    func endpointsAreSharedOutAmongInstances(backend: Backend) throws {
+        let fixture = try Contract.Fixture(backend)
+        let other = try fixture.second()
+        defer {
+            fixture.store.close()
+            other.close()
+        }
+        let endpoints = ["a", "b", "c", "d"]
+        var first = try fixture.store.holdEndpointLeases(endpoints, takeAllFree: false)
+        #expect(first.count == 4, "alone, an instance delivers every endpoint")
+        var second: Set<String> = []
+        for _ in 0..<6 {
+            second = try other.holdEndpointLeases(endpoints, takeAllFree: false)
+            first = try fixture.store.holdEndpointLeases(endpoints, takeAllFree: false)
+        }
+        #expect(first.count == 2)
+        #expect(second.count == 2)
+        #expect(first.isDisjoint(with: second))
+    }
+}
