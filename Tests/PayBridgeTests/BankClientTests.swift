@@ -13,14 +13,21 @@ import Testing
     }
 
     @Test func renewsTheTokenBeforeItExpires() async throws {
-        let harness = try await Harness.start(SandboxOptions(tokenLifetime: .seconds(1), processingDelay: .seconds(3600)))
+        // The bank's tokens live 300 s; paybridge renews 30 s before expiry, on its own clock.
+        let harness = try await Harness.start(SandboxOptions(tokenLifetime: .seconds(300), processingDelay: .seconds(3600)))
         _ = harness.createPayments(2)
-        let bridge = try bridge(harness)
+        let time = ManualClock(Date())
+        let bridge = try Bridge(
+            configuration: try Fixtures.load(
+                Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/none")),
+                in: harness.directory),
+            logger: Fixtures.quietLogger, clock: time.clock)
         #expect(await bridge.pollOnce().failures.isEmpty)
         #expect(harness.bank.authorizeRequests.count == 1)
+        time.advance(by: 260)
         #expect(await bridge.pollOnce().failures.isEmpty)
         #expect(harness.bank.authorizeRequests.count == 1)  // still valid: cached
-        try await Task.sleep(for: .milliseconds(1100))
+        time.advance(by: 11)  // 271 s old: inside the renewal margin, not yet expired
         #expect(await bridge.pollOnce().failures.isEmpty)
         #expect(harness.bank.authorizeRequests.count == 2)
         // Never a 401: exactly one list request per poll.

@@ -85,8 +85,7 @@ import Testing
         let (process, _, errors) = try Binary.start(["run", "--config", path])
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         // Wait for the baseline, then change a payment.
-        for _ in 0..<100 where harness.bank.paymentRequests.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-        try await Task.sleep(for: .milliseconds(300))
+        try await harness.waitForBaseline()
         harness.bank.bank.setStatus(ids[0], "Processed")
         #expect(await receiver.waitFor(count: 1, timeout: .seconds(10)))
         let log = PipeReader(errors)

@@ -106,7 +106,7 @@ import Testing
         let path = try harness.directory.write("pb.yaml", text)
         let process = try Binary.start(["run", "--config", path]).0
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        try await Task.sleep(for: .milliseconds(800))
+        try await harness.waitForBaseline()
         harness.bank.bank.setStatus(ids[0], "Rejected")
         harness.bank.bank.setStatus(ids[1], "Rejected")
         #expect(await alerts.waitFor(count: 1, timeout: .seconds(10)))
