@@ -9,7 +9,11 @@ import Testing
 @Suite(.serialized) struct DeliveryTests {
     @Test(arguments: Backend.available)
     func retriesReuseTheWebhookIdAndAreSignedAfresh(backend: Backend) async throws {
-        let scenario = try await Scenario.start(payments: 1, retry: "[300ms]", backend: backend) { _, index in index == 0 ? .status(500) : .ok }
+        // Retries come due on the bridge's clock, which moves only when the test says.
+        let time = ManualClock(Date())
+        let scenario = try await Scenario.start(payments: 1, retry: "[300ms]", backend: backend, clock: time.clock) { _, index in
+            index == 0 ? .status(500) : .ok
+        }
         let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
         _ = await bridge.pollOnce()
         harness.bank.bank.setStatus(ids[0], "Processed")
@@ -22,7 +26,7 @@ import Testing
         // Not due yet: nothing is sent.
         await bridge.deliverDue()
         #expect(receiver.requests.count == 1)
-        try await Task.sleep(for: .milliseconds(400))
+        time.advance(by: 0.4)
         await bridge.deliverDue()
         let requests = receiver.requests
         #expect(requests.count == 2)
@@ -31,7 +35,7 @@ import Testing
         let signer = WebhookSigner(secrets: [Secret(Fixtures.secret)])
         for request in requests {
             let timestamp = Int(request.headers["webhook-timestamp"] ?? "") ?? 0
-            #expect(abs(Double(timestamp) - request.receivedAt.timeIntervalSince1970) < 5)
+            #expect(abs(Double(timestamp) - time.now.timeIntervalSince1970) < 2)  // the attempt's time, on the bridge's clock
             #expect(request.headers["webhook-signature"] == signer.signature(id: request.webhookId, timestamp: timestamp, body: request.body))
         }
         pending = try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
@@ -42,18 +46,20 @@ import Testing
 
     @Test(arguments: Backend.available)
     func aDeadLetterStopsBeingRetried(backend: Backend) async throws {
-        let scenario = try await Scenario.start(payments: 1, retry: "[100ms]", backend: backend) { _, _ in .status(500) }
+        let time = ManualClock(Date())
+        let scenario = try await Scenario.start(payments: 1, retry: "[100ms]", backend: backend, clock: time.clock) { _, _ in .status(500) }
         let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
         _ = await bridge.pollOnce()
         harness.bank.bank.setStatus(ids[0], "Rejected")
         _ = await bridge.pollOnce()
-        try await Task.sleep(for: .milliseconds(200))
+        #expect(receiver.requests.count == 1)
+        time.advance(by: 0.2)
         await bridge.deliverDue()
         #expect(receiver.requests.count == 2)
         let dead = try bridge.store.deliveries(endpoint: "erp", state: .dead, limit: 10)
         #expect(dead.count == 1)
         #expect(dead.first?.lastError?.hasPrefix("HTTP 500") == true)
-        try await Task.sleep(for: .milliseconds(300))
+        time.advance(by: 3600)
         _ = await bridge.pollOnce()
         #expect(receiver.requests.count == 2)
         await scenario.stop()
@@ -85,8 +91,11 @@ import Testing
 
     @Test(arguments: Backend.available)
     func aLaterEventWaitsForTheEarlierOneOfTheSamePayment(backend: Backend) async throws {
-        // The retry's wait outlasts the next poll on any backend, however slow the machine.
-        let scenario = try await Scenario.start(payments: 1, retry: "[1500ms]", backend: backend) { _, index in index == 0 ? .status(500) : .ok }
+        // The retry comes due only when the test moves the bridge's clock, however slow the machine.
+        let time = ManualClock(Date())
+        let scenario = try await Scenario.start(payments: 1, retry: "[300ms]", backend: backend, clock: time.clock) { _, index in
+            index == 0 ? .status(500) : .ok
+        }
         let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
         _ = await bridge.pollOnce()
         harness.bank.bank.setStatus(ids[0], "MissingFunding")
@@ -94,7 +103,7 @@ import Testing
         harness.bank.bank.setStatus(ids[0], "Processed")
         _ = await bridge.pollOnce()  // event 2: due, but waits behind event 1
         #expect(receiver.requests.map(\.status) == ["MissingFunding"])
-        try await Task.sleep(for: .milliseconds(1700))
+        time.advance(by: 0.4)
         await bridge.deliverDue()
         #expect(receiver.requests.map(\.status) == ["MissingFunding", "MissingFunding", "Processed"])
         await scenario.stop()

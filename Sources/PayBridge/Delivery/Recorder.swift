@@ -43,7 +43,7 @@ final class Recorder: @unchecked Sendable {
         }
     }
 
-    private let store: any Store
+    private let store: any OutboxStore
     private let storage: StorageMonitor
     private let clock: WallClock
     private let acknowledgement = Mutex<(@Sendable (DeliveryStateMachine.Commit) -> Void)?>(nil)
@@ -53,7 +53,7 @@ final class Recorder: @unchecked Sendable {
     private var committing = false
     private var stopped = false
 
-    init(store: any Store, storage: StorageMonitor, clock: WallClock) {
+    init(store: any OutboxStore, storage: StorageMonitor, clock: WallClock) {
         self.store = store
         self.storage = storage
         self.clock = clock

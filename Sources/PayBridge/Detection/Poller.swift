@@ -63,7 +63,7 @@ public struct Poller: Sendable {
     public static let maxPages = 100_000
 
     let source: any PaymentSource
-    let store: any Store
+    let store: any OutboxStore & RecordStore
     let pipeline: Pipeline
     let pageSize: Int
     let clock: WallClock
@@ -73,7 +73,7 @@ public struct Poller: Sendable {
     let onQueued: @Sendable () -> Void
 
     public init(
-        source: any PaymentSource, store: any Store, pipeline: Pipeline, pageSize: Int, logger: Logger,
+        source: any PaymentSource, store: any OutboxStore & RecordStore, pipeline: Pipeline, pageSize: Int, logger: Logger,
         clock: WallClock = .system, events: EventMetrics? = nil, onQueued: @escaping @Sendable () -> Void = {}
     ) {
         self.source = source

@@ -12,7 +12,7 @@ final class ExternalChangeWatch: Sendable {
     private let stopped = Mutex(false)
     private let wake = DispatchSemaphore(value: 0)
 
-    init(store: any Store, logger: Logger, onChange: @escaping @Sendable () -> Void) {
+    init(store: any OutboxStore, logger: Logger, onChange: @escaping @Sendable () -> Void) {
         let thread = Thread { [self] in
             var last: Int64?
             while !stopped.withLock({ $0 }) {

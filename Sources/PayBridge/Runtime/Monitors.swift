@@ -47,7 +47,7 @@ public final class StorageMonitor: Sendable {
     }
 
     /// Waits until a write commits again, probing every `interval`.
-    public func waitUntilWritable(_ store: any Store, interval: Duration = .seconds(1)) async {
+    public func waitUntilWritable(_ store: any OutboxStore, interval: Duration = .seconds(1)) async {
         while !Task.isCancelled {
             do {
                 try store.checkWritable(at: clock.now())
@@ -64,7 +64,7 @@ public final class StorageMonitor: Sendable {
 /// `source.recovered` through the outbox.
 public actor SourceMonitor {
     private var health: SourceHealth
-    private let store: any Store
+    private let store: any OutboxStore & RecordStore
     private let pipeline: Pipeline
     private let logger: Logger
     private let onQueued: @Sendable () -> Void
@@ -75,7 +75,7 @@ public actor SourceMonitor {
     /// Reads the stored record first: a read that fails throws, so an outage already
     /// announced is never forgotten (nor announced twice) because the record was unreadable.
     public init(
-        store: any Store, pipeline: Pipeline, threshold: Duration, logger: Logger, clock: WallClock = .system,
+        store: any OutboxStore & RecordStore, pipeline: Pipeline, threshold: Duration, logger: Logger, clock: WallClock = .system,
         onQueued: @escaping @Sendable () -> Void
     ) throws {
         let record = try store.sourceRecord()

@@ -217,9 +217,9 @@ public protocol StoreTransaction {
     func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws
 }
 
-/// The state and the delivery queue. SQLite is the embedded implementation; every SQL
-/// statement of paybridge lives behind this protocol.
-public protocol Store: InspectionStore {
+/// Detection and the outbox: last known states, and one write transaction per chunk of
+/// changes (states, events, deliveries, group members commit together).
+public protocol OutboxStore: Sendable {
     /// Reads last known states outside any write.
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
     /// Runs `body` in one write transaction.
@@ -229,14 +229,21 @@ public protocol Store: InspectionStore {
     /// A number that changes whenever another process commits to the state (an operator's
     /// command); this process's own commits leave it as it is.
     func changeMark() throws -> Int64
+}
 
+/// What paybridge remembers of watches, endpoints and the bank between runs.
+public protocol RecordStore: Sendable {
     func watchRecord(name: String) throws -> WatchRecord?
     func watchMembers(name: String) throws -> Set<String>
     func endpointRecords() throws -> [String: EndpointRecord]
     func sourceRecord() throws -> SourceRecord
+}
 
+/// The delivery queue as the dispatcher reads it (results go through `OutboxStore.write`).
+public protocol DeliveryQueue: Sendable {
     /// Pending deliveries of `endpoint` due by `dueBy` whose subject has no earlier pending
-    /// delivery to the same endpoint, oldest first, skipping the ids in `excluding`.
+    /// delivery to the same endpoint, oldest first, skipping the ids in `excluding`. On a
+    /// shared state they are claimed for this instance.
     func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery]
     /// The earliest due time after `date` among pending deliveries of `endpoints`.
     func nextDueDate(after date: Date, endpoints: [String]) throws -> Date?
@@ -244,15 +251,23 @@ public protocol Store: InspectionStore {
     func nextGroupFlush(endpoint: String) throws -> Date?
     /// The endpoint's groups due by `dueBy`, with their waiting members.
     func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup]
-
     /// Pending deliveries per endpoint (cheap: an index covers it).
     func pendingCounts() throws -> [String: Int]
+}
+
+/// Retention and the operator's purge.
+public protocol RetentionStore: Sendable {
     /// Deletes dead deliveries of `endpoint` last touched before `before`.
     func purgeDead(endpoint: String, before: Date) throws -> Int
     /// Deletes delivered deliveries, their attempts, and events left without deliveries, all
     /// older than `before`. Dead letters and pending deliveries are kept.
     func prune(before: Date) throws -> PruneReport
 }
+
+/// The whole state, as a backend implements it: SQLite (the embedded default) and
+/// PostgreSQL. Every SQL statement of paybridge lives behind these role protocols, in
+/// `Storage/`; leases and wake-ups are `Coordination`.
+public typealias Store = OutboxStore & RecordStore & DeliveryQueue & RetentionStore & InspectionStore
 
 
 extension StoreTransaction {

@@ -41,8 +41,8 @@ struct Harness {
         Issue.record("no baseline of watch '\(watch)' within \(timeout)")
     }
 
-    func bridge(_ text: String) throws -> Bridge {
-        try Bridge(configuration: try Fixtures.load(text, in: directory), logger: Fixtures.quietLogger)
+    func bridge(_ text: String, clock: WallClock = .system) throws -> Bridge {
+        try Bridge(configuration: try Fixtures.load(text, in: directory), logger: Fixtures.quietLogger, clock: clock)
     }
 
     /// Creates `count` payments in PendingProcessing (they stay there until told otherwise).
@@ -65,7 +65,7 @@ extension TestReceiver.Received {
 extension Bridge {
     /// Attempts what is due now without polling.
     func deliverDue() async {
-        await deliverDue(by: Date())
+        await deliverDue(by: clock.now())
     }
 }
 
@@ -82,7 +82,7 @@ struct Scenario {
     static func start(
         payments: Int, pageSize: Int = 1000, watches: String = Fixtures.defaultWatch, retry: String = "[100ms, 100ms]",
         concurrency: Int = 8, options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)), backend: Backend = .sqlite,
-        responder: @escaping TestReceiver.Responder = { _, _ in .ok }
+        clock: WallClock = .system, responder: @escaping TestReceiver.Responder = { _, _ in .ok }
     ) async throws -> Scenario {
         let harness = try await Harness.start(options, backend: backend)
         let receiver = try await TestReceiver.start(responder: responder)
@@ -90,7 +90,8 @@ struct Scenario {
         let bridge = try harness.bridge(
             Fixtures.config(
                 bankURL: harness.bank.url, state: harness.state, watches: watches, pageSize: pageSize,
-                endpoints: Fixtures.endpoint("erp", url: receiver.url, retry: retry, concurrency: concurrency)))
+                endpoints: Fixtures.endpoint("erp", url: receiver.url, retry: retry, concurrency: concurrency)),
+            clock: clock)
         return Scenario(harness: harness, receiver: receiver, bridge: bridge, ids: ids)
     }
 
