@@ -125,7 +125,8 @@ public final class PostgresStore: Store, Coordination, @unchecked Sendable {
             due_at DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
             last_status INTEGER, last_error TEXT, delivered_at DOUBLE PRECISION, rendering_id BIGINT, last_attempt_at DOUBLE PRECISION,
             last_duration_ms DOUBLE PRECISION, schedule_base INTEGER NOT NULL DEFAULT 0, claimed_by TEXT, claimed_until DOUBLE PRECISION);
-        CREATE INDEX delivery_due ON delivery(endpoint, due_at) WHERE state = 'pending';
+        -- (endpoint, due_at, id): a refill walks it in its ORDER BY and stops at its LIMIT.
+        CREATE INDEX delivery_due ON delivery(endpoint, due_at, id) WHERE state = 'pending';
         CREATE INDEX delivery_order ON delivery(endpoint, subject, sequence) WHERE state = 'pending';
         CREATE INDEX delivery_event ON delivery(event_row);
         CREATE INDEX delivery_event_id ON delivery(event_id);
@@ -349,7 +350,9 @@ public final class PostgresStore: Store, Coordination, @unchecked Sendable {
                 """
                 WITH candidates AS (
                     SELECT d.id FROM delivery d
-                    WHERE d.endpoint = $1 AND d.state = 'pending' AND d.due_at <= $2 AND NOT (d.id = ANY($3))
+                    WHERE d.endpoint = $1 AND d.state = 'pending' AND d.due_at <= $2
+                      -- A hashed subplan: the ids in memory here can be thousands.
+                      AND d.id NOT IN (SELECT unnest($3::BIGINT[]))
                       AND (d.claimed_by IS NULL OR d.claimed_by = $5 OR d.claimed_until < \(Self.now)
                         -- The endpoint's lease moved on: the last owner's claims are void.
                         OR NOT EXISTS (
