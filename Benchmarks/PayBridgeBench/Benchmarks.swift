@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "paybridge-bench",
         abstract: "paybridge's benchmarks: real processes (bench bank, nginx, the paybridge binary beside this one).",
         discussion: "Build in release first: swift build -c release. See Benchmarks/README.md.",
-        subcommands: [DetectDeliver.self, Scan.self, ScaleOfState.self, SteadyLoad.self, BankCommand.self])
+        subcommands: [DetectDeliver.self, Scan.self, ScaleOfState.self, SteadyLoad.self, SharedStateBurst.self, BankCommand.self])
 }
 
 /// The bench bank and nginx, started together and stopped together.
@@ -33,25 +33,35 @@ struct Run {
     let state: String
     let config: String
 
-    /// `receiver: nil` configures no endpoint (detection alone).
+    /// `receiver: nil` configures no endpoint (detection alone). `postgres`: the state is that
+    /// database (B5) instead of a SQLite folder; `state` is then its URL.
     init(
         bank: String, receiver: String?, pageSize: Int = 5000, every: String = "1h", concurrency: Int, retry: String? = nil, state: String? = nil,
-        format: String = "standard"
+        format: String = "standard", postgres: String? = nil
     ) throws {
-        self.state = state ?? Bench.file("state-\(UUID().uuidString.prefix(6))")
+        try self.init(
+            bank: bank, receivers: receiver.map { [("receiver", $0)] } ?? [], pageSize: pageSize, every: every, concurrency: concurrency,
+            retry: retry, state: state, format: format, postgres: postgres)
+    }
+
+    init(
+        bank: String, receivers: [(name: String, url: String)], pageSize: Int = 5000, every: String = "1h", concurrency: Int, retry: String? = nil,
+        state: String? = nil, format: String = "standard", postgres: String? = nil
+    ) throws {
+        self.state = postgres ?? state ?? Bench.file("state-\(UUID().uuidString.prefix(6))")
         config = Bench.file("paybridge-\(UUID().uuidString.prefix(6)).yaml")
-        let endpoint = receiver.map { url in
+        let endpoints = receivers.isEmpty ? "" : "endpoints:\n" + receivers.map { receiver in
             """
-            endpoints:
-              receiver:
-                url: \(url)
+              \(receiver.name):
+                url: \(receiver.url)
                 secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
                 concurrency: \(concurrency)
                 timeout: 30s
                 format: \(format)
             \(retry.map { "    retry: \($0)" } ?? "")
             """
-        } ?? ""
+        }.joined(separator: "\n")
+        let stateYAML = postgres.map { "  kind: postgres\n  url: \($0)" } ?? "  path: \(self.state)"
         try """
             source:
               apiURL: \(bank)
@@ -63,8 +73,8 @@ struct Run {
                 - name: all
                   every: \(every)
             state:
-              path: \(self.state)
-            \(endpoint)
+            \(stateYAML)
+            \(endpoints)
             """.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
