@@ -95,6 +95,16 @@ public struct DeliveryFilter: Sendable {
     /// `failing`: pending after at least one failed attempt.
     public enum State: String, Sendable, CaseIterable {
         case pending, failing, dead, delivered
+
+        /// The condition on a `delivery d` row, the same on both backends.
+        var condition: String {
+            switch self {
+            case .pending: "d.state = 'pending'"
+            case .failing: "d.state = 'pending' AND d.attempts > 0"
+            case .dead: "d.state = 'dead'"
+            case .delivered: "d.state = 'delivered'"
+            }
+        }
     }
 
     public var endpoint: String?

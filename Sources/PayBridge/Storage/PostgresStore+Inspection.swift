@@ -99,13 +99,7 @@ extension PostgresStore {
             conditions.append(condition.replacingOccurrences(of: "?", with: "$\(values.count)"))
         }
         if let endpoint = filter.endpoint { add("d.endpoint = ?", .text(endpoint)) }
-        switch filter.state {
-        case .pending: conditions.append("d.state = 'pending'")
-        case .failing: conditions.append("d.state = 'pending' AND d.attempts > 0")
-        case .dead: conditions.append("d.state = 'dead'")
-        case .delivered: conditions.append("d.state = 'delivered'")
-        case nil: break
-        }
+        if let state = filter.state { conditions.append(state.condition) }
         if let since = filter.since { add("d.updated_at >= ?", .date(since)) }
         if let eventId = filter.eventId { add("d.event_id = ?", .text(eventId)) }
         values.append(.int(filter.limit))

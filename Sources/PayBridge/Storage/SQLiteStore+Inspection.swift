@@ -121,13 +121,7 @@ extension SQLiteStore {
                 conditions.append("d.endpoint = ?")
                 arguments += [endpoint]
             }
-            switch filter.state {
-            case .pending: conditions.append("d.state = 'pending'")
-            case .failing: conditions.append("d.state = 'pending' AND d.attempts > 0")
-            case .dead: conditions.append("d.state = 'dead'")
-            case .delivered: conditions.append("d.state = 'delivered'")
-            case nil: break
-            }
+            if let state = filter.state { conditions.append(state.condition) }
             if let since = filter.since {
                 conditions.append("d.updated_at >= ?")
                 arguments += [since.timeIntervalSince1970]
