@@ -70,6 +70,8 @@ public final class Dispatcher: @unchecked Sendable {
     /// Token answers and 401s of OAuth2 endpoints: the executor's own business.
     private var authEvents: [AuthEvent] = []
     private var queuedSignal = false
+    /// The recorder could not commit: the loop must look at the storage's state again.
+    private var storageSignal = false
     private var externalChangeSignal = false
     /// The endpoints this instance now delivers, not yet told to the machine.
     private var ownershipChange: Set<String>?
@@ -121,6 +123,8 @@ public final class Dispatcher: @unchecked Sendable {
         }
         statuses = Self.statuses(of: machine, lanes)
         recorder.acknowledge = { [weak self] commit in self?.post(.resultsCommitted(commit)) }
+        // A refused commit sends no acknowledgement: without this a drain waiting for one would sleep on.
+        recorder.refused = { [weak self] in self?.storageChanged() }
     }
 
     deinit { recorder.stop() }
@@ -128,6 +132,13 @@ public final class Dispatcher: @unchecked Sendable {
     /// Stops the recorder's thread; call once the dispatcher will not run again.
     public func shutdown() {
         recorder.stop()
+    }
+
+    private func storageChanged() {
+        condition.withLock {
+            storageSignal = true
+            condition.signal()
+        }
     }
 
     /// New deliveries were committed: look for them now rather than at the next deadline.
@@ -257,6 +268,7 @@ public final class Dispatcher: @unchecked Sendable {
         inbox.removeAll(keepingCapacity: true)
         let queued = queuedSignal
         queuedSignal = false
+        storageSignal = false
         let external = externalChangeSignal
         externalChangeSignal = false
         let owned = ownershipChange
@@ -286,7 +298,7 @@ public final class Dispatcher: @unchecked Sendable {
     private func sleep() {
         condition.lock()
         defer { condition.unlock() }
-        while inbox.isEmpty, authEvents.isEmpty, !queuedSignal, !externalChangeSignal, ownershipChange == nil {
+        while inbox.isEmpty, authEvents.isEmpty, !queuedSignal, !storageSignal, !externalChangeSignal, ownershipChange == nil {
             guard let wakeAt else {
                 condition.wait()
                 continue

@@ -47,6 +47,7 @@ final class Recorder: @unchecked Sendable {
     private let storage: StorageMonitor
     private let clock: WallClock
     private let acknowledgement = Mutex<(@Sendable (DeliveryStateMachine.Commit) -> Void)?>(nil)
+    private let refusal = Mutex<(@Sendable () -> Void)?>(nil)
 
     private let condition = NSCondition()
     private var waiting = Batch()
@@ -66,6 +67,12 @@ final class Recorder: @unchecked Sendable {
     var acknowledge: (@Sendable (DeliveryStateMachine.Commit) -> Void)? {
         get { acknowledgement.withLock { $0 } }
         set { acknowledgement.withLock { $0 = newValue } }
+    }
+
+    /// Told when a commit is refused (the storage fault is reported first).
+    var refused: (@Sendable () -> Void)? {
+        get { refusal.withLock { $0 } }
+        set { refusal.withLock { $0 = newValue } }
     }
 
     func submit(_ batch: Batch) {
@@ -147,6 +154,7 @@ final class Recorder: @unchecked Sendable {
             // The deliveries stay pending in the store and are held here until it takes writes
             // again; if paybridge stops first, they are attempted again later.
             storage.reportFault(error, at: clock.now())
+            refused?()
             return false
         }
     }
