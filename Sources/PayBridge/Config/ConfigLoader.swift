@@ -293,9 +293,12 @@ final class ConfigReader {
         let retention = keys["retention"].flatMap { duration($0.value, "state.retention", positive: true) } ?? .seconds(30 * 86400)
         let busy = keys["busyTimeout"].flatMap { duration($0.value, "state.busyTimeout", positive: false) } ?? .seconds(5)
         var url: Secret?
-        if let entry = keys["url"], let text = secretString(entry.value, "state.url") {
+        if let entry = keys["url"], let text = string(entry.value, "state.url") {
             do {
-                _ = try PostgresURL(text)
+                // A secret only when it carries a password written in the file itself.
+                if try PostgresURL(text).password != nil, case .scalar(let scalar) = entry.value, !scalar.string.contains("${") {
+                    holdsLiteralSecret = true
+                }
                 url = Secret(text)
             } catch {
                 self.error(entry.value, error.description)
