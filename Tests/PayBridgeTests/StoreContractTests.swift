@@ -357,3 +357,45 @@ import Testing
         #expect(first.isDisjoint(with: second))
     }
 }
+
+/// `state.tls` against the test cluster, which offers TLS with a certificate for localhost and
+/// 127.0.0.1 signed by a CA of its own (`scripts/postgres`; `PAYBRIDGE_TEST_POSTGRES_CA`).
+@Suite struct PostgresTLSTests {
+    static let caFile: String? = ProcessInfo.processInfo.environment["PAYBRIDGE_TEST_POSTGRES_CA"].flatMap { $0.isEmpty ? nil : $0 }
+    static let available = Backend.serverURL != nil && caFile != nil
+
+    func open(host: String, tls: StateConfiguration.TLSMode, caFile: String?) throws -> any Store & Coordination {
+        let state = try Backend.postgres.freshState(in: TemporaryDirectory())
+        var components = try #require(URLComponents(string: state))
+        components.host = host
+        let url = try #require(components.string)
+        return try StateStore.open(
+            StateConfiguration(path: "", kind: .postgres, url: Secret(url), tls: tls, caFile: caFile), logger: Fixtures.quietLogger, create: true)
+    }
+
+    @Test(.enabled(if: available, "needs the test cluster's CA (scripts/test starts one)"))
+    func verifyFullConnectsWithTheServersCAAndRefusesAnyOther() throws {
+        let ca = try #require(Self.caFile)
+        for host in ["127.0.0.1", "localhost"] {
+            let store = try open(host: host, tls: .verifyFull, caFile: ca)
+            #expect(try store.watchRecord(name: "recent") == nil)
+            store.close()
+        }
+        // A CA that did not sign the server's certificate, and the system's roots: refused.
+        let other = (ca as NSString).deletingLastPathComponent + "/other-ca.pem"
+        for trust in [other, nil] {
+            #expect {
+                try open(host: "localhost", tls: .verifyFull, caFile: trust).close()
+            } throws: { error in
+                "\(error)".contains("cannot connect to PostgreSQL")
+            }
+        }
+    }
+
+    @Test(.enabled(if: available, "needs the test cluster's CA (scripts/test starts one)"))
+    func requireEncryptsWithoutCheckingTheCertificate() throws {
+        let store = try open(host: "localhost", tls: .require, caFile: nil)
+        #expect(try store.watchRecord(name: "recent") == nil)
+        store.close()
+    }
+}
