@@ -118,7 +118,7 @@ import Testing
         let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
         _ = await bridge.pollOnce()
         harness.bank.bank.setStatus(ids[0], "Rejected")
-        let before = try bridge.store.paymentStates(for: ids)
+        let before = try await bridge.store.paymentStates(for: ids)
         harness.bank.bank.setInterceptor { request in
             request.path.hasSuffix("/singles") ? .json(200, #"{"result":[{"paymentId":"\#(ids[0])","status":"Rejected"},"#) : nil
         }
@@ -126,7 +126,7 @@ import Testing
         #expect(failed.failures.count == 1)
         #expect(failed.failures.first.map { "\($0)".contains("malformed response") } == true)
         #expect(failed.failures.first.map { "\($0)".contains("request id ") } == true)
-        #expect(try bridge.store.paymentStates(for: ids) == before)
+        #expect(try await bridge.store.paymentStates(for: ids) == before)
         #expect(receiver.requests.isEmpty)
         #expect(try bridge.store.deliveries(endpoint: nil, state: nil, limit: 10).isEmpty)
 
@@ -135,7 +135,7 @@ import Testing
         }
         let missing = await bridge.pollOnce()
         #expect(missing.failures.first.map { "\($0)".contains("payment \(ids[1]) has a null \"status\"") } == true)
-        #expect(try bridge.store.paymentStates(for: ids) == before)
+        #expect(try await bridge.store.paymentStates(for: ids) == before)
 
         harness.bank.bank.setInterceptor(nil)
         _ = await bridge.pollOnce()
@@ -158,7 +158,7 @@ import Testing
             Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, watches: watch, endpoints: Fixtures.endpoint("alerts", url: receiver.url)))
         let baseline = await bridge.pollOnce()
         #expect(baseline.reports.first?.payments == 1)
-        #expect(try bridge.store.watchMembers(name: "failures") == [rejected])
+        #expect(try await bridge.store.watchMembers(name: "failures") == [rejected])
 
         harness.bank.bank.setStatus(rejected, "Processed")
         let next = await bridge.pollOnce()
@@ -169,7 +169,7 @@ import Testing
         #expect(receiver.requests.first?.status == "Processed")
         #expect(receiver.requests.first?.data["previousStatus"] as? String == "Rejected")
         #expect(receiver.requests.first?.data["watch"] as? String == "failures")
-        #expect(try bridge.store.watchMembers(name: "failures").isEmpty)
+        #expect(try await bridge.store.watchMembers(name: "failures").isEmpty)
 
         // It left for good: no more look-ups, and the other payment never mattered.
         _ = await bridge.pollOnce()

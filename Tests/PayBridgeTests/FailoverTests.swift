@@ -92,7 +92,7 @@ import Testing
         }
 
         // The baseline, by whichever instance leads.
-        while try store.watchRecord(name: "recent")?.baselinedAt == nil { try await Task.sleep(for: .milliseconds(50)) }
+        while try await store.watchRecord(name: "recent")?.baselinedAt == nil { try await Task.sleep(for: .milliseconds(50)) }
         let statuses = ["Hold", "MissingFunding", "Processed", "Reversed", "Rejected", "Cancelled"]
         for (wave, status) in statuses.enumerated() {
             for id in ids { harness.bank.bank.setStatus(id, status) }

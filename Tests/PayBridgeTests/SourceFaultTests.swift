@@ -147,8 +147,8 @@ import Testing
         #expect(try store.deliveryCounts()["erp"] == [.delivered: 2, .dead: 1])
 
         // Within the retention period nothing goes; after it, delivered events and their logs do.
-        #expect(scenario.bridge.prune(now: Date().addingTimeInterval(29 * 86400)) == PruneReport())
-        let report = try #require(scenario.bridge.prune(now: Date().addingTimeInterval(31 * 86400)))
+        #expect(await scenario.bridge.prune(now: Date().addingTimeInterval(29 * 86400)) == PruneReport())
+        let report = try #require(await scenario.bridge.prune(now: Date().addingTimeInterval(31 * 86400)))
         #expect(report == PruneReport(deliveries: 2, attempts: 2, events: 2))
         #expect(try store.deliveryCounts()["erp"] == [.dead: 1])
 
@@ -265,7 +265,7 @@ import Testing
         let message = result.failures.first.map { "\($0)" } ?? ""
         #expect(message.contains("timed out") && message.contains("request id ") && message.contains("after 2 attempts"), "\(message)")
         #expect(scenario.receiver.requests.isEmpty)
-        #expect(try bridge.store.paymentStates(for: scenario.ids).isEmpty)
+        #expect(try await bridge.store.paymentStates(for: scenario.ids).isEmpty)
         bridge.close()
         await scenario.stop()
     }

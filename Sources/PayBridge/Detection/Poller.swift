@@ -89,7 +89,7 @@ public struct Poller: Sendable {
     /// Polls `watch` once. `shouldStop` is checked between pages.
     public func poll(_ watch: Watch, shouldStop: @Sendable () -> Bool = { false }) async throws(PollError) -> PollReport {
         let startedAt = clock.now()
-        let record = try attempt(watch, page: nil) { try store.watchRecord(name: watch.name) }
+        let record = try await attempt(watch, page: nil) { try await store.watchRecord(name: watch.name) }
         let baselined = record?.baselinedAt != nil
         let emitNew = baselined || watch.baseline == .emit
         var report = PollReport(watch: watch.name, baseline: !baselined)
@@ -128,7 +128,7 @@ public struct Poller: Sendable {
             if full, pageNumber < Self.maxPages, !shouldStop() {
                 next = Self.fetch(source, watch, pageNumber + 1, pageSize, startedAt)
             }
-            try attempt(watch, page: pageNumber) { try apply(page, watch: watch, emitNew: emitNew, report: &report) }
+            report = try await attempt(watch, page: pageNumber) { [report] in try await apply(page, watch: watch, emitNew: emitNew, report: report) }
             report.pages += 1
             report.payments += page.payments.count
             if statusFilter != nil { seen.formUnion(page.payments.lazy.map(\.paymentId)) }
@@ -151,7 +151,7 @@ public struct Poller: Sendable {
         if let statusFilter {
             // A payment that left a status-filtered watch may have left because its status
             // changed (Rejected -> Processed): ask the bank for it by id.
-            let departed = try attempt(watch, page: nil) { try store.watchMembers(name: watch.name) }.subtracting(seen)
+            let departed = try await attempt(watch, page: nil) { try await store.watchMembers(name: watch.name) }.subtracting(seen)
             for paymentId in departed.sorted() {
                 if shouldStop() {
                     report.complete = false
@@ -168,13 +168,14 @@ public struct Poller: Sendable {
                     logger.warning("payment left the watch and the bank no longer knows it", metadata: ["watch": "\(watch.name)", "paymentId": "\(paymentId)"])
                     continue
                 }
-                try attempt(watch, paymentId: paymentId) { try apply(single, watch: watch, emitNew: emitNew, report: &report) }
+                report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: emitNew, report: report) }
                 if let status = single.payments.first?.status, statusFilter.contains(status) { members.insert(paymentId) }
             }
         }
-        try attempt(watch, page: nil) {
-            try store.write { transaction in
-                if statusFilter != nil { try transaction.replaceWatchMembers(name: watch.name, paymentIds: members) }
+        let stillMembers = members
+        try await attempt(watch, page: nil) {
+            try await store.transaction { transaction in
+                if statusFilter != nil { try transaction.replaceWatchMembers(name: watch.name, paymentIds: stillMembers) }
                 try transaction.recordWatchPoll(name: watch.name, at: startedAt, baselined: true)
             }
         }
@@ -194,11 +195,13 @@ public struct Poller: Sendable {
 
     /// Diffs one page and commits what changed. The diff is made first from a read and made
     /// again inside the write, so a page with no change never takes the write lock and two
-    /// watches seeing the same payment cannot both emit its change.
-    private func apply(_ page: PaymentPage, watch: Watch, emitNew: Bool, report: inout PollReport) throws {
-        let known = try store.paymentStates(for: page.payments.map(\.paymentId))
+    /// watches seeing the same payment cannot both emit its change. Returns `report` with
+    /// the page's counts added.
+    private func apply(_ page: PaymentPage, watch: Watch, emitNew: Bool, report: PollReport) async throws -> PollReport {
+        var report = report
+        let known = try await store.paymentStates(for: page.payments.map(\.paymentId))
         let candidates = ChangeDetector.changes(in: page.payments, known: known, emitNew: emitNew)
-        guard !candidates.isEmpty else { return }
+        guard !candidates.isEmpty else { return report }
         let changedIds = Set(candidates.map(\.payment.paymentId))
         let sightings = page.payments.filter { changedIds.contains($0.paymentId) }
         // A payment's sightings stay in one chunk, in page order.
@@ -214,8 +217,9 @@ public struct Poller: Sendable {
             chunks[chunks.count - 1].append(sighting)
         }
         for chunk in chunks where !chunk.isEmpty {
-            try commit(chunk, of: page, known: known, watch: watch, emitNew: emitNew, report: &report)
+            try await commit(chunk, of: page, known: known, watch: watch, emitNew: emitNew, report: &report)
         }
+        return report
     }
 
     /// Commits one chunk. What each change emits is decided first, outside the transaction
@@ -224,41 +228,48 @@ public struct Poller: Sendable {
     private func commit(
         _ sightings: [ScannedPayment], of page: PaymentPage, known: [String: PaymentState], watch: Watch, emitNew: Bool,
         report: inout PollReport
-    ) throws {
+    ) async throws {
         let committedAt = clock.now()
         let ids = Array(Set(sightings.map(\.paymentId)))
-        var prepared: [ChangeKey: OutboxEntry] = [:]
+        var decided: [ChangeKey: OutboxEntry] = [:]
         for change in ChangeDetector.changes(in: sightings, known: known, emitNew: emitNew) {
             guard let entry = entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
-            prepared[ChangeKey(change)] = entry
+            decided[ChangeKey(change)] = entry
         }
-        var appended: [Event] = []
-        let (counts, queued) = try store.write { transaction -> ((Int, Int, Int), Bool) in
-            appended.removeAll()
+        let prepared = decided
+        let outcome = try await store.transaction { [self] transaction -> CommitOutcome in
             let current = try transaction.paymentStates(for: ids)
-            var counts = (recorded: 0, created: 0, changed: 0)
-            var queued = false
+            var outcome = CommitOutcome()
             for change in ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew) {
                 try transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, watch: watch.name, at: committedAt)
                 switch change.kind {
                 case .recorded:
-                    counts.recorded += 1
+                    outcome.recorded += 1
                     continue
-                case .created: counts.created += 1
-                case .statusChanged: counts.changed += 1
+                case .created: outcome.created += 1
+                case .statusChanged: outcome.changed += 1
                 }
                 guard let entry = prepared[ChangeKey(change)] ?? entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
                 try transaction.append(entry, dueAt: committedAt)
-                appended.append(entry.event)
-                queued = queued || entry.queuesWork
+                outcome.appended.append(entry.event)
+                outcome.queued = outcome.queued || entry.queuesWork
             }
-            return (counts, queued)
+            return outcome
         }
-        report.recorded += counts.0
-        report.created += counts.1
-        report.changed += counts.2
-        if queued { onQueued() }
-        if let events { for event in appended { events.count(event) } }
+        report.recorded += outcome.recorded
+        report.created += outcome.created
+        report.changed += outcome.changed
+        if outcome.queued { onQueued() }
+        if let events { for event in outcome.appended { events.count(event) } }
+    }
+
+    /// What one chunk's transaction committed.
+    private struct CommitOutcome: Sendable {
+        var recorded = 0
+        var created = 0
+        var changed = 0
+        var queued = false
+        var appended: [Event] = []
     }
 
     /// The event a change emits, as the outbox takes it; nil for a silent baseline record.
@@ -289,10 +300,13 @@ public struct Poller: Sendable {
         }
     }
 
-    /// Runs store work; its errors are storage faults.
-    private func attempt<T>(_ watch: Watch, page: Int? = nil, paymentId: String? = nil, _ body: () throws -> T) throws(PollError) -> T {
+    /// Runs store work (on a storage thread: see `StorageThreads`); its errors are storage
+    /// faults.
+    private func attempt<T>(
+        _ watch: Watch, page: Int? = nil, paymentId: String? = nil, _ body: () async throws -> T
+    ) async throws(PollError) -> T {
         do {
-            return try body()
+            return try await body()
         } catch {
             throw PollError(stage: .storage, watch: watch.name, page: page, paymentId: paymentId, underlying: error)
         }

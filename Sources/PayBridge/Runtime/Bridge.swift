@@ -89,18 +89,19 @@ public final class Bridge: Sendable {
     /// holds it) and delivers the endpoints no running instance delivers.
     public func pollOnce() async -> OnceResult {
         do {
-            try takeOneShotLeases(poller: true)
+            try await takeOneShotLeases(poller: true)
         } catch {
             let failures = configuration.source.watches.map { PollError(stage: .storage, watch: $0.name, underlying: error) }
+            await letGoOfOneShotLeases()
             return OnceResult(reports: [], failures: failures)
         }
-        defer { letGoOfOneShotLeases() }
         let trigger = Dispatcher.DrainTrigger(dispatcher)
         let delivering = Task { await dispatcher.run(.drainWhen(trigger)) }
         let result = await pollWatches()
         trigger.fire(dueBy: clock.now())
         await delivering.value
-        prune()
+        await prune()
+        await letGoOfOneShotLeases()
         return result
     }
 
@@ -108,30 +109,31 @@ public final class Bridge: Sendable {
     /// no running instance delivers).
     public func deliverDue(by date: Date) async {
         do {
-            try takeOneShotLeases(poller: false)
+            try await takeOneShotLeases(poller: false)
         } catch {
             logger.error("cannot take the endpoints' leases", metadata: ["error": "\(error)"])
+            await letGoOfOneShotLeases()
             return
         }
-        defer { letGoOfOneShotLeases() }
         await dispatcher.run(.drain(dueBy: date))
+        await letGoOfOneShotLeases()
     }
 
     /// A one-shot command on a shared state: the poller lease (or an error if a running
     /// instance holds it) and every endpoint lease no running instance holds.
-    private func takeOneShotLeases(poller: Bool) throws {
+    private func takeOneShotLeases(poller: Bool) async throws {
         guard store.isShared else { return }
         if poller {
-            guard try store.holdPollerLease() else { throw PollerLeaseHeld() }
+            guard try await store.holdPollerLease() else { throw PollerLeaseHeld() }
             leading.withLock { $0 = true }
         }
-        dispatcher.ownership(try store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: true))
+        dispatcher.ownership(try await store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: true))
     }
 
-    private func letGoOfOneShotLeases() {
+    private func letGoOfOneShotLeases() async {
         guard store.isShared else { return }
         dispatcher.ownership([])
-        letGoOfLeases()
+        await letGoOfLeases()
     }
 
     /// Whether this instance polls now.
@@ -143,7 +145,7 @@ public final class Bridge: Sendable {
         let wasLeader = isLeader
         var leader = wasLeader
         do {
-            leader = try store.holdPollerLease()
+            leader = try await store.holdPollerLease()
         } catch {
             // Unsure: stop polling (the fencing token would refuse the commits anyway).
             leader = false
@@ -156,14 +158,14 @@ public final class Bridge: Sendable {
             } catch {
                 leader = false
                 logger.warning("took the poller lease but cannot read the source record; not polling", metadata: ["error": "\(error)"])
-                store.releasePollerLease()
+                await store.releaseLeases(poller: true, endpoints: false)
             }
         } else if !leader, wasLeader {
             logger.notice("another instance polls the bank now (this one lost the poller lease)")
         }
         leading.withLock { $0 = leader }
         do {
-            let owned = try store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: false)
+            let owned = try await store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: false)
             if owned != current {
                 current = owned
                 dispatcher.ownership(owned)
@@ -230,10 +232,10 @@ public final class Bridge: Sendable {
 
     /// Deletes delivered events and attempt logs older than `state.retention`.
     @discardableResult
-    public func prune(now: Date? = nil) -> PruneReport? {
+    public func prune(now: Date? = nil) async -> PruneReport? {
         let now = now ?? clock.now()
         do {
-            let report = try store.prune(before: now.addingTimeInterval(-configuration.state.retention.seconds))
+            let report = try await store.prune(before: now.addingTimeInterval(-configuration.state.retention.seconds))
             if report != PruneReport() {
                 logger.info(
                     "retention: deleted delivered events and their logs",
@@ -305,10 +307,9 @@ public final class Bridge: Sendable {
     }
 
     /// Lets another instance take over at once rather than when the leases expire.
-    func letGoOfLeases() {
+    func letGoOfLeases() async {
         leading.withLock { $0 = false }
-        store.releasePollerLease()
-        store.releaseEndpointLeases()
+        await store.releaseLeases(poller: true, endpoints: true)
     }
 
     /// Releases the transport and the dispatcher's threads; call once everything has stopped.
@@ -453,14 +454,14 @@ struct QueueMetricsService: Service {
                 uniqueKeysWithValues: names.map { ($0, Gauge(label: "paybridge_queue_oldest_pending_age_seconds", dimensions: [("endpoint", $0)])) })
             let tracked = Gauge(label: "paybridge_payments_tracked")
             while !Task.isCancelled {
-                if let figures = try? bridge.store.queueFigures() {
+                if let figures = try? await bridge.store.queueFigures() {
                     let now = bridge.clock.now()
                     for name in names {
                         depth[name]?.record(figures[name]?.pending ?? 0)
                         age[name]?.record(figures[name]?.oldest.map { max(0, now.timeIntervalSince($0)) } ?? 0)
                     }
                 }
-                if let count = try? bridge.store.trackedPayments() { tracked.record(count) }
+                if let count = try? await bridge.store.trackedPayments() { tracked.record(count) }
                 try? await Task.sleep(for: .seconds(5))
             }
         }
@@ -475,7 +476,7 @@ struct RetentionService: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 if bridge.isLeader {
-                    bridge.prune()
+                    await bridge.prune()
                     try? await Task.sleep(for: .seconds(3600))
                 } else {
                     // One instance applies retention: the one that polls.
@@ -501,7 +502,7 @@ struct CoordinationService: Service {
                 try? await Task.sleep(for: every)
             }
         }
-        bridge.letGoOfLeases()
+        await bridge.letGoOfLeases()
     }
 }
 

@@ -50,7 +50,7 @@ public final class StorageMonitor: Sendable {
     public func waitUntilWritable(_ store: any OutboxStore, interval: Duration = .seconds(1)) async {
         while !Task.isCancelled {
             do {
-                try store.checkWritable(at: clock.now())
+                try await store.checkWritable(at: clock.now())
                 reportHealthy()
                 return
             } catch {
@@ -93,28 +93,47 @@ public actor SourceMonitor {
 
     /// Reads the stored record again: this instance has just become the one that polls, and
     /// the last poller may have announced an outage (or numbered `source` events) since.
-    public func reload() throws {
-        let record = try store.sourceRecord()
+    public func reload() async throws {
+        let record = try await store.sourceRecord()
         health = SourceHealth(record: record, threshold: threshold)
         gauge.record(record.announcedAt == nil ? 1 : 0)
     }
 
-    public func pollSucceeded(at date: Date? = nil) {
+    public func pollSucceeded(at date: Date? = nil) async {
         let date = date ?? clock.now()
-        var next = health
-        let (change, save) = next.pollSucceeded(now: date)
-        commit(next, change: change, save: save, at: date, error: nil)
+        await oneAtATime {
+            var next = health
+            let (change, save) = next.pollSucceeded(now: date)
+            await commit(next, change: change, save: save, at: date, error: nil)
+        }
     }
 
-    public func pollFailed(_ error: any Error, at date: Date? = nil) {
+    public func pollFailed(_ error: any Error, at date: Date? = nil) async {
         let date = date ?? clock.now()
-        var next = health
-        let (change, save) = next.pollFailed(now: date)
-        commit(next, change: change, save: save, at: date, error: error)
+        await oneAtATime {
+            var next = health
+            let (change, save) = next.pollFailed(now: date)
+            await commit(next, change: change, save: save, at: date, error: error)
+        }
+    }
+
+    /// Whether a poll's outcome is being committed, and the outcomes waiting for it.
+    private var committing = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    /// Runs `step` once no other outcome is between reading `health` and saving the next
+    /// one: the commit waits for the database, and two watches' outcomes must not both start
+    /// from the same record (an outage announced twice, or a sequence number used twice).
+    private func oneAtATime(_ step: () async -> Void) async {
+        while committing { await withCheckedContinuation { waiting.append($0) } }
+        committing = true
+        await step()
+        committing = false
+        if !waiting.isEmpty { waiting.removeFirst().resume() }
     }
 
     /// Saves the new record (with its event) first; only then is it the current one.
-    private func commit(_ next: SourceHealth, change: SourceHealth.Change?, save: Bool, at date: Date, error: (any Error)?) {
+    private func commit(_ next: SourceHealth, change: SourceHealth.Change?, save: Bool, at date: Date, error: (any Error)?) async {
         guard save || change != nil else {
             health = next
             return
@@ -135,7 +154,7 @@ public actor SourceMonitor {
         // Routed and rendered before the transaction: the transaction only persists.
         let entry = event.map { pipeline.entry(for: $0) }
         do {
-            try store.write { transaction in
+            try await store.transaction { transaction in
                 try transaction.saveSourceRecord(next.record)
                 if let entry { try transaction.append(entry, dueAt: date) }
             }

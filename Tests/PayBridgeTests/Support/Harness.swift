@@ -34,7 +34,7 @@ struct Harness {
         while ContinuousClock.now < deadline {
             if let store = try? Backend.open(state ?? self.state) {
                 defer { store.close() }
-                if (try? store.watchRecord(name: watch))??.baselinedAt != nil { return }
+                if (try? await store.watchRecord(name: watch))??.baselinedAt != nil { return }
             }
             try await Task.sleep(for: .milliseconds(50))
         }

@@ -1,0 +1,68 @@
+import Foundation
+import GRDB
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// Store calls from async code (the poller, the monitors, retention, the leases) wait on
+/// storage threads, not on Swift's cooperative pool: a state database that makes writers wait
+/// must not stall everything else that runs on the pool.
+@Suite struct StorageThreadsTests {
+    @Test func writersWaitingForTheDatabaseLeaveTheCooperativePoolFree() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try SQLiteStore(directory: directory.path, busyTimeout: .seconds(20))
+        // Another connection (an operator's sqlite3, another process) holds the write lock.
+        var unsafe = GRDB.Configuration()
+        unsafe.allowsUnsafeTransactions = true
+        let holder = try DatabaseQueue(path: store.path, configuration: unsafe)
+        try await holder.writeWithoutTransaction { try $0.execute(sql: "BEGIN IMMEDIATE") }
+
+        // More writers than the pool has threads: had they blocked it, nothing below would
+        // run until they gave up.
+        let writers = ProcessInfo.processInfo.activeProcessorCount + 2
+        let started = Tally()
+        let returned = Tally()
+        let writes = Task {
+            await withTaskGroup(of: Bool.self) { group in
+                for index in 0..<writers {
+                    group.addTask {
+                        started.add()
+                        defer { returned.add() }
+                        do {
+                            try await store.transaction { try $0.recordWatchPoll(name: "watch-\(index)", at: Date(), baselined: true) }
+                            return true
+                        } catch {
+                            return false
+                        }
+                    }
+                }
+                var succeeded = 0
+                for await ok in group where ok { succeeded += 1 }
+                return succeeded
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while started.value < writers, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(started.value == writers)
+        // The pool ran this while every writer still waits for the lock.
+        #expect(returned.value == 0)
+
+        try await holder.writeWithoutTransaction { try $0.execute(sql: "COMMIT") }
+        #expect(await writes.value == writers)
+        for index in 0..<writers {
+            #expect(try await store.watchRecord(name: "watch-\(index)")?.baselinedAt != nil)
+        }
+    }
+}
+
+/// A count shared by tasks.
+private final class Tally: Sendable {
+    private let count = Mutex(0)
+
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
