@@ -42,6 +42,7 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 "CurlShim",
+                "CMemory",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),
