@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Sandbox
 import Synchronization
 import Testing
@@ -127,6 +128,79 @@ import Testing
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)
         #expect(!(await log.text()).contains(Self.token))
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    /// The real `paybridge run` with three watches whose commits all wait for the state's write
+    /// lock (another connection holds it): they wait on storage threads, so the admin server
+    /// still answers; once the lock goes, every change is delivered.
+    @Test func theAdminServerAnswersWhileEveryWatchWaitsForTheDatabase() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(3)
+        let port = try Sockets.closedPort()
+        let watches = ["a", "b", "c"].map { name in
+            """
+                    - name: \(name)
+                      every: 200ms
+                      query:
+                        InstructedDateFrom: -3d
+            """
+        }.joined(separator: "\n")
+        let text = Fixtures.config(
+            bankURL: harness.bank.url, state: harness.statePath, watches: watches, endpoints: Fixtures.endpoint("erp", url: receiver.url))
+            .replacingOccurrences(of: "state:\n", with: "state:\n  busyTimeout: 60s\n")
+            + "admin:\n  listen: 127.0.0.1:\(port)\n"
+        let path = try harness.directory.write("pb.yaml", text)
+        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let log = PipeReader(errors)
+        let admin = Admin(port: port)
+        defer { admin.http.shutdown() }
+        #expect(await admin.wait("/readyz", status: 200, token: nil), "every watch has made its baseline")
+
+        let pages = Tally()
+        harness.bank.bank.setInterceptor { request in
+            if request.path.hasPrefix("/api/v1/payments") { pages.add() }
+            return nil
+        }
+        var unsafe = GRDB.Configuration()
+        unsafe.allowsUnsafeTransactions = true
+        unsafe.busyMode = .timeout(10)  // paybridge may be committing at this moment
+        let holder = try DatabaseQueue(path: harness.statePath + "/" + SQLiteStore.fileName, configuration: unsafe)
+        try await holder.writeWithoutTransaction { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        // Every poll ends with a write (and a poll that sees the changes commits them first), so
+        // within an interval each watch waits for the lock and stops asking the bank: three
+        // waiting writers, more than the cooperative pool has threads (2 here).
+        let deadline = ContinuousClock.now + .seconds(30)
+        var seen = -1
+        var quietSince = ContinuousClock.now
+        while ContinuousClock.now < deadline {
+            if pages.value != seen {
+                seen = pages.value
+                quietSince = ContinuousClock.now
+            } else if ContinuousClock.now - quietSince >= .seconds(1) {
+                break
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(ContinuousClock.now < deadline, "the watches stop polling while the lock is held")
+
+        var request = PayBridge.HTTPRequest(method: .get, url: "http://127.0.0.1:\(port)/healthz")
+        request.timeout = .seconds(10)
+        let health = try? await admin.http.send(request).get()
+        #expect(health?.status == 200, "the admin server answers while the watches wait for the database")
+        #expect(receiver.requests.isEmpty, "nothing was committed, so nothing was sent")
+
+        try await holder.writeWithoutTransaction { try $0.execute(sql: "COMMIT") }
+        #expect(await receiver.waitFor(count: 3), "once the lock goes, every change is delivered")
+        #expect(Set(receiver.requests.map(\.paymentId)) == Set(ids))
+
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        _ = await log.text()
         await receiver.stop()
         await harness.stop()
     }

@@ -58,11 +58,3 @@ import Testing
         }
     }
 }
-
-/// A count shared by tasks.
-private final class Tally: Sendable {
-    private let count = Mutex(0)
-
-    func add() { count.withLock { $0 += 1 } }
-    var value: Int { count.withLock { $0 } }
-}

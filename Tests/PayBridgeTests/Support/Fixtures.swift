@@ -161,3 +161,11 @@ final class PipeReader: Sendable {
         }
     }
 }
+
+/// A count shared by tasks and threads.
+final class Tally: Sendable {
+    private let count = Mutex(0)
+
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
