@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Sandbox
 import Synchronization
 import Testing
@@ -165,11 +164,7 @@ import Testing
             if request.path.hasPrefix("/api/v1/payments") { pages.add() }
             return nil
         }
-        var unsafe = GRDB.Configuration()
-        unsafe.allowsUnsafeTransactions = true
-        unsafe.busyMode = .timeout(10)  // paybridge may be committing at this moment
-        let holder = try DatabaseQueue(path: harness.statePath + "/" + SQLiteStore.fileName, configuration: unsafe)
-        try await holder.writeWithoutTransaction { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        let holder = try WriteLock(path: harness.statePath + "/" + SQLiteStore.fileName)
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
         // Every poll ends with a write (and a poll that sees the changes commits them first), so
         // within an interval each watch waits for the lock and stops asking the bank: three
@@ -194,7 +189,7 @@ import Testing
         #expect(health?.status == 200, "the admin server answers while the watches wait for the database")
         #expect(receiver.requests.isEmpty, "nothing was committed, so nothing was sent")
 
-        try await holder.writeWithoutTransaction { try $0.execute(sql: "COMMIT") }
+        holder.unlock()
         #expect(await receiver.waitFor(count: 3), "once the lock goes, every change is delivered")
         #expect(Set(receiver.requests.map(\.paymentId)) == Set(ids))
 

@@ -9,33 +9,6 @@ import Testing
 /// folder. paybridge must stop detecting what it cannot record, keep what it has, say so once
 /// and resume when the fault clears.
 @Suite(.serialized) struct StorageFaultTests {
-    /// Holds SQLite's write lock on the database from another connection until released.
-    final class WriteLock: @unchecked Sendable {
-        private let queue: DatabaseQueue
-        private let release = DispatchSemaphore(value: 0)
-        private let held = DispatchSemaphore(value: 0)
-        private let done = DispatchSemaphore(value: 0)
-
-        init(path: String) throws {
-            queue = try DatabaseQueue(path: path)
-            Thread.detachNewThread { [self] in
-                try? queue.inDatabase { db in
-                    try db.execute(sql: "BEGIN IMMEDIATE")
-                    held.signal()
-                    release.wait()
-                    try db.execute(sql: "ROLLBACK")
-                }
-                done.signal()
-            }
-            held.wait()
-        }
-
-        func unlock() {
-            release.signal()
-            done.wait()
-        }
-    }
-
     static let canMount: Bool = {
         guard getuid() == 0, let directory = try? TemporaryDirectory() else { return false }
         let mounted = run("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", directory.path]) == 0

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Synchronization
 import Testing
 
@@ -13,10 +12,7 @@ import Testing
         let directory = try TemporaryDirectory()
         let store = try SQLiteStore(directory: directory.path, busyTimeout: .seconds(20))
         // Another connection (an operator's sqlite3, another process) holds the write lock.
-        var unsafe = GRDB.Configuration()
-        unsafe.allowsUnsafeTransactions = true
-        let holder = try DatabaseQueue(path: store.path, configuration: unsafe)
-        try await holder.writeWithoutTransaction { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        let holder = try WriteLock(path: store.path)
 
         // More writers than the pool has threads: had they blocked it, nothing below would
         // run until they gave up.
@@ -51,7 +47,7 @@ import Testing
         // The pool ran this while every writer still waits for the lock.
         #expect(returned.value == 0)
 
-        try await holder.writeWithoutTransaction { try $0.execute(sql: "COMMIT") }
+        holder.unlock()
         #expect(await writes.value == writers)
         for index in 0..<writers {
             #expect(try await store.watchRecord(name: "watch-\(index)")?.baselinedAt != nil)
