@@ -53,4 +53,19 @@ import Testing
             #expect(try await store.watchRecord(name: "watch-\(index)")?.baselinedAt != nil)
         }
     }
+
+    /// A graceful stop cancels the watches' tasks; a store call made by a cancelled task still
+    /// runs, so a poll's commit never turns into a CancellationError reported as a fault.
+    @Test func aCancelledTasksStoreCallsStillRun() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try SQLiteStore(directory: directory.path)
+        let task = Task {
+            while !Task.isCancelled { await Task.yield() }
+            try await store.transaction { try $0.recordWatchPoll(name: "stopping", at: Date(), baselined: true) }
+            return try await store.watchRecord(name: "stopping")
+        }
+        task.cancel()
+        let record = try await task.value
+        #expect(record?.baselinedAt != nil)
+    }
 }

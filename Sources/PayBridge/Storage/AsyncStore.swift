@@ -21,9 +21,19 @@ public enum StorageThreads {
         return pool
     }()
 
-    /// Runs `work` on a storage thread and returns its result.
+    /// Runs `work` on a storage thread and returns its result. Always runs it: not NIO's
+    /// `runIfActive`, which skips work whose task was cancelled — a graceful stop cancels the
+    /// watches' tasks, and a poll's commit must not turn into a CancellationError that looks
+    /// like a storage fault (the poll stops between pages instead).
     public static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await pool.runIfActive(work)
+        try await withCheckedThrowingContinuation { continuation in
+            pool.submit { state in
+                switch state {
+                case .active: continuation.resume(with: Result(catching: work))
+                case .cancelled: continuation.resume(throwing: CancellationError())  // the pool was shut down
+                }
+            }
+        }
     }
 }
 
