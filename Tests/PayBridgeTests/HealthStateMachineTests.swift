@@ -19,6 +19,19 @@ import Testing
         #expect(health.admits(now: t0 + 10, inFlight: 5).limit == Int.max)
     }
 
+    /// A streak too short to open the circuit still ends with a success: nothing is kept for the
+    /// next failure (after a restart, too) to measure `disableAfter` from.
+    @Test func aSuccessEndsAShortStreakToo() {
+        var health = health(disableAfter: .seconds(120))
+        _ = health.record(success: false, now: t0)
+        #expect(health.record(success: true, now: t0 + 6) == .closed(failingSince: t0))
+        #expect(health.failingSince == nil)
+        #expect(health.record(success: false, now: t0 + 300) == nil, "a new streak, not disabled")
+        #expect(health.failingSince == t0 + 300)
+        #expect(health.record(success: true, now: t0 + 301) == .closed(failingSince: t0 + 300))
+        #expect(health.record(success: true, now: t0 + 302) == nil, "no streak, nothing to end")
+    }
+
     @Test func sustainedFailuresOpenThenAProbeClosesIt() {
         var health = health()
         _ = health.record(success: false, now: t0)

@@ -70,13 +70,15 @@ public struct EndpointHealth: Sendable, Equatable {
             return .disabled(reason: "the endpoint answered 410 Gone", failingSince: failingSince ?? now)
         }
         if success {
+            // Any success ends the streak, whether or not the circuit had opened: a streak kept
+            // past it would make the next failure, maybe after a restart, measure "failing for"
+            // from a time the endpoint has since answered, and disable a healthy endpoint.
             let since = failingSince
-            let wasUnhealthy = state != .closed
             state = .closed
             failures = 0
             failingSince = nil
             opens = 0
-            return wasUnhealthy ? since.map { .closed(failingSince: $0) } : nil
+            return since.map { .closed(failingSince: $0) }
         }
         failures += 1
         let since = failingSince ?? now
