@@ -27,6 +27,11 @@ public protocol InspectionStore: Sendable {
     func queueFigures() throws -> [String: (pending: Int, oldest: Date?)]
     /// Payments paybridge remembers.
     func trackedPayments() throws -> Int
+    /// Which groups of grouped endpoints these events joined, and the message that carried
+    /// each (none yet while the group waits).
+    func groupHolds(eventIds: [String]) throws -> [GroupHold]
+    /// The events a group message (`payment.group`, grp_…) carried, oldest first.
+    func groupMembers(messageId: String) throws -> [EventSummary]
 
     /// Makes these deliveries pending again, due at `date`, keeping their webhook-id and their
     /// attempt history; returns the ids that were replayed (pending ones are left as they are).
@@ -48,6 +53,26 @@ public enum InspectionError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .unknownEvent(let id): return "no event with id \(id)"
         }
+    }
+}
+
+/// An event held for a grouped endpoint: its group, and the message that carried it.
+public struct GroupHold: Sendable, Equatable {
+    public var eventId: String
+    public var endpoint: String
+    /// The group's key: its `by` fields' values joined (empty when `by: []`).
+    public var group: String
+    /// The group message (grp_…) that carried the event; nil while the group waits.
+    public var messageId: String?
+    /// While it waits: when the group's next message goes out.
+    public var waitingUntil: Date?
+
+    public init(eventId: String, endpoint: String, group: String, messageId: String?, waitingUntil: Date?) {
+        self.eventId = eventId
+        self.endpoint = endpoint
+        self.group = group
+        self.messageId = messageId
+        self.waitingUntil = waitingUntil
     }
 }
 

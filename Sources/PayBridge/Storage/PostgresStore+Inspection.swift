@@ -44,6 +44,38 @@ extension PostgresStore {
         }
     }
 
+    public func groupHolds(eventIds: [String]) throws -> [GroupHold] {
+        guard !eventIds.isEmpty else { return [] }
+        return try reader.exclusive { link in
+            try link.run(
+                """
+                SELECT e.id, m.endpoint, m.group_key, message.id, g.flush_at FROM group_member m
+                JOIN event e ON e.row_id = m.event_row
+                LEFT JOIN event message ON message.row_id = m.message_row
+                LEFT JOIN event_group g ON g.endpoint = m.endpoint AND g.group_key = m.group_key
+                WHERE e.id = ANY($1) ORDER BY m.event_row, m.endpoint
+                """, [.texts(eventIds)]
+            ).rows.map { row in
+                let messageId: String? = try row.value(3)
+                return GroupHold(
+                    eventId: try row.value(0), endpoint: try row.value(1), group: try row.value(2), messageId: messageId,
+                    waitingUntil: messageId == nil ? try row.date(4) : nil)
+            }
+        }
+    }
+
+    public func groupMembers(messageId: String) throws -> [EventSummary] {
+        let columns = Self.eventColumns.split(separator: ",").map { "e." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")
+        return try reader.exclusive { link in
+            try link.run(
+                """
+                SELECT \(columns) FROM group_member m JOIN event e ON e.row_id = m.event_row
+                JOIN event message ON message.row_id = m.message_row WHERE message.id = $1 ORDER BY m.event_row
+                """, [.text(messageId)]
+            ).rows.map(Self.event)
+        }
+    }
+
     public func event(id: String) throws -> EventSummary? {
         try reader.exclusive { link in try link.run("SELECT \(Self.eventColumns) FROM event WHERE id = $1", [.text(id)]).rows.first.map(Self.event) }
     }

@@ -57,6 +57,41 @@ extension SQLiteStore {
         }
     }
 
+    public func groupHolds(eventIds: [String]) throws -> [GroupHold] {
+        guard !eventIds.isEmpty else { return [] }
+        return try read { db in
+            let marks = Array(repeating: "?", count: eventIds.count).joined(separator: ",")
+            return try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.id, m.endpoint, m.group_key, message.id, g.flush_at FROM group_member m
+                    JOIN event e ON e.rowid = m.event_row
+                    LEFT JOIN event message ON message.rowid = m.message_row
+                    LEFT JOIN event_group g ON g.endpoint = m.endpoint AND g.group_key = m.group_key
+                    WHERE e.id IN (\(marks)) ORDER BY m.event_row, m.endpoint
+                    """, arguments: StatementArguments(eventIds)
+            ).map { row in
+                let messageId: String? = row[3]
+                return GroupHold(
+                    eventId: row[0], endpoint: row[1], group: row[2], messageId: messageId,
+                    waitingUntil: messageId == nil ? Self.date(row[4]) : nil)
+            }
+        }
+    }
+
+    public func groupMembers(messageId: String) throws -> [EventSummary] {
+        try read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(Self.eventColumns.split(separator: ",").map { "e." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                    FROM group_member m JOIN event e ON e.rowid = m.event_row JOIN event message ON message.rowid = m.message_row
+                    WHERE message.id = ? ORDER BY m.event_row
+                    """, arguments: [messageId]
+            ).map(Self.event)
+        }
+    }
+
     public func event(id: String) throws -> EventSummary? {
         try read { db in
             try Row.fetchOne(db, sql: "SELECT \(Self.eventColumns) FROM event WHERE id = ?", arguments: [id]).map(Self.event)

@@ -27,11 +27,15 @@ public final class SQLiteStore: Store {
         if !FileManager.default.fileExists(atPath: path) {
             guard create else { throw StateMissing(path: path) }
             if !FileManager.default.fileExists(atPath: directory) {
-                try FileManager.default.createDirectory(
-                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                do {
+                    try FileManager.default.createDirectory(
+                        atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                } catch {
+                    throw StateFolderError(text: "cannot create the state folder: \(FileProblem.describe(error, path: directory))")
+                }
             }
             guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-                throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
+                throw StateFolderError(text: "cannot create the state database: \(FileProblem.describe(errno: errno, path: path))")
             }
         }
         var configuration = GRDB.Configuration()
@@ -699,6 +703,12 @@ struct SQLiteTransaction: StoreTransaction {
             try insert.execute(arguments: [name, id])
         }
     }
+}
+
+/// The state folder or its database file cannot be created, in plain words.
+public struct StateFolderError: Error, Sendable, CustomStringConvertible {
+    public var text: String
+    public var description: String { text }
 }
 
 /// There is no state database where the config says.
