@@ -26,8 +26,13 @@ public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
 /// The config could not be used; `issues` holds every error found (and the warnings).
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var issues: [ConfigIssue]
+    /// Unset variables when they were deferred (`ConfigLoader.UnsetVariables.deferred`).
+    public var unsetVariables: [ConfigIssue]
 
-    public init(issues: [ConfigIssue]) { self.issues = issues }
+    public init(issues: [ConfigIssue], unsetVariables: [ConfigIssue] = []) {
+        self.issues = issues
+        self.unsetVariables = unsetVariables
+    }
 
     public var errors: [ConfigIssue] { issues.filter { $0.severity == .error } }
 
@@ -38,6 +43,11 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 public struct LoadedConfiguration: Sendable {
     public var configuration: Configuration
     public var warnings: [ConfigIssue]
-    /// Whether a secret is written in the file itself (not `${ENV}` or a `secretFile`).
-    public var holdsLiteralSecret = false
+    /// The secrets written in the file itself (not `${ENV}` or a `secretFile`), each at its
+    /// key's place, its message the key.
+    public var literalSecrets: [ConfigIssue] = []
+    /// `${NAME}`s that were not set, when deferred; their settings are left out.
+    public var unsetVariables: [ConfigIssue] = []
+
+    public var holdsLiteralSecret: Bool { !literalSecrets.isEmpty }
 }

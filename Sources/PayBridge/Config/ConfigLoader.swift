@@ -6,7 +6,8 @@ import Yams
 public enum ConfigLoader {
     /// Loads `path`; relative paths inside the file are taken from the file's folder.
     public static func load(
-        file path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+        file path: String, environment: [String: String] = ProcessInfo.processInfo.environment,
+        unsetVariables: UnsetVariables = .error
     ) throws(ConfigurationError) -> LoadedConfiguration {
         let url = URL(fileURLWithPath: path)
         let text: String
@@ -19,26 +20,42 @@ public enum ConfigLoader {
         } catch let error as ConfigurationError {
             throw error
         } catch {
-            let reason = (error as NSError).localizedFailureReason ?? "cannot be read"
-            throw ConfigurationError(issues: [ConfigIssue(file: path, line: 1, column: 1, message: "cannot read the config file: \(reason)")])
+            throw ConfigurationError(
+                issues: [ConfigIssue(file: path, line: 1, column: 1, message: "cannot read the config file: \(FileProblem.describe(error, path: path))")])
         }
         var loaded = try load(
-            text: text, file: path, baseDirectory: url.deletingLastPathComponent().path, environment: environment)
-        if loaded.holdsLiteralSecret { loaded.warnings.append(contentsOf: FilePermissions.warnings(forConfig: path)) }
+            text: text, file: path, baseDirectory: url.deletingLastPathComponent().path, environment: environment,
+            unsetVariables: unsetVariables)
+        if let first = loaded.literalSecrets.first {
+            loaded.warnings.append(contentsOf: FilePermissions.warnings(forConfig: path, secret: first))
+        }
         return loaded
     }
 
     /// Loads config text; `file` names it in messages and `baseDirectory` anchors relative paths.
     public static func load(
-        text: String, file: String, baseDirectory: String, environment: [String: String] = [:]
+        text: String, file: String, baseDirectory: String, environment: [String: String] = [:], unsetVariables: UnsetVariables = .error
     ) throws(ConfigurationError) -> LoadedConfiguration {
-        let reader = ConfigReader(file: file, baseDirectory: baseDirectory, environment: environment)
+        let reader = ConfigReader(file: file, baseDirectory: baseDirectory, environment: environment, unsetVariables: unsetVariables)
         let configuration = reader.read(text)
         let errors = reader.issues.filter { $0.severity == .error }
         guard let configuration, errors.isEmpty else {
-            throw ConfigurationError(issues: reader.issues.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
+            throw ConfigurationError(
+                issues: reader.issues.sorted { ($0.line, $0.column) < ($1.line, $1.column) }, unsetVariables: reader.unsetVariables)
         }
-        return LoadedConfiguration(configuration: configuration, warnings: reader.issues, holdsLiteralSecret: reader.holdsLiteralSecret)
+        return LoadedConfiguration(
+            configuration: configuration, warnings: reader.issues, literalSecrets: reader.literalSecrets, unsetVariables: reader.unsetVariables)
+    }
+
+    /// What an unset `${NAME}` (without a default) is.
+    public enum UnsetVariables: Sendable {
+        /// An error where it is used: `run` and `poll` need every value.
+        case error
+        /// Listed in `LoadedConfiguration.unsetVariables`, the setting left out: for commands
+        /// that only read the state (which need `state.*` and the endpoints' names, not the
+        /// bank's password) and for `validate`, which still checks the rest. `state.*` must
+        /// still resolve.
+        case deferred
     }
 }
 
@@ -47,14 +64,24 @@ final class ConfigReader {
     let file: String
     let baseDirectory: String
     let environment: [String: String]
+    let unsetPolicy: ConfigLoader.UnsetVariables
     var issues: [ConfigIssue] = []
-    /// Whether a secret (password, webhook secret, token, passphrase) is written literally.
-    var holdsLiteralSecret = false
+    /// Unset variables, when they are deferred (`ConfigLoader.UnsetVariables.deferred`).
+    var unsetVariables: [ConfigIssue] = []
+    /// Secrets (password, webhook secret, token, passphrase) written in the file itself, at
+    /// their keys' places.
+    var literalSecrets: [ConfigIssue] = []
 
-    init(file: String, baseDirectory: String, environment: [String: String]) {
+    init(file: String, baseDirectory: String, environment: [String: String], unsetVariables: ConfigLoader.UnsetVariables = .error) {
         self.file = file
         self.baseDirectory = baseDirectory
         self.environment = environment
+        self.unsetPolicy = unsetVariables
+    }
+
+    func literalSecret(_ node: Node, _ path: String) {
+        let mark = node.mark
+        literalSecrets.append(ConfigIssue(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: path, severity: .warning))
     }
 
     // MARK: Issues
@@ -297,7 +324,7 @@ final class ConfigReader {
             do {
                 // A secret only when it carries a password written in the file itself.
                 if try PostgresURL(text).password != nil, case .scalar(let scalar) = entry.value, !scalar.string.contains("${") {
-                    holdsLiteralSecret = true
+                    literalSecret(entry.value, "state.url")
                 }
                 url = Secret(text)
             } catch {
@@ -312,8 +339,13 @@ final class ConfigReader {
         let tls = keys["tls"].flatMap { enumValue($0.value, StateConfiguration.TLSMode.self, "state.tls") } ?? .disable
         let caFile = keys["caFile"].flatMap { existingFile($0.value, "state.caFile") }
         let lease = keys["lease"].flatMap { duration($0.value, "state.lease", positive: true) } ?? .seconds(10)
-        return StateConfiguration(
+        var state = StateConfiguration(
             path: resolvePath(path), retention: retention, busyTimeout: busy, kind: kind, url: url, tls: tls, caFile: caFile, lease: lease)
+        if let mark = keys["path"]?.value.mark {
+            state.line = mark.line
+            state.column = mark.column
+        }
+        return state
     }
 
     private func readAdmin(_ node: Node) -> AdminConfiguration? {
@@ -393,9 +425,6 @@ final class ConfigReader {
                 if let secret = webhookSecret(text, entry.value, "\(path).secretFile", index: nil) { secrets.append(secret) }
             }
         }
-        if kind == .http, secrets.isEmpty, !issues.contains(where: { $0.severity == .error && $0.message.hasPrefix("\(path).secret") }) {
-            warning(node, "\(path) has no secret: its events are sent unsigned")
-        }
         let timeout = keys["timeout"].flatMap { duration($0.value, "\(path).timeout", positive: true) } ?? .seconds(10)
         let connectTimeout =
             keys["connectTimeout"].flatMap { duration($0.value, "\(path).connectTimeout", positive: true) } ?? min(timeout, .seconds(5))
@@ -437,6 +466,13 @@ final class ConfigReader {
         }
         let group = keys["group"].flatMap { readGroup($0.value, path: "\(path).group") }
         let auth = keys["auth"].flatMap { readAuth($0.value, path: "\(path).auth") }
+        // Only receivers of the standard and CloudEvents formats check a signature; Slack,
+        // Teams, templates (PagerDuty, Opsgenie) and endpoints with `auth` authenticate otherwise.
+        let signatureChecked = [.standard, .cloudevents].contains(format.kind) && keys["auth"] == nil
+        let secretProblem = (issues + unsetVariables).contains { $0.message.hasPrefix("\(path).secret") }
+        if kind == .http, signatureChecked, secrets.isEmpty, !secretProblem {
+            warning(node, "\(path) has no secret: its events are sent unsigned (set secret or secretFile)")
+        }
         if let auth, case .bearer = auth, headers.contains(where: { $0.name.lowercased() == "authorization" }) {
             error(keys["auth"]?.keyNode, "\(path): 'auth' and an Authorization header in 'headers' cannot both be set")
         }
@@ -583,6 +619,13 @@ final class ConfigReader {
                 result += value
             } else if let fallback {
                 result += fallback
+            } else if case .deferred = unsetPolicy, !path.hasPrefix("state.") {
+                let mark = node.mark
+                unsetVariables.append(
+                    ConfigIssue(
+                        file: file, line: mark?.line ?? 1, column: mark?.column ?? 1,
+                        message: "\(path): environment variable \(name) is not set"))
+                return nil
             } else {
                 error(node, "\(path): environment variable \(name) is not set")
                 return nil
@@ -617,7 +660,7 @@ final class ConfigReader {
     /// A secret's value; remembered when it is written in the file itself rather than taken
     /// from the environment (only then does a readable config file give it away).
     func secretString(_ node: Node, _ path: String) -> String? {
-        if case .scalar(let scalar) = node, !scalar.string.contains("${") { holdsLiteralSecret = true }
+        if case .scalar(let scalar) = node, !scalar.string.contains("${") { literalSecret(node, path) }
         return string(node, path)
     }
 
@@ -722,6 +765,9 @@ final class ConfigReader {
         guard let data = FileManager.default.contents(atPath: resolved), let text = String(data: data, encoding: .utf8) else {
             error(node, "\(path): cannot read \(resolved)")
             return nil
+        }
+        if let who = FilePermissions.readableByOthers(resolved) {
+            warning(node, "\(path): \(resolved) holds a secret and can be read by \(who); run chmod 600 on it")
         }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }

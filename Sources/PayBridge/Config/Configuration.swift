@@ -200,6 +200,10 @@ public struct StateConfiguration: Sendable {
     public var caFile: String?
     /// PostgreSQL: how long the poller's and the endpoints' leases last without renewal.
     public var lease: Duration
+    /// Where `state.path` is written in the config (1:1 when it is the default), for
+    /// messages about the folder.
+    public var line = 1
+    public var column = 1
 
     public init(
         path: String, retention: Duration = .seconds(30 * 86400), busyTimeout: Duration = .seconds(5), kind: Kind = .sqlite,
