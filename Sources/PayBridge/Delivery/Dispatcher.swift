@@ -242,6 +242,19 @@ public final class Dispatcher: @unchecked Sendable {
             }
             var ended: Int?
             if !inputs.isEmpty {
+                let stopDeadline = inputs.lazy.compactMap { input -> Date? in
+                    if case .stop(let deadline) = input { return deadline }
+                    return nil
+                }.first
+                if let stopDeadline, machine.inFlightCount > 0 {
+                    // Said before the wait, so a stop that seems to hang is explained.
+                    logger.notice(
+                        "stopping: waiting for deliveries in flight",
+                        metadata: [
+                            "inFlight": .stringConvertible(machine.inFlightCount),
+                            "grace": "\(DurationText.format(.milliseconds(Int64(max(0, stopDeadline.timeIntervalSince(now)) * 1000))))",
+                        ])
+                }
                 ended = execute(machine.handle(inputs, now: now))
                 inputs.removeAll(keepingCapacity: true)
             }
@@ -252,7 +265,7 @@ public final class Dispatcher: @unchecked Sendable {
             publishStatuses()
             if let abandoned = ended {
                 if abandoned > 0 {
-                    logger.warning("stopping with deliveries in flight; they stay queued", metadata: ["inFlight": "\(abandoned)"])
+                    logger.warning("stopping with deliveries in flight; they stay queued", metadata: ["inFlight": .stringConvertible(abandoned)])
                 }
                 recorder.waitUntilIdle(deadline: clock.now().addingTimeInterval(2))
                 return
@@ -382,7 +395,7 @@ public final class Dispatcher: @unchecked Sendable {
                 messages += 1
                 logger.info(
                     "group message queued",
-                    metadata: ["endpoint": "\(endpoint.name)", "eventId": "\(message.id)", "group": "\(group.key)", "events": "\(group.members.count)"])
+                    metadata: ["endpoint": "\(endpoint.name)", "eventId": "\(message.id)", "group": "\(group.key)", "events": .stringConvertible(group.members.count)])
             }
             return .groupsFlushed(lane: lane, messages: messages, next: try store.nextGroupFlush(endpoint: endpoint.name))
         } catch {
@@ -547,7 +560,7 @@ public final class Dispatcher: @unchecked Sendable {
             metrics.circuitOpen.record(1)
             logger.warning(
                 "endpoint failing: circuit open, probing again later",
-                metadata: ["endpoint": "\(name)", "failures": "\(failures)", "probeAt": "\(Timestamp.iso8601(until))"])
+                metadata: ["endpoint": "\(name)", "failures": .stringConvertible(failures), "probeAt": "\(Timestamp.iso8601(until))"])
         case .halfOpened:
             logger.info("endpoint circuit half-open: sending one probe", metadata: ["endpoint": "\(name)"])
         case .recovered(let since):
@@ -560,7 +573,7 @@ public final class Dispatcher: @unchecked Sendable {
             let pending = (try? store.pendingCounts()[name]) ?? 0
             logger.error(
                 "endpoint disabled: its deliveries are kept; re-enable it with `paybridge endpoints enable \(name)`",
-                metadata: ["endpoint": "\(name)", "reason": "\(reason)", "pending": "\(pending)"])
+                metadata: ["endpoint": "\(name)", "reason": "\(reason)", "pending": .stringConvertible(pending)])
             let event = Event.operational(
                 type: .endpointDisabled, subject: "endpoint:\(name)", sequence: Int(date.timeIntervalSince1970 * 1000),
                 createdAt: date,
@@ -610,7 +623,7 @@ public final class Dispatcher: @unchecked Sendable {
                     logger.warning(
                         "endpoint still failing",
                         metadata: [
-                            "endpoint": "\(name)", "failures": "\(health.failures)",
+                            "endpoint": "\(name)", "failures": .stringConvertible(health.failures),
                             "failingSince": "\(health.failingSince.map(Timestamp.iso8601) ?? "")", "circuit": "\(Self.circuit(health.state))",
                         ])
                 }
@@ -670,7 +683,7 @@ public final class Dispatcher: @unchecked Sendable {
         if case .retry = outcome.record.next, logger.logLevel > .debug { return }
         var metadata: Logger.Metadata = [
             "endpoint": "\(lanes[outcome.lane].endpoint.name)", "eventId": "\(outcome.delivery.eventId)",
-            "attempt": "\(outcome.record.attempt)", "deliveryId": "\(outcome.delivery.id)",
+            "attempt": .stringConvertible(outcome.record.attempt), "deliveryId": .stringConvertible(outcome.delivery.id),
         ]
         // Payment events' subject is the payment id; the others' (endpoint:…, source, group:…) say what they are about.
         if outcome.delivery.eventType.hasPrefix("payment."), outcome.delivery.eventType != EventType.paymentGroup.rawValue {

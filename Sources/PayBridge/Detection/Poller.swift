@@ -113,7 +113,7 @@ public struct Poller: Sendable {
             if let echoed = page.currentPage, echoed != pageNumber {
                 logger.warning(
                     "the bank's pageInfo.currentPage does not echo the page asked for",
-                    metadata: ["watch": "\(watch.name)", "asked": "\(pageNumber)", "answered": "\(echoed)"])
+                    metadata: ["watch": "\(watch.name)", "asked": .stringConvertible(pageNumber), "answered": .stringConvertible(echoed)])
             }
             let full = page.payments.count >= pageSize
             // A full page identical to the one before means PageNumber is ignored: paging

@@ -239,7 +239,7 @@ public final class Bridge: Sendable {
             if report != PruneReport() {
                 logger.info(
                     "retention: deleted delivered events and their logs",
-                    metadata: ["deliveries": "\(report.deliveries)", "attempts": "\(report.attempts)", "events": "\(report.events)"])
+                    metadata: ["deliveries": .stringConvertible(report.deliveries), "attempts": .stringConvertible(report.attempts), "events": .stringConvertible(report.events)])
             }
             return report
         } catch {
@@ -320,9 +320,9 @@ public final class Bridge: Sendable {
 
     func log(_ report: PollReport) {
         let metadata: Logger.Metadata = [
-            "watch": "\(report.watch)", "pages": "\(report.pages)", "payments": "\(report.payments)",
-            "created": "\(report.created)", "changed": "\(report.changed)", "recorded": "\(report.recorded)",
-            "lookups": "\(report.lookups)",
+            "watch": "\(report.watch)", "pages": .stringConvertible(report.pages), "payments": .stringConvertible(report.payments),
+            "created": .stringConvertible(report.created), "changed": .stringConvertible(report.changed), "recorded": .stringConvertible(report.recorded),
+            "lookups": .stringConvertible(report.lookups),
         ]
         if report.baseline {
             logger.info("baseline poll done: payments recorded without events", metadata: metadata)
