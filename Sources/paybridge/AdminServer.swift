@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import PayBridge
 import Prometheus
 import ServiceLifecycle
@@ -47,7 +48,8 @@ enum AdminServer {
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
             return Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: MetricHelp.annotate(buffer))))
         }
         router.get("/v1/events") { request, _ -> Response in
             guard authorized(request, token) else { return unauthorized() }
@@ -73,11 +75,26 @@ enum AdminServer {
                 return json(.serviceUnavailable, #"{"error":"the state storage cannot be read"}"#)
             }
         }
-        return Application(
+        let application = Application(
             router: router, configuration: .init(address: .hostname(admin.host, port: admin.port), serverName: "paybridge-admin"),
             onServerRunning: { channel in
                 logger.info("admin server listening", metadata: ["url": "http://\(admin.host):\(channel.localAddress?.port ?? admin.port)"])
             }, logger: logger)
+        return Listener(application: application, listen: admin.listen)
+    }
+
+    /// The server, its socket errors told as the setting and address they are about.
+    struct Listener<Server: Service>: Service {
+        let application: Server
+        let listen: String
+
+        func run() async throws {
+            do {
+                try await application.run()
+            } catch let error as IOError {
+                throw CommandError("admin.listen \(listen): \(String(cString: strerror(error.errnoCode)).lowercased())")
+            }
+        }
     }
 
     /// `Authorization: Bearer T`, compared in constant time (no token configured: loopback, open).

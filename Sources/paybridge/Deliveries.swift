@@ -19,7 +19,7 @@ struct Deliveries: ParsableCommand {
             discussion: "Example: paybridge deliveries list --config paybridge.yaml --endpoint erp --state dead --since 24h")
 
         @Option(name: .long, help: "The config file (its state.path locates the database).")
-        var config: String
+        var config: String?
 
         @Option(name: .long, help: "Only this endpoint.")
         var endpoint: String?
@@ -84,8 +84,8 @@ struct Deliveries: ParsableCommand {
             abstract: "One delivery with every attempt: time, HTTP status, latency, error, the receiver's answer.",
             discussion: "Example: paybridge deliveries show 42 --config paybridge.yaml --json")
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Argument(help: "The delivery's id (from deliveries list or payments show).")
         var id: Int64
@@ -99,13 +99,18 @@ struct Deliveries: ParsableCommand {
             let (_, store) = try openState(config, common: common)
             guard let delivery = try store.delivery(id: id) else { throw CommandError("no delivery with id \(id)") }
             let attempts = try store.attempts(deliveryId: id)
+            // A group message: the events (payments) it carried.
+            let members = delivery.eventType == EventType.paymentGroup.rawValue ? try store.groupMembers(messageId: delivery.eventId) : nil
             if json {
-                Output.print(.object([("delivery", delivery.json), ("attempts", .array(attempts.map(\.json)))]))
+                var document: [(key: String, value: JSONValue)] = [("delivery", delivery.json), ("attempts", .array(attempts.map(\.json)))]
+                if let members { document.append(("members", GroupMessage.members(members))) }
+                Output.print(.object(document))
                 return
             }
             let now = Date()
             print("delivery \(delivery.id) to \(delivery.endpoint): \(delivery.stateText), \(Output.count(delivery.attempts, "attempt"))")
             print("  event     \(delivery.eventId) (\(delivery.eventType), \(delivery.subject) #\(delivery.sequence))")
+            if let members { print("  carried   \(GroupMessage.line(members))") }
             print("  queued    \(Output.when(delivery.createdAt, now: now))")
             if delivery.state == .pending { print("  next      \(Output.when(delivery.dueAt, now: now))") }
             if let delivered = delivery.deliveredAt { print("  delivered \(Output.when(delivered, now: now))") }
@@ -138,8 +143,8 @@ struct Deliveries: ParsableCommand {
                   paybridge deliveries replay --config paybridge.yaml --endpoint erp --state dead --since 24h --yes
                 """)
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Option(name: .long, help: "A delivery id (repeatable).")
         var id: [Int64] = []
@@ -177,6 +182,8 @@ struct Deliveries: ParsableCommand {
                     print("would queue \(Output.count(ids.count, "dead delivery", "dead deliveries")) of \(endpoint) again; add --yes to do it")
                     for row in dead.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
                     if dead.count > 20 { print("  …and \(dead.count - 20) more") }
+                    // Said before --yes, while the operator can still choose.
+                    try warnOutOfOrder(ids, store: store, would: true)
                     return
                 }
             } else {
@@ -185,10 +192,7 @@ struct Deliveries: ParsableCommand {
                     throw CommandError("no delivery with id \(unknown.map(String.init).joined(separator: ", "))")
                 }
             }
-            for overtaken in try store.overtaken(ids: ids).sorted() {
-                printError(
-                    "warning: delivery \(overtaken): its payment already has a later event delivered to this endpoint; the receiver will get them out of order")
-            }
+            try warnOutOfOrder(ids, store: store, would: false)
             let replayed = try store.replay(ids: ids, at: Date())
             let already = ids.count - replayed.count
             print(
@@ -197,13 +201,25 @@ struct Deliveries: ParsableCommand {
         }
     }
 
+    /// Deliveries whose payment already has a later event delivered to the same endpoint.
+    static func warnOutOfOrder(_ ids: [Int64], store: any Store & Coordination, would: Bool) throws {
+        for overtaken in try store.overtaken(ids: ids).sorted() {
+            printError(
+                "warning: delivery \(overtaken): its payment already has a later event delivered to this endpoint; the receiver "
+                    + (would ? "would get" : "will get") + " them out of order")
+        }
+    }
+
     struct Purge: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete dead-lettered deliveries of an endpoint.",
-            discussion: "Example: paybridge deliveries purge --config paybridge.yaml --endpoint erp --older-than 7d")
+            discussion: """
+                Only prints what it would delete unless --yes.
+                Example: paybridge deliveries purge --config paybridge.yaml --endpoint erp --older-than 7d --yes
+                """)
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Option(name: .long, help: "The endpoint.")
         var endpoint: String
@@ -211,12 +227,23 @@ struct Deliveries: ParsableCommand {
         @Option(name: .long, help: "Only those dead for longer than this, e.g. 7d.")
         var olderThan = "0s"
 
+        @Flag(name: .long, help: "Do it (without, the purge only prints what it would delete).")
+        var yes = false
+
         @OptionGroup var common: CommonOptions
 
         func run() throws {
             guard let age = DurationText.parse(olderThan) else { throw ValidationError("--older-than: write a duration like 7d") }
             let (configuration, store) = try openState(config, common: common)
             try requireEndpoint(endpoint, in: configuration, config: config)
+            guard yes else {
+                let cutoff = Date().addingTimeInterval(-age.seconds)
+                let doomed = try store.deliveries(DeliveryFilter(endpoint: endpoint, state: .dead, limit: 100_000)).filter { $0.updatedAt < cutoff }
+                print("would delete \(Output.count(doomed.count, "dead delivery", "dead deliveries")) of \(endpoint); add --yes to do it")
+                for row in doomed.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
+                if doomed.count > 20 { print("  …and \(doomed.count - 20) more") }
+                return
+            }
             let count = try store.purgeDead(endpoint: endpoint, before: Date().addingTimeInterval(-age.seconds))
             print("\(endpoint): \(Output.count(count, "dead delivery", "dead deliveries")) deleted")
         }
@@ -225,9 +252,13 @@ struct Deliveries: ParsableCommand {
 
 /// The config and its state, for a command that reads or corrects state: a missing state
 /// is an error naming its path, never created.
-func openState(_ path: String, common: CommonOptions) throws -> (Configuration, any Store & Coordination) {
+///
+/// Such a command resolves only the `${NAME}`s it uses: `state.*` (an unset one there is an
+/// error), not the bank's password or the endpoints' secrets, which on a server often live in
+/// an env file only the service reads. It prints no config warnings (`validate` does).
+func openState(_ path: String?, common: CommonOptions) throws -> (Configuration, any Store & Coordination) {
     let logger = common.bootstrapLogging()
-    let configuration = try loadConfiguration(path)
+    let configuration = try loadConfiguration(configPath(path), unsetVariables: .deferred, warnings: false)
     do {
         return (configuration, try StateStore.open(configuration.state, logger: logger, create: false))
     } catch let missing as StateMissing {
@@ -237,8 +268,9 @@ func openState(_ path: String, common: CommonOptions) throws -> (Configuration, 
     }
 }
 
-func requireEndpoint(_ name: String, in configuration: Configuration, config: String) throws {
+func requireEndpoint(_ name: String, in configuration: Configuration, config: String?) throws {
     guard configuration.endpoint(named: name) != nil else {
+        let config = (try? configPath(config)) ?? "the config"
         let known = configuration.endpoints.map(\.name).joined(separator: ", ")
         throw CommandError("no endpoint named '\(name)' in \(config)" + (known.isEmpty ? "" : " (endpoints: \(known))"))
     }

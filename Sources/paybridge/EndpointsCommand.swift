@@ -17,8 +17,8 @@ struct Endpoints: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Each endpoint: health, queue depth, oldest pending, last success and failure, circuit.")
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Flag(name: .long, help: "One JSON document: {\"endpoints\": [...]}.")
         var json = false
@@ -85,8 +85,8 @@ struct Endpoints: ParsableCommand {
             abstract: "Re-enable an endpoint; a running paybridge resumes its deliveries within a second.",
             discussion: "Example: paybridge endpoints enable erp --config paybridge.yaml")
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Argument(help: "The endpoint's name.")
         var endpoint: String
@@ -107,8 +107,8 @@ struct Endpoints: ParsableCommand {
             abstract: "Disable an endpoint: its deliveries are kept and wait; a running paybridge stops sending within a second.",
             discussion: "Example: paybridge endpoints disable erp --config paybridge.yaml --reason \"ERP maintenance\"")
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Argument(help: "The endpoint's name.")
         var endpoint: String

@@ -10,8 +10,8 @@ struct Payments: ParsableCommand {
             abstract: "A payment's timeline: every status seen (when, by which watch), each event with its deliveries and their attempts.",
             discussion: "Example: paybridge payments show 0b9f6a52-3c1e-4d8a-9f0e-2a7d5c1b8e44 --config paybridge.yaml")
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Argument(help: "The bank's paymentId.")
         var id: String
@@ -32,6 +32,13 @@ struct Payments: ParsableCommand {
                 deliveries[event.id] = Array(rows)
                 for row in rows { attempts[row.id] = try store.attempts(deliveryId: row.id) }
             }
+            // Grouped endpoints get an event inside a group message, not a delivery of its own.
+            let memberships = Dictionary(grouping: try store.groupHolds(eventIds: events.map(\.id)), by: \.eventId)
+            var messages: [String: DeliveryRecord] = [:]
+            for membership in memberships.values.joined() {
+                guard let message = membership.messageId else { continue }
+                messages[message] = try store.deliveries(DeliveryFilter(endpoint: membership.endpoint, eventId: message, limit: 1)).first
+            }
             if json {
                 let paymentJSON = JSONValue.object([
                     ("paymentId", .string(payment.paymentId)), ("status", .string(payment.status)), ("changes", .int(payment.sequence)),
@@ -40,6 +47,7 @@ struct Payments: ParsableCommand {
                 ])
                 let eventsJSON = events.map { event -> JSONValue in
                     guard case .object(var members) = event.json else { return event.json }
+                    if let groups = memberships[event.id] { members.append(("groups", .array(groups.map(\.json)))) }
                     members.append(
                         (
                             "deliveries",
@@ -74,6 +82,19 @@ struct Payments: ParsableCommand {
                                 + String(format: " (%.0f ms)", attempt.durationMs))
                     }
                 }
+                for membership in memberships[event.id] ?? [] {
+                    guard let message = membership.messageId else {
+                        let until = membership.waitingUntil.map { " until \(Timestamp.iso8601($0))" } ?? ""
+                        print("      → \(membership.endpoint): in a group waiting\(until) (its next message carries this event)")
+                        continue
+                    }
+                    var line = "      → \(membership.endpoint): in group \(message)"
+                    if let delivery = messages[message] {
+                        line += ", \(delivery.stateText) (delivery \(delivery.id))"
+                        if let delivered = delivery.deliveredAt { line += ", sent \(Output.relative(delivered, now: now))" }
+                    }
+                    print(line)
+                }
             }
             if events.isEmpty { print("  no event yet (recorded silently by a baseline)") }
         }
@@ -89,8 +110,8 @@ struct Events: ParsableCommand {
             abstract: "Events, newest first.",
             discussion: "Example: paybridge events list --config paybridge.yaml --status Rejected --since 2h")
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Option(name: .long, help: "Only this type, e.g. payment.status_changed.")
         var type: String?
@@ -115,8 +136,21 @@ struct Events: ParsableCommand {
         func run() throws {
             let (_, store) = try openState(config, common: common)
             let events = try store.events(EventFilter(type: type, status: status, paymentId: payment, since: try ago(since), limit: limit))
+            var members: [String: [EventSummary]] = [:]
+            for event in events where event.type == EventType.paymentGroup.rawValue { members[event.id] = try store.groupMembers(messageId: event.id) }
             if json {
-                Output.print(.object([("events", .array(events.map(\.json)))]))
+                Output.print(
+                    .object([
+                        (
+                            "events",
+                            .array(
+                                events.map { event in
+                                    guard let carried = members[event.id], case .object(var fields) = event.json else { return event.json }
+                                    fields.append(("members", GroupMessage.members(carried)))
+                                    return .object(fields)
+                                })
+                        )
+                    ]))
                 return
             }
             guard !events.isEmpty else {
@@ -133,6 +167,9 @@ struct Events: ParsableCommand {
                             event.watch ?? "-", event.id,
                         ]
                     }))
+            for event in events {
+                if let carried = members[event.id] { print("\(event.id) carried \(GroupMessage.line(carried))") }
+            }
         }
     }
 
@@ -141,8 +178,8 @@ struct Events: ParsableCommand {
             abstract: "Queue an event again for one endpoint, with the same webhook-id.",
             discussion: "Example: paybridge events redeliver evt_7aad7870c3bd7267caa147ba4d6eda91 --to erp --config paybridge.yaml")
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Argument(help: "The event id (evt_…, grp_…).")
         var eventId: String

@@ -89,6 +89,10 @@ struct JSONLogHandler: LogHandler {
     static func json(_ value: Logger.MetadataValue) -> JSONValue {
         switch value {
         case .string(let text): return .string(text)
+        // Counts and ids logged as numbers stay numbers: `"changed":0`, not `"changed":"0"`.
+        case .stringConvertible(let value as any BinaryInteger): return .number("\(value)")
+        case .stringConvertible(let value as Double) where value.isFinite: return .number("\(value)")
+        case .stringConvertible(let value as Bool): return .bool(value)
         case .stringConvertible(let value): return .string(value.description)
         case .array(let items): return .array(items.map(json))
         case .dictionary(let dictionary): return .object(dictionary.sorted { $0.key < $1.key }.map { ($0.key, json($0.value)) })

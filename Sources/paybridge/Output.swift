@@ -82,6 +82,32 @@ extension EventSummary {
     }
 }
 
+extension GroupHold {
+    var json: JSONValue {
+        .object([
+            ("endpoint", .string(endpoint)), ("group", .string(group)), ("messageId", .text(messageId)), ("waitingUntil", .time(waitingUntil)),
+        ])
+    }
+}
+
+/// A group message's members, for `deliveries show` and `events list`.
+enum GroupMessage {
+    static func members(_ events: [EventSummary]) -> JSONValue {
+        .array(
+            events.map { member in
+                .object([
+                    ("eventId", .string(member.id)), ("type", .string(member.type)), ("paymentId", .string(member.subject)),
+                    ("status", .text(member.status)),
+                ])
+            })
+    }
+
+    /// `3 payments: 0b9f… (Rejected), 4c1d… (Rejected), …`.
+    static func line(_ events: [EventSummary]) -> String {
+        Output.count(events.count, "payment") + ": " + events.map { "\($0.subject) (\($0.status ?? $0.type))" }.joined(separator: ", ")
+    }
+}
+
 extension AttemptLog {
     var json: JSONValue {
         .object([

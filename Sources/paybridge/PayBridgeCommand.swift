@@ -59,6 +59,8 @@ struct CommonOptions: ParsableArguments {
         guard ["text", "json"].contains(logFormat.lowercased()) else { throw ValidationError("--log-format must be text or json") }
     }
 
+    var logsJSON: Bool { logFormat.lowercased() == "json" }
+
     private static let bootstrapped = Mutex(false)
 
     /// Sets up logging (once per process) and returns the root logger.
@@ -80,15 +82,65 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
-/// Loads a config or prints its errors as FILE:LINE:COLUMN lines and exits.
-func loadConfiguration(_ path: String) throws -> Configuration {
+/// Loads a config or prints its errors as FILE:LINE:COLUMN lines and exits 2. `run` and
+/// `poll` print its warnings (through the log, so `--log-format json` keeps every line JSON).
+func loadConfiguration(
+    _ path: String, unsetVariables: ConfigLoader.UnsetVariables = .error, warnings: Bool = true, logger: Logger? = nil
+) throws -> Configuration {
     do {
-        let loaded = try ConfigLoader.load(file: path)
-        for warning in loaded.warnings { printError(warning.description) }
+        let loaded = try ConfigLoader.load(file: path, unsetVariables: unsetVariables)
+        if warnings {
+            for warning in loaded.warnings where warning.severity == .warning { report(warning, logger: logger) }
+        }
         return loaded.configuration
     } catch {
-        printError(error.description)
+        for issue in error.issues { report(issue, logger: logger) }
         throw ExitCode(2)
+    }
+}
+
+/// A config issue as `FILE:LINE:COLUMN: message` on stderr, or as a log entry with the place
+/// in its metadata when a logger is given.
+func report(_ issue: ConfigIssue, logger: Logger?) {
+    guard let logger else {
+        printError(issue.description)
+        return
+    }
+    let metadata: Logger.Metadata = [
+        "file": "\(issue.file)", "line": .stringConvertible(issue.line), "column": .stringConvertible(issue.column),
+    ]
+    let message = Logger.Message(stringLiteral: "\(issue.file):\(issue.line):\(issue.column): \(issue.message)")
+    logger.log(level: issue.severity == .warning ? .warning : .error, message, metadata: metadata)
+}
+
+/// Where the config is when `--config` is not given, for `--help`.
+let configDefaults = "Without --config: $PAYBRIDGE_CONFIG, else ./paybridge.yaml, else /etc/paybridge/paybridge.yaml."
+
+/// The config file: `--config`, else `$PAYBRIDGE_CONFIG`, else `./paybridge.yaml` or
+/// `/etc/paybridge/paybridge.yaml`, whichever exists first (on call, no `--config` to type).
+func configPath(_ given: String?) throws -> String {
+    if let given { return given }
+    if let named = ProcessInfo.processInfo.environment["PAYBRIDGE_CONFIG"], !named.isEmpty { return named }
+    for candidate in ["paybridge.yaml", "/etc/paybridge/paybridge.yaml"] where FileManager.default.fileExists(atPath: candidate) {
+        return candidate
+    }
+    throw CommandError("no config: pass --config FILE, or set PAYBRIDGE_CONFIG (neither ./paybridge.yaml nor /etc/paybridge/paybridge.yaml exists)")
+}
+
+/// Takes a SQLite state's lock for this process's life (nil for PostgreSQL, where several
+/// processes share the state by design); another `run` or `poll` holding it is an error.
+func lockState(_ configuration: Configuration) throws(StateLockError) -> StateLock? {
+    guard configuration.state.kind == .sqlite else { return nil }
+    return try StateLock.acquire(folder: configuration.state.path)
+}
+
+extension StateLockError {
+    /// The line an operator reads: another process, or the folder itself.
+    func message(_ configuration: Configuration) -> String {
+        switch self {
+        case .held: return "error: \(self)"
+        case .fileSystem: return "error: cannot open the state database in \(configuration.state.path): \(self)"
+        }
     }
 }
 

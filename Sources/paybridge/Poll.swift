@@ -12,18 +12,26 @@ struct Poll: AsyncParsableCommand {
     @Flag(name: .long, help: "Poll once and exit (required: continuous polling is `paybridge run`).")
     var once = false
 
-    @Option(name: .long, help: "The config file.")
-    var config: String
+    @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+    var config: String?
 
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-        guard once else { throw ValidationError("poll needs --once (to poll continuously, use `paybridge run --config \(config)`)") }
+        guard once else { throw ValidationError("poll needs --once (to poll continuously, use `paybridge run --config \(config ?? "FILE")`)") }
     }
 
     func run() async throws {
         let logger = common.bootstrapLogging()
-        let configuration = try loadConfiguration(config)
+        let configuration = try loadConfiguration(configPath(config), logger: common.logsJSON ? logger : nil)
+        let lock: StateLock?
+        do {
+            lock = try lockState(configuration)
+        } catch {
+            printError(error.message(configuration))
+            throw ExitCode(1)
+        }
+        defer { withExtendedLifetime(lock) {} }
         let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger)
         let bridge: Bridge
         do {

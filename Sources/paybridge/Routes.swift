@@ -15,8 +15,8 @@ struct Routes: ParsableCommand {
                   paybridge routes test --config paybridge.yaml rejected.json --json
                 """)
 
-        @Option(name: .long, help: "The config file.")
-        var config: String
+        @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+        var config: String?
 
         @Argument(help: "An event body as delivered (standard format JSON).")
         var event: String
@@ -25,7 +25,7 @@ struct Routes: ParsableCommand {
         var json = false
 
         func run() throws {
-            let configuration = try loadConfiguration(config)
+            let configuration = try loadConfiguration(configPath(config), unsetVariables: .deferred, warnings: false)
             guard let data = FileManager.default.contents(atPath: event) else {
                 throw ValidationError("cannot read \(event)")
             }

@@ -18,7 +18,7 @@ struct Run: AsyncParsableCommand {
               paybridge run --config paybridge.yaml --log-format json
             """)
 
-    @Option(name: .long, help: "The config file (omit it for the demo).")
+    @Option(name: .long, help: "The config file (default: $PAYBRIDGE_CONFIG; without either, the demo).")
     var config: String?
 
     @Flag(name: .long, help: "The demo's console prints each event as delivered (JSON) instead of a readable line.")
@@ -30,9 +30,11 @@ struct Run: AsyncParsableCommand {
         let logger = common.bootstrapLogging()
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        MetricHelp.registerBuildInfo(in: registry)
         let configuration: Configuration
+        let config = self.config ?? ProcessInfo.processInfo.environment["PAYBRIDGE_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
         if let config {
-            configuration = try loadConfiguration(config)
+            configuration = try loadConfiguration(config, logger: common.logsJSON ? logger : nil)
         } else {
             configuration = try DemoSandbox.demoConfiguration()
             logger.info("no --config: running the demo (sandbox bank in-process, events below)", metadata: ["state": "\(configuration.state.path)"])
@@ -49,12 +51,20 @@ struct Run: AsyncParsableCommand {
         // operator sees one line and paybridge starts as soon as it clears.
         var opened: Bridge?
         var announced = false
+        var lock: StateLock?
+        defer { withExtendedLifetime(lock) {} }
         while opened == nil {
             do {
+                if lock == nil { lock = try lockState(configuration) }
                 opened = try Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger, console: console)
+            } catch StateLockError.held(let folder) {
+                // Another run or poll delivers from this state: waiting would only deliver twice later.
+                logger.critical("\(StateLockError.held(folder: folder))")
+                throw ExitCode(1)
             } catch {
                 if !announced {
-                    logger.error("\(error); retrying every 2 s until it opens")
+                    let text = (error as? StateLockError)?.message(configuration).dropFirst("error: ".count).description ?? "\(error)"
+                    logger.error("\(text); retrying every 2 s until it opens")
                     announced = true
                 }
                 try await Task.sleep(for: .seconds(2))
@@ -77,14 +87,18 @@ struct Run: AsyncParsableCommand {
                 "watches": "\(configuration.source.watches.map(\.name).joined(separator: ","))",
                 "endpoints": "\(configuration.endpoints.map(\.name).joined(separator: ","))",
             ])
+        var failure: (any Error)?
         do {
             try await group.run()
         } catch {
-            logger.error("stopped on an error", metadata: ["error": "\(error)"])
+            failure = error
+            logger.critical("stopped on an error: \(error)")
         }
         Terminal.shared.show(status: nil)
         bridge.close()
         await sandbox?.stop()
+        // A service manager restarts on a non-zero exit, and an operator's script sees it.
+        if failure != nil { throw ExitCode(1) }
         logger.info("stopped")
     }
 }

@@ -5,26 +5,57 @@ import PayBridge
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a config file; print each problem as FILE:LINE:COLUMN: message.",
-        discussion: "Example: paybridge validate --config paybridge.yaml (exit 1 on an error; warnings do not fail)")
+        discussion: """
+            Exit 1 on an error; warnings do not fail. An unset ${NAME} is an error, and the rest is still checked;
+            with --env-optional it is only listed, for a dry check on a machine without the secrets.
+            Examples:
+              paybridge validate --config paybridge.yaml
+              paybridge validate --config paybridge.yaml --env-optional
+            """)
 
-    @Option(name: .long, help: "The config file.")
-    var config: String
+    @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
+    var config: String?
+
+    @Flag(name: .long, help: "Unset environment variables are listed, not errors (a check without the secrets).")
+    var envOptional = false
 
     @OptionGroup var common: CommonOptions
 
     func run() throws {
+        let config = try configPath(config)
+        let loaded: LoadedConfiguration
         do {
-            let loaded = try ConfigLoader.load(file: config)
-            for warning in loaded.warnings { printError(warning.description) }
-            let configuration = loaded.configuration
-            for warning in configuration.state.kind == .sqlite ? StateFolder.warnings(configuration.state.path) : [] { printError("\(config):1:1: warning: \(warning)") }
-            print(
-                "\(config): OK (\(Output.count(configuration.source.watches.count, "watch", "watches")), "
-                    + "\(Output.count(configuration.endpoints.count, "endpoint")), \(Output.count(configuration.routes.count, "route")))")
+            loaded = try ConfigLoader.load(file: config, unsetVariables: .deferred)
         } catch {
             printError(error.description)
+            for unset in error.unsetVariables { printError(note(unset).description) }
             throw ExitCode(1)
         }
+        for warning in loaded.warnings { printError(warning.description) }
+        for unset in loaded.unsetVariables { printError(note(unset).description) }
+        let configuration = loaded.configuration
+        var failed = !envOptional && !loaded.unsetVariables.isEmpty
+        if configuration.state.kind == .sqlite {
+            if let problem = FileProblem.stateFolderProblem(configuration.state.path) {
+                printError("\(config):\(configuration.state.line):\(configuration.state.column): \(problem)")
+                failed = true
+            }
+            for warning in StateFolder.warnings(configuration.state.path) {
+                printError("\(config):\(configuration.state.line):\(configuration.state.column): warning: \(warning)")
+            }
+        }
+        if failed { throw ExitCode(1) }
+        print(
+            "\(config): OK (\(Output.count(configuration.source.watches.count, "watch", "watches")), "
+                + "\(Output.count(configuration.endpoints.count, "endpoint")), \(Output.count(configuration.routes.count, "route")))"
+                + (loaded.unsetVariables.isEmpty ? "" : ", \(Output.count(loaded.unsetVariables.count, "unset variable")) not checked"))
+    }
+
+    /// An unset variable: an error, or with --env-optional a warning.
+    private func note(_ unset: ConfigIssue) -> ConfigIssue {
+        var issue = unset
+        if envOptional { issue.severity = .warning }
+        return issue
     }
 }
 
