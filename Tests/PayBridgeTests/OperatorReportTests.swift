@@ -446,6 +446,42 @@ import Testing
 
     // MARK: Frictions
 
+    /// `source.proxy`, `endpoints.NAME.proxy` and `noProxy` from the config, not only libcurl's
+    /// environment: the bank and an endpoint are reached under names that resolve nowhere,
+    /// through proxies on 127.0.0.1 (the servers answer absolute-form requests as proxies do).
+    @Test func proxiesComeFromTheConfig() async throws {
+        let harness = try await Harness.start()
+        let proxied = try await TestReceiver.start()
+        let direct = try await TestReceiver.start()
+        let ids = harness.createPayments(1)
+        let bank = try #require(URL(string: harness.bank.url))
+        let closed = try Sockets.closedPort()
+        let endpoints =
+            Fixtures.endpoint("erp", url: "http://erp.invalid/hook", extra: "    proxy: http://127.0.0.1:\(proxied.port)\n")
+            + Fixtures.endpoint("direct", url: direct.url, extra: "    proxy: http://127.0.0.1:\(closed)\n    noProxy: 127.0.0.1,localhost")
+        let text = Fixtures.config(
+            bankURL: "http://bank.invalid", state: harness.statePath, endpoints: endpoints,
+            extraSource: "  proxy: http://127.0.0.1:\(bank.port ?? 0)")
+        let path = try harness.directory.write("pb.yaml", text)
+        let baseline = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(baseline.status == 0, "the bank through its proxy: \(baseline.stderr)")
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        let changed = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(changed.status == 0, "\(changed.stderr)")
+        #expect(proxied.requests.map(\.paymentId) == [ids[0]], "erp.invalid through its proxy")
+        #expect(proxied.requests.first?.path == "/hook")
+        #expect(direct.requests.map(\.paymentId) == [ids[0]], "noProxy: straight to 127.0.0.1")
+        let validate = try await Binary.run(["validate", "--config", path])
+        #expect(validate.status == 0, "\(validate.stderr)")
+        let bad = try harness.directory.write("bad.yaml", text.replacingOccurrences(of: "proxy: http://127.0.0.1:\(proxied.port)", with: "proxy: ftp://x"))
+        let rejected = try await Binary.run(["validate", "--config", bad])
+        #expect(rejected.status == 1)
+        #expect(rejected.stderr.contains("endpoints.erp.proxy must be a URL like http://proxy.internal:3128"), "\(rejected.stderr)")
+        await proxied.stop()
+        await direct.stop()
+        await harness.stop()
+    }
+
     @Test func aGracefulStopSaysItIsWaitingForDeliveriesInFlight() async throws {
         let harness = try await Harness.start()
         let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, delay: .seconds(3)) }

@@ -89,7 +89,7 @@ public final class BankingCircleClient: PaymentSource {
             if let signing = source.signing { headers += signing.headers(requestId: requestId) }
             let request = HTTPRequest(
                 method: .get, url: apiURL + path, headers: headers, timeout: source.timeout, connectTimeout: source.connectTimeout,
-                tls: source.tls)
+                tls: source.tls, proxy: source.proxy)
             let retryable: BankError.Reason
             var retryAfter: Duration?
             switch await http.send(request) {
@@ -159,7 +159,7 @@ public final class BankingCircleClient: PaymentSource {
                 if let signing = source.signing { headers += signing.authorizeHeaders }
                 let request = HTTPRequest(
                     method: .get, url: url, headers: headers, timeout: source.timeout, connectTimeout: source.connectTimeout,
-                    tls: source.tls)
+                    tls: source.tls, proxy: source.proxy)
                 let reason: BankError.Reason
                 switch await http.send(request) {
                 case .failure(let error):

@@ -173,6 +173,7 @@ final class ConfigReader {
             allowed: [
                 "kind", "apiURL", "authURL", "username", "password", "clientCertificate", "clientKey", "caFile", "pageSize",
                 "timeout", "connectTimeout", "retries", "retryBackoff", "unavailableAfter", "maxBackoff", "watches", "signing",
+                "proxy", "noProxy",
             ], in: "source")
         let kind = keys["kind"].flatMap { enumValue($0.value, SourceConfiguration.Kind.self, "source.kind") } ?? .bankingCircle
         let apiURL = keys["apiURL"].flatMap { url($0.value, "source.apiURL") }
@@ -210,10 +211,12 @@ final class ConfigReader {
             error(node, "source: missing 'watches' (what to poll and how often)")
         }
         let signing = keys["signing"].flatMap { readSigning($0.value) }
-        return SourceConfiguration(
+        var source = SourceConfiguration(
             kind: kind, apiURL: apiURL, authURL: authURL, username: Secret(username ?? ""), password: Secret(password ?? ""),
             tls: tls, pageSize: pageSize, timeout: timeout, connectTimeout: connectTimeout, retries: retries,
             retryBackoff: backoff, unavailableAfter: unavailableAfter, maxBackoff: maxBackoff, watches: watches, signing: signing)
+        source.proxy = readProxy(keys, path: "source", node: node)
+        return source
     }
 
     /// `source.signing`: the QSEAL certificate and key of an AISP or PISP. Both are loaded
@@ -401,7 +404,7 @@ final class ConfigReader {
             allowed: [
                 "kind", "url", "secret", "secretFile", "timeout", "connectTimeout", "concurrency", "retry", "format", "headers",
                 "caFile", "clientCertificate", "clientKey", "rateLimit", "disableAfter", "breaker", "mode", "source", "link", "template",
-                "contentType", "redact", "group", "auth",
+                "contentType", "redact", "group", "auth", "proxy", "noProxy",
             ], in: path)
         let kind = keys["kind"].flatMap { enumValue($0.value, EndpointConfiguration.Kind.self, "\(path).kind") } ?? .http
         var url = ""
@@ -476,10 +479,33 @@ final class ConfigReader {
         if let auth, case .bearer = auth, headers.contains(where: { $0.name.lowercased() == "authorization" }) {
             error(keys["auth"]?.keyNode, "\(path): 'auth' and an Authorization header in 'headers' cannot both be set")
         }
-        return EndpointConfiguration(
+        var endpoint = EndpointConfiguration(
             name: name, kind: kind, url: url, secrets: secrets, timeout: timeout, connectTimeout: connectTimeout,
             concurrency: concurrency, retry: retry, format: format, headers: headers, tls: tls, rateLimit: rateLimit,
             breaker: breaker, disableAfter: disableAfter, group: group, auth: auth)
+        endpoint.proxy = readProxy(keys, path: path, node: node)
+        return endpoint
+    }
+
+    /// `proxy: http://proxy.internal:3128` and `noProxy: "localhost,.internal"`. The proxy's URL
+    /// may carry credentials (then it is a secret: take it from ${ENV}).
+    private func readProxy(_ keys: [String: Entry], path: String, node: Node) -> Proxy? {
+        guard let entry = keys["proxy"] else {
+            if let noProxy = keys["noProxy"] { error(noProxy.keyNode, "\(path).noProxy goes with \(path).proxy") }
+            return nil
+        }
+        guard let text = string(entry.value, "\(path).proxy") else { return nil }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            ["http", "https", "socks5", "socks5h", "socks4", "socks4a"].contains(scheme), let host = components.host, !host.isEmpty
+        else {
+            error(entry.value, "\(path).proxy must be a URL like http://proxy.internal:3128 (http, https, socks5, socks5h)")
+            return nil
+        }
+        if components.password != nil, case .scalar(let scalar) = entry.value, !scalar.string.contains("${") {
+            literalSecret(entry.value, "\(path).proxy")
+        }
+        let noProxy = keys["noProxy"].flatMap { stringList($0.value, "\(path).noProxy") }.map { $0.joined(separator: ",") }
+        return Proxy(url: Secret(text), noProxy: noProxy)
     }
 
     private func readRoutes(

@@ -89,6 +89,8 @@ public struct SourceConfiguration: Sendable {
     public var watches: [Watch]
     /// QSEAL signing of every request (AISP / PISP access), or nil.
     public var signing: RequestSigner?
+    /// The proxy to the bank (nil: libcurl's environment variables).
+    public var proxy: Proxy?
 
     public init(
         kind: Kind = .bankingCircle, apiURL: String?, authURL: String? = nil, username: Secret, password: Secret,
@@ -260,6 +262,8 @@ public struct EndpointConfiguration: Sendable {
     public var group: GroupSettings?
     /// How paybridge authenticates to the receiver, besides the signature.
     public var auth: EndpointAuth?
+    /// The proxy to the receiver (nil: libcurl's environment variables).
+    public var proxy: Proxy?
 
     public init(
         name: String, kind: Kind = .http, url: String, secrets: [Secret] = [], timeout: Duration = .seconds(10),

@@ -445,7 +445,7 @@ public final class Dispatcher: @unchecked Sendable {
         if let authorization { headers.append(("Authorization", "Bearer \(authorization.value)")) }
         let request = HTTPRequest(
             method: .post, url: endpoint.url, headers: headers, body: delivery.body, timeout: endpoint.timeout,
-            connectTimeout: endpoint.connectTimeout, tls: endpoint.tls, maxResponseBytes: 4096)
+            connectTimeout: endpoint.connectTimeout, tls: endpoint.tls, maxResponseBytes: 4096, proxy: endpoint.proxy)
         let (clock, random) = (self.clock, self.random)
         let oauth = lanes[index].tokens != nil
         requests.append((request, { [weak self] result in
@@ -500,7 +500,9 @@ public final class Dispatcher: @unchecked Sendable {
         guard !tokens.fetching else { return }
         tokens.fetching = true
         let clock = self.clock
-        http.submit(tokens.request(timeout: lanes[index].endpoint.timeout, tls: lanes[index].endpoint.tls)) { [weak self] result in
+        var tokenRequest = tokens.request(timeout: lanes[index].endpoint.timeout, tls: lanes[index].endpoint.tls)
+        tokenRequest.proxy = lanes[index].endpoint.proxy
+        http.submit(tokenRequest) { [weak self] result in
             self?.post(.token(lane: index, OAuth2Tokens.parse(result, receivedAt: clock.now())))
         }
     }

@@ -239,6 +239,10 @@ private final class CurlTransfer {
             check(cshim_easy_setopt_string(easy, CURLOPT_SSLCERT, certificate), "client certificate")
         }
         if let key = request.tls.clientKey { check(cshim_easy_setopt_string(easy, CURLOPT_SSLKEY, key), "client key") }
+        // A reused handle keeps its options: a request without a proxy clears any before it
+        // (nil: libcurl's environment variables apply).
+        check(cshim_easy_setopt_string(easy, CURLOPT_PROXY, request.proxy?.url.value), "proxy")
+        check(cshim_easy_setopt_string(easy, CURLOPT_NOPROXY, request.proxy?.noProxy), "no proxy")
 
         check(cshim_easy_setopt_write_callback(easy, CURLOPT_WRITEFUNCTION, curlWriteBody), "write function")
         check(cshim_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me), "write data")

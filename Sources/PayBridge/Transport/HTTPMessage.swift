@@ -14,6 +14,21 @@ public struct TLSOptions: Sendable, Equatable {
     }
 }
 
+/// An outbound HTTP proxy (`source.proxy`, `endpoints.NAME.proxy`). Without one, libcurl's
+/// environment variables (`https_proxy`, `no_proxy`, …) apply as before.
+public struct Proxy: Sendable, Equatable {
+    /// `http://host:port`, `https://…` or `socks5h://…`; may carry credentials, so it is a
+    /// secret (never in logs or errors).
+    public var url: Secret
+    /// Hosts reached directly, libcurl's list: `localhost,.internal,10.0.0.0/8` (`*`: all).
+    public var noProxy: String?
+
+    public init(url: Secret, noProxy: String? = nil) {
+        self.url = url
+        self.noProxy = noProxy
+    }
+}
+
 /// One outgoing HTTP request, as the transport sends it.
 public struct HTTPRequest: Sendable {
     public enum Method: String, Sendable { case get = "GET", post = "POST" }
@@ -28,12 +43,14 @@ public struct HTTPRequest: Sendable {
     public var tls: TLSOptions
     /// Response bytes kept; the rest is read and discarded so the connection stays usable.
     public var maxResponseBytes: Int
+    public var proxy: Proxy?
 
     public init(
         method: Method, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
         timeout: Duration = .seconds(30), connectTimeout: Duration = .seconds(10), tls: TLSOptions = TLSOptions(),
-        maxResponseBytes: Int = 64 << 20
+        maxResponseBytes: Int = 64 << 20, proxy: Proxy? = nil
     ) {
+        self.proxy = proxy
         self.method = method
         self.url = url
         self.headers = headers
