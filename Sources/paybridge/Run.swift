@@ -5,6 +5,7 @@ import Metrics
 import PayBridge
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -70,32 +71,50 @@ struct Run: AsyncParsableCommand {
                 try await Task.sleep(for: .seconds(2))
             }
         }
-        guard let bridge = opened else { return }
+        guard var bridge = opened else { return }
         if announced { logger.notice("state database opened") }
-        var services = bridge.services()
-        if let admin = configuration.admin {
-            services.insert(AdminServer.application(admin, bridge: bridge, registry: registry, logger: logger), at: 0)
-        }
-        if Terminal.shared.isInteractive { services.append(StatusLine(bridge: bridge)) }
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        logger.info(
-            "started",
-            metadata: [
-                "watches": "\(configuration.source.watches.map(\.name).joined(separator: ","))",
-                "endpoints": "\(configuration.endpoints.map(\.name).joined(separator: ","))",
-            ])
+        // SIGTERM/SIGINT stop; SIGHUP reloads the config (see Signals).
+        let signals = Signals(path: config, logger: logger)
+        let running = Mutex(configuration)
+        let listener = Task { await signals.watch(current: { running.withLock { $0 } }) }
+        defer { listener.cancel() }
         var failure: (any Error)?
-        do {
-            try await group.run()
-        } catch {
-            failure = error
-            logger.critical("stopped on an error: \(error)")
+        while true {
+            let current = running.withLock { $0 }
+            var services = bridge.services()
+            if let admin = current.admin {
+                services.insert(AdminServer.application(admin, bridge: bridge, registry: registry, logger: logger), at: 0)
+            }
+            if Terminal.shared.isInteractive { services.append(StatusLine(bridge: bridge)) }
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }, logger: logger))
+            signals.running(group)
+            logger.info(
+                "started",
+                metadata: [
+                    "watches": "\(current.source.watches.map(\.name).joined(separator: ","))",
+                    "endpoints": "\(current.endpoints.map(\.name).joined(separator: ","))",
+                ])
+            do {
+                try await group.run()
+            } catch {
+                failure = error
+                logger.critical("stopped on an error: \(error)")
+            }
+            Terminal.shared.show(status: nil)
+            bridge.close()
+            guard failure == nil, let next = signals.takeReload() else { break }
+            do {
+                bridge = try Bridge(configuration: next, apiURL: sandbox?.apiURL, logger: logger, console: console)
+            } catch {
+                failure = error
+                logger.critical("stopped: the reloaded config's state cannot be opened: \(error)")
+                break
+            }
+            running.withLock { $0 = next }
+            logger.notice("config reloaded")
         }
-        Terminal.shared.show(status: nil)
-        bridge.close()
         await sandbox?.stop()
         // A service manager restarts on a non-zero exit, and an operator's script sees it.
         if failure != nil { throw ExitCode(1) }

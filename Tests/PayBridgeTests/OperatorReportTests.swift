@@ -482,6 +482,64 @@ import Testing
         await harness.stop()
     }
 
+    /// SIGHUP: a new endpoint URL and route apply without a restart and without losing or
+    /// repeating the delivery in flight; a broken config, or one that moves the state, is
+    /// refused with why, and the running one goes on.
+    @Test func sighupReloadsTheConfigWholeOrNotAtAll() async throws {
+        let harness = try await Harness.start()
+        let before = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, delay: .milliseconds(1500)) }
+        let after = try await TestReceiver.start()
+        let ids = harness.createPayments(4)
+        let port = try Sockets.closedPort()
+        let admin = AdminServerTests.Admin(port: port)
+        defer { admin.http.shutdown() }
+        let config = { (url: String) in
+            Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: url))
+                .replacingOccurrences(of: "every: 1s", with: "every: 200ms") + "admin:\n  listen: 127.0.0.1:\(port)\n"
+        }
+        let path = try harness.directory.write("pb.yaml", config(before.url))
+        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let log = PipeReader(errors)
+        try await harness.waitForBaseline()
+
+        // A delivery in flight when the reload comes: it finishes, and is not sent again.
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        #expect(await Self.eventually { before.mostConcurrent > 0 })
+        _ = try harness.directory.write("pb.yaml", config(after.url))
+        kill(process.processIdentifier, SIGHUP)
+        #expect(try await Self.eventually { try await Binary.run(["deliveries", "list", "--json", "--config", path]).stdout.contains(#""state":"delivered""#) })
+        harness.bank.bank.setStatus(ids[1], "Rejected")
+        #expect(await after.waitFor(count: 1))
+        #expect(before.requests.map(\.paymentId) == [ids[0]], "in flight at the reload: sent once, to the old URL")
+        #expect(after.requests.map(\.paymentId) == [ids[1]], "after it: the new URL")
+        #expect(await admin.wait("/healthz", status: 200, token: nil), "the admin server listens again")
+
+        // A config with an error: refused, said why, the running one goes on.
+        _ = try harness.directory.write("pb.yaml", config(after.url).replacingOccurrences(of: "timeout: 5s", with: "timeout: soon"))
+        kill(process.processIdentifier, SIGHUP)
+        harness.bank.bank.setStatus(ids[2], "Rejected")
+        #expect(await after.waitFor(count: 2))
+        // Moving the state: refused too.
+        _ = try harness.directory.write("pb.yaml", config(after.url).replacingOccurrences(of: harness.statePath, with: harness.statePath + "-elsewhere"))
+        kill(process.processIdentifier, SIGHUP)
+        harness.bank.bank.setStatus(ids[3], "Rejected")
+        #expect(await after.waitFor(count: 3))
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        let logged = await log.text()
+        #expect(logged.components(separatedBy: "config reloaded").count == 2, "\(logged)")
+        #expect(logged.contains("pb.yaml"), "the error's place: \(logged)")
+        #expect(logged.contains("endpoints.erp.timeout"), "\(logged)")
+        #expect(logged.contains("config not reloaded: it has errors"), "\(logged)")
+        #expect(logged.contains("config not reloaded: state cannot change while paybridge runs"), "\(logged)")
+        #expect(before.requests.count == 1)
+        #expect(Set(after.requests.map(\.paymentId)) == Set(ids[1...]))
+        await before.stop()
+        await after.stop()
+        await harness.stop()
+    }
+
     @Test func aGracefulStopSaysItIsWaitingForDeliveriesInFlight() async throws {
         let harness = try await Harness.start()
         let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, delay: .seconds(3)) }
