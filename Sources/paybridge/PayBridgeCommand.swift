@@ -134,6 +134,16 @@ func lockState(_ configuration: Configuration) throws(StateLockError) -> StateLo
     return try StateLock.acquire(folder: configuration.state.path)
 }
 
+/// After a process that held the state was killed or crashed: one line saying its queue
+/// resumes now, and that what it had in flight goes out again (same webhook-id).
+func announceResume(after lock: StateLock?, bridge: Bridge, logger: Logger) async {
+    guard let lock, lock.previousEndedUncleanly else { return }
+    let pending = ((try? await bridge.store.queueFigures()) ?? [:]).values.reduce(0) { $0 + $1.pending }
+    logger.notice(
+        "the last run did not stop gracefully (killed or crashed): resuming its queue; deliveries it had in flight go out again with the same webhook-id",
+        metadata: ["pending": .stringConvertible(pending)])
+}
+
 extension StateLockError {
     /// The line an operator reads: another process, or the folder itself.
     func message(_ configuration: Configuration) -> String {

@@ -40,9 +40,11 @@ struct Poll: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(1)
         }
+        await announceResume(after: lock, bridge: bridge, logger: logger)
         let result = await bridge.pollOnce()
         bridge.close()
         await sandbox?.stop()
+        lock?.markStopped()
         for failure in result.failures { printError("poll failed: \(failure)") }
         if !result.failures.isEmpty { throw ExitCode(1) }
     }

@@ -73,6 +73,7 @@ struct Run: AsyncParsableCommand {
         }
         guard var bridge = opened else { return }
         if announced { logger.notice("state database opened") }
+        await announceResume(after: lock, bridge: bridge, logger: logger)
         // SIGTERM/SIGINT stop; SIGHUP reloads the config (see Signals).
         let signals = Signals(path: config, logger: logger)
         let running = Mutex(configuration)
@@ -118,6 +119,7 @@ struct Run: AsyncParsableCommand {
         await sandbox?.stop()
         // A service manager restarts on a non-zero exit, and an operator's script sees it.
         if failure != nil { throw ExitCode(1) }
+        lock?.markStopped()
         logger.info("stopped")
     }
 }

@@ -138,17 +138,30 @@ import Testing
         await harness.stop()
     }
 
-    @Test func aKilledRunLeavesNoLockBehind() async throws {
+    /// kill -9 leaves no lock behind, and the next start says it resumes what the killed one
+    /// had queued and in flight; after a graceful stop it says nothing of the kind.
+    @Test func aKilledRunLeavesNoLockBehindAndTheNextStartSaysItResumes() async throws {
         let harness = try await Harness.start()
-        let receiver = try await TestReceiver.start()
+        let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, delay: .seconds(2)) }
+        let ids = harness.createPayments(1)
         let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url))
+            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
         let path = try harness.directory.write("pb.yaml", text)
         let (process, _, _) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         try await harness.waitForBaseline()
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        #expect(await Self.eventually { receiver.mostConcurrent > 0 })  // in flight
         kill(process.processIdentifier, SIGKILL)
         _ = await Binary.exitStatus(of: process)
+        receiver.setResponder { _, _ in .ok }
         let next = try await Binary.run(["poll", "--once", "--config", path])
         #expect(next.status == 0, "\(next.stderr)")
+        #expect(next.stderr.contains("the last run did not stop gracefully (killed or crashed): resuming its queue"), "\(next.stderr)")
+        #expect(next.stderr.contains("pending=1"), "\(next.stderr)")
+        #expect(Set(receiver.requests.map(\.webhookId)).count == 1, "sent again with the same webhook-id")
+        let calm = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(!calm.stderr.contains("did not stop gracefully"), "after a graceful end: \(calm.stderr)")
         await receiver.stop()
         await harness.stop()
     }

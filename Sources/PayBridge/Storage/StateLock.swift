@@ -9,8 +9,22 @@ import Foundation
 public final class StateLock: Sendable {
     public static let fileName = "paybridge.lock"
     private let descriptor: Int32
+    /// Whether the process that held the lock before this one ended without a graceful stop
+    /// (killed, crashed, the machine lost): its deliveries in flight then go out again.
+    public let previousEndedUncleanly: Bool
 
-    private init(descriptor: Int32) { self.descriptor = descriptor }
+    private init(descriptor: Int32, previousEndedUncleanly: Bool) {
+        self.descriptor = descriptor
+        self.previousEndedUncleanly = previousEndedUncleanly
+    }
+
+    /// Records a graceful stop, for the next start to see (see `previousEndedUncleanly`).
+    public func markStopped() { write("stopped\n") }
+
+    private func write(_ text: String) {
+        guard ftruncate(descriptor, 0) == 0 else { return }
+        _ = Array(text.utf8).withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+    }
 
     deinit { close(descriptor) }
 
@@ -37,7 +51,13 @@ public final class StateLock: Sendable {
             if code == EWOULDBLOCK { throw .held(folder: folder) }
             throw .fileSystem("cannot lock the state folder: \(FileProblem.describe(errno: code, path: path))")
         }
-        return StateLock(descriptor: descriptor)
+        // "running" left behind: the last holder never reached markStopped().
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
+        let previous = count > 0 ? String(decoding: buffer.prefix(count), as: UTF8.self) : ""
+        let lock = StateLock(descriptor: descriptor, previousEndedUncleanly: previous.hasPrefix("running"))
+        lock.write("running pid \(getpid())\n")
+        return lock
     }
 }
 
