@@ -1,6 +1,11 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// scripts/fuzz sets PAYBRIDGE_FUZZ=1: the library is then built with libFuzzer's coverage and
+// the address sanitizer, and the fuzz targets (Fuzz/) join the package. Nothing else builds so.
+let fuzzing = Context.environment["PAYBRIDGE_FUZZ"] == "1"
+let fuzzFlags: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address", "-enable-testing"])] : []
+
 let package = Package(
     name: "paybridge",
     platforms: [.macOS(.v15)],
@@ -58,7 +63,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            swiftSettings: fuzzFlags
         ),
         .target(
             name: "Sandbox",
@@ -116,3 +122,15 @@ let package = Package(
         ),
     ]
 )
+
+if fuzzing {
+    package.targets.append(
+        .executableTarget(
+            name: "paybridge-fuzz",
+            dependencies: ["PayBridge"],
+            path: "Fuzz/Sources/PayBridgeFuzz",
+            swiftSettings: fuzzFlags,
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
+        ))
+    package.products.append(.executable(name: "paybridge-fuzz", targets: ["paybridge-fuzz"]))
+}
