@@ -57,6 +57,11 @@ import Testing
         (#"{"result":[{"paymentId":"p9","status":null}]}"#, "payment p9 has a null \"status\""),
         (#"{"result":[{"paymentId":"p9"}]}"#, "payment p9 has no \"status\""),
         ("", "empty response body"),
+        // Found by fuzzing (scripts/fuzz page-list): a repeated name means one thing to one
+        // parser and another to the next; the scanner read both arrays, Foundation the last.
+        (#"{"result":[{"paymentId":"a","status":"X"}],"result":[]}"#, "\"result\" appears twice"),
+        (#"{"result":[{"paymentId":"a","paymentId":"b","status":"X"}]}"#, "payment #1 on the page has \"paymentId\" twice"),
+        (#"{"result":[{"paymentId":"a","status":"X","Status":"Y"}]}"#, "payment #1 on the page has \"status\" twice"),
     ])
     func refusesWhatIsNotTheContract(text: String, expected: String) {
         #expect {

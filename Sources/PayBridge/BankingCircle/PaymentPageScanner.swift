@@ -107,6 +107,8 @@ private struct JSONScanner {
         var sawResult = false
         try scanMembers { key, scanner throws(PageScanError) in
             if scanner.keyIs(key, "result") {
+                // Parsers disagree on a repeated name (the first, the last, both): refuse it.
+                guard !sawResult else { throw scanner.error("unexpected envelope: \"result\" appears twice", at: key.start - 1) }
                 scanner.skipWhitespace()
                 guard scanner.peek() == UInt8(ascii: "[") else {
                     throw scanner.error("unexpected envelope: \"result\" is not an array")
@@ -163,10 +165,16 @@ private struct JSONScanner {
         var paymentId: String?
         var status: String?
         var statusIsNull = false
+        var seen = (paymentId: false, status: false)
         try scanMembers { key, scanner throws(PageScanError) in
             scanner.skipWhitespace()
             if scanner.keyIs(key, "paymentId") || scanner.keyIs(key, "status") {
                 let isId = scanner.keyIs(key, "paymentId")
+                // A receiver reading the raw object might take the other one: refuse it.
+                guard !(isId ? seen.paymentId : seen.status) else {
+                    throw scanner.error("payment #\(position + 1) on the page has \"\(isId ? "paymentId" : "status")\" twice", at: key.start - 1)
+                }
+                if isId { seen.paymentId = true } else { seen.status = true }
                 if scanner.peek() == UInt8(ascii: "\"") {
                     let text = try scanner.scanString()
                     let value = scanner.decode(text)
