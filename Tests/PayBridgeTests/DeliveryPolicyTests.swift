@@ -26,6 +26,23 @@ import Testing
         #expect(DeliveryPolicy.next(after: .failure(.connectionFailed("refused")), attempt: 1, schedule: RetrySchedule(waits: []), now: now, random: 0.5) == .dead)
     }
 
+    /// The three HTTP date forms RFC 9110 has a recipient read, read without DateFormatter
+    /// (which leaked on some inputs: found by `scripts/fuzz headers`); anything else is nil.
+    @Test func retryAfterReadsEveryHTTPDateForm() {
+        let base = Date(timeIntervalSince1970: 784_111_700)  // 1994-11-06 08:48:20 UTC
+        for text in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            #expect(RetryAfter.parse(text, now: base) == .seconds(77), "\(text)")
+        }
+        #expect(RetryAfter.parse("Wed, 15 Jan 2027 08:00:00 GMT", now: Date(timeIntervalSince1970: 1_800_000_000)) == .seconds(0))
+        #expect(RetryAfter.parse("Thu, 01 Jan 1970 00:01:00 GMT", now: Date(timeIntervalSince1970: 0)) == .seconds(60))
+        for garbage in ["Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49:37 CET", "Sun, 06 Nov 99999 08:49:37 GMT", "soon", "-5 5", "1e3", "Sun, 06 Nov 1994 08:49 GMT"]
+        {
+            #expect(RetryAfter.parse(garbage, now: base) == nil, "\(garbage)")
+        }
+        #expect(RetryAfter.parse("-5", now: base) == .seconds(0))
+    }
+
     @Test func retryAfterIsHonouredOn429And503Only() {
         let busy = AttemptResult.response(status: 503, retryAfter: "120", excerpt: "")
         #expect(DeliveryPolicy.next(after: busy, attempt: 1, schedule: schedule, now: now, random: 0.5) == .retry(at: now.addingTimeInterval(120)))

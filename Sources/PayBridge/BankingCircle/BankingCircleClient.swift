@@ -307,11 +307,52 @@ public enum RetryAfter {
     public static func parse(_ value: String?, now: Date) -> Duration? {
         guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
         if let seconds = Int(value) { return .seconds(max(0, seconds)) }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = formatter.date(from: value) else { return nil }
+        guard let date = HTTPDate.parse(value) else { return nil }
         return .milliseconds(Int64(max(0, date.timeIntervalSince(now)) * 1000))
+    }
+}
+
+/// RFC 9110 §5.6.7's HTTP dates, read by hand: Foundation's DateFormatter leaked 128 bytes on
+/// some inputs (found by fuzzing: `scripts/fuzz headers`), once per bank or endpoint answer.
+enum HTTPDate {
+    private static let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+
+    /// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate), `Sunday, 06-Nov-94 08:49:37 GMT`
+    /// (RFC 850) or `Sun Nov  6 08:49:37 1994` (asctime); nil for anything else.
+    static func parse(_ text: String) -> Date? {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: true)
+        let day: Int?, month: Int?, year: Int?, time: Substring
+        if parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT" {
+            (day, month, year, time) = (Int(parts[1]), monthNumber(parts[2]), Int(parts[3]), parts[4])
+        } else if parts.count == 4, parts[0].hasSuffix(","), parts[3] == "GMT" {
+            let fields = parts[1].split(separator: "-")
+            guard fields.count == 3, let short = Int(fields[2]), fields[2].count == 2 else { return nil }
+            // RFC 9110: a two-digit year more than 50 years ahead is in the past century.
+            (day, month, year, time) = (Int(fields[0]), monthNumber(fields[1]), short < 70 ? 2000 + short : 1900 + short, parts[2])
+        } else if parts.count == 5 {
+            (day, month, year, time) = (Int(parts[2]), monthNumber(parts[1]), Int(parts[4]), parts[3])
+        } else {
+            return nil
+        }
+        let clock = time.split(separator: ":").compactMap { Int($0) }
+        guard let day, let month, let year, (1...31).contains(day), (1000...9999).contains(year), clock.count == 3,
+            (0...23).contains(clock[0]), (0...59).contains(clock[1]), (0...60).contains(clock[2])
+        else { return nil }
+        let seconds = daysFromCivil(year: year, month: month, day: day) * 86400 + clock[0] * 3600 + clock[1] * 60 + clock[2]
+        return Date(timeIntervalSince1970: TimeInterval(seconds))
+    }
+
+    private static func monthNumber(_ text: Substring) -> Int? {
+        months.firstIndex(of: text.lowercased()).map { $0 + 1 }
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    private static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146097 + dayOfEra - 719468
     }
 }
