@@ -229,6 +229,25 @@ final class Counter: Sendable {
         #expect(fetches.next() == 1)
     }
 
+    /// The watches of one round share a failed authorize (and its retries): asked again within
+    /// the hold, the cache answers with the same error; later it asks the bank again.
+    @Test func aFailedRenewalAnswersEveryoneWithinTheHoldThenIsTriedAgain() async throws {
+        let fetches = Counter()
+        let clock = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
+        let cache = TokenCache(now: { clock.withLock { $0 } }) { () async throws(BankError) -> AccessToken in
+            _ = fetches.next()
+            throw BankError(reason: .authentication("HTTP 503"), call: "GET /api/v1/authorizations/authorize", requestId: "r1", attempts: 3)
+        }
+        for advance in [0.0, 0.5, 0.4] {
+            clock.withLock { $0 += advance }
+            await #expect(throws: BankError.self) { _ = try await cache.token() }
+        }
+        #expect(fetches.peek() == 1, "one authorize for every watch within the hold")
+        clock.withLock { $0 += TokenCache.failureHold }
+        await #expect(throws: BankError.self) { _ = try await cache.token() }
+        #expect(fetches.peek() == 2, "after the hold the bank is asked again")
+    }
+
     @Test func aRefusedTokenIsDroppedButANewerOneKept() async throws {
         let fetches = Counter()
         let cache = TokenCache(now: Date.init) { () async throws(BankError) -> AccessToken in
