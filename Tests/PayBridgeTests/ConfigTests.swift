@@ -94,6 +94,13 @@ import Testing
         #expect(found.count == 4)
     }
 
+    /// Found by fuzzing (scripts/fuzz config): `validate` trapped on a duration too long for
+    /// its milliseconds instead of naming the place.
+    @Test func anEndlessDurationIsAnErrorAtItsPlace() {
+        let text = Self.valid.replacingOccurrences(of: "retry: [5s, 5m]", with: "retry: [5s, 5m]\n    disableAfter: 99999999999999999999d")
+        #expect(errors(text).contains { $0.hasPrefix("pb.yaml:18:19: endpoints.erp.disableAfter: '99999999999999999999d' is not a duration") }, "\(errors(text))")
+    }
+
     @Test func unknownKeysAreErrorsThatNeverShowTheirValue() {
         let text = Self.valid.replacingOccurrences(of: "  password: hunter2-password", with: "  pasword: hunter2-password")
         let found = errors(text)

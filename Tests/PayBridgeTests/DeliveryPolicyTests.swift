@@ -69,5 +69,10 @@ import Testing
         #expect(DurationText.parse("10") == nil)
         #expect(DurationText.parse("3x") == nil)
         #expect(DurationText.parse("") == nil)
+        #expect(DurationText.parse("36500d") == DurationText.longest)
+        // Found by fuzzing (scripts/fuzz config): this trapped converting to Int64 milliseconds.
+        #expect(DurationText.parse("99999999999999999999d") == nil)
+        #expect(DurationText.parse("36500d1ms") == nil)
+        #expect(DurationText.parse("1e400s") == nil)
     }
 }

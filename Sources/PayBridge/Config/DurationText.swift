@@ -1,5 +1,9 @@
 /// Durations as written in the config: `250ms`, `30s`, `5m`, `2h`, `1d`, or a sum such as `1h30m`.
 public enum DurationText {
+    /// No setting means more than a century; a longer text is a typo, not a duration (and
+    /// `99999999999999999999d` overflowed the milliseconds: found by `scripts/fuzz config`).
+    public static let longest: Duration = .seconds(100 * 365 * 86400)
+
     public static func parse(_ text: String) -> Duration? {
         var rest = Substring(text.trimmingCharacters(in: .whitespaces))
         guard !rest.isEmpty else { return nil }
@@ -19,7 +23,9 @@ public enum DurationText {
             case "d": seconds = amount * 86400
             default: return nil
             }
+            guard seconds.isFinite, seconds <= longest.seconds else { return nil }
             total += .milliseconds(Int64((seconds * 1000).rounded()))
+            guard total <= longest else { return nil }
         }
         return total
     }
