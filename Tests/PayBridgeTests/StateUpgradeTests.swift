@@ -52,7 +52,7 @@ struct StateUpgradeTests {
               down:
                 url: \(down.url)
                 secret: \(Fixtures.secret)
-                retry: [1h]
+                retry: [6s]
             """
         let routes = """
               - when: { type: [payment.created, payment.status_changed] }

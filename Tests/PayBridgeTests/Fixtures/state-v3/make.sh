@@ -56,7 +56,7 @@ endpoints:
   down:
     url: http://127.0.0.1:$failing/down
     secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
-    retry: [1h]
+    retry: [6s]
 routes:
   - when: { type: [payment.created, payment.status_changed] }
     to: [erp, alerts, chat, teams, down]
