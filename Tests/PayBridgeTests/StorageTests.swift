@@ -9,9 +9,9 @@ import Testing
     @Test(arguments: [
         ("paymentStates", SQL.paymentStates),
         ("dueDeliveries", SQL.dueDeliveries),
-        ("nextDueDate", SQL.nextDueDate),
-        ("deliveredBefore", SQL.deliveredBefore),
-        ("deleteOrphanEvents", SQL.deleteOrphanEvents),
+        ("nextDueDate", "SELECT MIN(due_at) FROM delivery WHERE state = 'pending' AND \(SQLDialect.sqlite.isIn("endpoint")) AND due_at > ?"),
+        ("deliveredBefore", RetentionSQL.deliveredBefore),
+        ("deleteOrphanEvents", RetentionSQL.deleteOrphanEvents),
     ])
     func queriesUseIndexes(name: String, sql: String) throws {
         let directory = try TemporaryDirectory()

@@ -286,7 +286,7 @@ import Testing
         // expires and the other instance takes it.
         try await Task.sleep(for: .milliseconds(3300))
         #expect(try await other.holdPollerLease())
-        #expect(throws: PostgresStoreError.leaseLost) {
+        #expect(throws: StorageError.leaseLost) {
             try Contract.detect(fixture.store, "p1", 2, "Processed")
         }
         #expect(try await other.paymentStates(for: ["p1"])["p1"]?.sequence == 1, "the old leader committed nothing")

@@ -205,7 +205,7 @@ public final class Bridge: Sendable {
             if report.complete { await source.pollSucceeded() }
             log(report)
             return .success(report)
-        } catch let error where error.underlying as? PostgresStoreError == .leaseLost {
+        } catch let error where error.underlying as? StorageError == .leaseLost {
             // Not a fault: another instance took over, and nothing of this poll was committed.
             leading.withLock { $0 = false }
             logger.notice("poll stopped: another instance polls the bank now", metadata: ["watch": "\(watch.name)"])

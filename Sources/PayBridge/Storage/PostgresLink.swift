@@ -6,23 +6,6 @@ import NIOSSL
 import PostgresNIO
 import Synchronization
 
-/// A value bound to a statement.
-enum SQLValue: Sendable {
-    case text(String?)
-    case int(Int64?)
-    case double(Double?)
-    case bytes([UInt8]?)
-    case bool(Bool?)
-    case ints([Int64])
-    case texts([String])
-    case doubles([Double])
-    case bools([Bool])
-    case byteArrays([[UInt8]])
-
-    static func int(_ value: Int?) -> SQLValue { .int(value.map(Int64.init)) }
-    static func date(_ value: Date?) -> SQLValue { .double(value?.timeIntervalSince1970) }
-}
-
 /// One connection to PostgreSQL used from ordinary threads (the dispatcher's, the
 /// recorder's, the store's own): each call waits for its answer, one call at a time. It
 /// reconnects after the connection drops. Never called on an event loop.
@@ -146,6 +129,46 @@ final class PostgresLink: @unchecked Sendable {
     }
 }
 
+extension PostgresLink: SQLConnection {
+    var dialect: SQLDialect { .postgres }
+
+    @discardableResult
+    func execute(_ sql: String, _ values: [SQLValue]) throws -> Int {
+        try run(Self.numbered(sql), values).affected
+    }
+
+    func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
+        for each in try run(Self.numbered(sql), values).rows { try row(PostgresSQLRow(row: each.makeRandomAccess())) }
+    }
+
+    /// `?` placeholders as PostgreSQL's `$1`, `$2`… (paybridge's SQL has no `?` of its own).
+    static func numbered(_ sql: String) -> String {
+        guard sql.contains("?") else { return sql }
+        var result = ""
+        result.reserveCapacity(sql.utf8.count + 16)
+        var number = 0
+        for character in sql {
+            if character == "?" {
+                number += 1
+                result += "$\(number)"
+            } else {
+                result.append(character)
+            }
+        }
+        return result
+    }
+}
+
+/// A PostgreSQL row as the statements written once read it.
+struct PostgresSQLRow: SQLRow {
+    let row: PostgresRandomAccessRow
+
+    func text(_ column: Int) throws -> String? { try row[column].decode(String?.self) }
+    func int64(_ column: Int) throws -> Int64? { try row[column].decode(Int64?.self) }
+    func double(_ column: Int) throws -> Double? { try row[column].decode(Double?.self) }
+    func bytes(_ column: Int) throws -> [UInt8]? { try row[column].decode(ByteBuffer?.self).map { Array($0.readableBytesView) } }
+}
+
 /// A few links shared by the threads that use the state (the poller, the dispatcher, the
 /// recorder, the metrics): each call takes a free one, so a burst of delivery results never
 /// queues the poller's commit behind it.
@@ -188,15 +211,12 @@ public enum PostgresStoreError: Error, Sendable, Equatable, CustomStringConverti
     case query(String)
     /// No connection could be opened (the server, the network, TLS or the login refused it).
     case connect(String)
-    /// This instance no longer holds the poller lease: another one polls now.
-    case leaseLost
 
     public var description: String {
         switch self {
         case .url(let reason): return "state.url: \(reason)"
         case .query(let message): return "PostgreSQL: \(message)"
         case .connect(let reason): return "cannot connect to PostgreSQL: \(reason)"
-        case .leaseLost: return "this instance lost the poller lease (another instance polls now); nothing was committed"
         }
     }
 }

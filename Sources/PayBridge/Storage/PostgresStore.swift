@@ -18,7 +18,7 @@ import Synchronization
 ///   LOCKED` and a claim expiry: a dead instance's claims return to the queue.
 /// - Commits that queue work `NOTIFY paybridge_queue`; operators' commands
 ///   `NOTIFY paybridge_change`. Every instance listens.
-public final class PostgresStore: Store, Coordination, @unchecked Sendable {
+public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     // @unchecked: mutable state is under `state`; the links serialize their own use.
     public let instanceId: String
     let group: MultiThreadedEventLoopGroup
@@ -103,73 +103,11 @@ public final class PostgresStore: Store, Coordination, @unchecked Sendable {
 
     // MARK: Schema
 
-    /// Versioned migrations, each in the transaction that records it.
-    static let migrations: [String] = [
-        """
-        CREATE TABLE payment (
-            id TEXT PRIMARY KEY, status TEXT NOT NULL, sequence INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
-            first_seen_at DOUBLE PRECISION, first_status TEXT, first_watch TEXT);
-        CREATE TABLE watch (name TEXT PRIMARY KEY, baselined_at DOUBLE PRECISION, last_success_at DOUBLE PRECISION);
-        CREATE TABLE watch_member (watch TEXT NOT NULL, payment_id TEXT NOT NULL, PRIMARY KEY (watch, payment_id));
-        CREATE TABLE event (
-            row_id BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, subject TEXT NOT NULL, sequence INTEGER NOT NULL,
-            status TEXT, previous_status TEXT, watch TEXT, created_at DOUBLE PRECISION NOT NULL, body BYTEA NOT NULL);
-        CREATE INDEX event_created ON event(created_at);
-        CREATE INDEX event_subject ON event(subject, sequence);
-        CREATE TABLE rendering (
-            id BIGSERIAL PRIMARY KEY, event_row BIGINT NOT NULL, content_type TEXT NOT NULL, headers TEXT, body BYTEA NOT NULL);
-        CREATE INDEX rendering_event ON rendering(event_row);
-        CREATE TABLE delivery (
-            id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, event_row BIGINT NOT NULL, endpoint TEXT NOT NULL, subject TEXT NOT NULL,
-            sequence INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-            due_at DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
-            last_status INTEGER, last_error TEXT, delivered_at DOUBLE PRECISION, rendering_id BIGINT, last_attempt_at DOUBLE PRECISION,
-            last_duration_ms DOUBLE PRECISION, schedule_base INTEGER NOT NULL DEFAULT 0, claimed_by TEXT, claimed_until DOUBLE PRECISION);
-        -- (endpoint, due_at, id): a refill walks it in its ORDER BY and stops at its LIMIT.
-        CREATE INDEX delivery_due ON delivery(endpoint, due_at, id) WHERE state = 'pending';
-        CREATE INDEX delivery_order ON delivery(endpoint, subject, sequence) WHERE state = 'pending';
-        CREATE INDEX delivery_event ON delivery(event_row);
-        CREATE INDEX delivery_event_id ON delivery(event_id);
-        CREATE INDEX delivery_done ON delivery(updated_at) WHERE state = 'delivered';
-        CREATE INDEX delivery_dead ON delivery(endpoint) WHERE state = 'dead';
-        CREATE TABLE attempt (
-            delivery_id BIGINT NOT NULL, number INTEGER NOT NULL, started_at DOUBLE PRECISION NOT NULL, duration_ms DOUBLE PRECISION NOT NULL,
-            http_status INTEGER, error TEXT, response TEXT, PRIMARY KEY (delivery_id, number));
-        CREATE TABLE endpoint_state (
-            name TEXT PRIMARY KEY, disabled_at DOUBLE PRECISION, disabled_reason TEXT, failing_since DOUBLE PRECISION,
-            last_success_at DOUBLE PRECISION, last_failure_at DOUBLE PRECISION, failures INTEGER NOT NULL DEFAULT 0, circuit TEXT);
-        CREATE TABLE source_state (
-            name TEXT PRIMARY KEY, failing_since DOUBLE PRECISION, announced_at DOUBLE PRECISION, sequence INTEGER NOT NULL DEFAULT 0);
-        CREATE TABLE event_group (
-            endpoint TEXT NOT NULL, group_key TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0, flush_at DOUBLE PRECISION,
-            last_sent_at DOUBLE PRECISION, PRIMARY KEY (endpoint, group_key));
-        CREATE INDEX event_group_flush ON event_group(endpoint, flush_at) WHERE flush_at IS NOT NULL;
-        CREATE TABLE group_member (
-            endpoint TEXT NOT NULL, group_key TEXT NOT NULL, event_row BIGINT NOT NULL, message_row BIGINT,
-            added_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (endpoint, group_key, event_row));
-        CREATE INDEX group_member_waiting ON group_member(endpoint, group_key, event_row) WHERE message_row IS NULL;
-        CREATE INDEX group_member_event ON group_member(event_row);
-        CREATE TABLE lease (
-            name TEXT PRIMARY KEY, holder TEXT NOT NULL, token BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL, pid INTEGER,
-            backend_start TIMESTAMPTZ);
-        CREATE TABLE instance (id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL, pid INTEGER, backend_start TIMESTAMPTZ);
-        CREATE TABLE heartbeat (id INTEGER PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
-        """
-    ]
-
     private func migrate() throws {
         try writer.transaction { link in
             // One instance migrates at a time; the others wait, then find it done.
             try link.run("SELECT pg_advisory_xact_lock(7461234)")
-            try link.run("CREATE TABLE IF NOT EXISTS paybridge_schema (version INTEGER NOT NULL)")
-            let version: Int = try link.run("SELECT COALESCE(MAX(version), 0) FROM paybridge_schema").rows.first?.value(0) ?? 0
-            guard version < Self.migrations.count else { return }
-            for (index, migration) in Self.migrations.enumerated() where index + 1 > version {
-                for statement in migration.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !statement.isEmpty {
-                    try link.run(statement)
-                }
-                try link.run("INSERT INTO paybridge_schema (version) VALUES ($1)", [.int(index + 1)])
-            }
+            try Schema.migrate(link)
         }
     }
 
@@ -288,9 +226,19 @@ public final class PostgresStore: Store, Coordination, @unchecked Sendable {
         }
     }
 
-    public func checkWritable(at date: Date) throws {
-        _ = try writer.exclusive { link in
-            try link.run("INSERT INTO heartbeat (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at", [.date(date)])
+    func reading<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+        try reader.exclusive { try body($0) }
+    }
+
+    /// Every instance listens: a correction wakes their dispatchers and re-reads records.
+    func writing<T>(announce: Bool, _ body: (any SQLConnection) throws -> T) throws -> T {
+        try writer.transaction { link in
+            let result = try body(link)
+            if announce {
+                try link.run("NOTIFY paybridge_change")
+                try link.run("NOTIFY paybridge_queue")
+            }
+            return result
         }
     }
 
@@ -301,45 +249,6 @@ public final class PostgresStore: Store, Coordination, @unchecked Sendable {
             state.withLock { $0.changes += 1 }
         }
         return state.withLock { $0.changes }
-    }
-
-    public func watchRecord(name: String) throws -> WatchRecord? {
-        try reader.exclusive { link in
-            guard let row = try link.run("SELECT baselined_at, last_success_at FROM watch WHERE name = $1", [.text(name)]).rows.first else {
-                return nil
-            }
-            return WatchRecord(baselinedAt: try row.date(0), lastSuccessAt: try row.date(1))
-        }
-    }
-
-    public func watchMembers(name: String) throws -> Set<String> {
-        try reader.exclusive { link in
-            Set(try link.run("SELECT payment_id FROM watch_member WHERE watch = $1", [.text(name)]).rows.map { try $0.value(0) as String })
-        }
-    }
-
-    public func endpointRecords() throws -> [String: EndpointRecord] {
-        try reader.exclusive { link in
-            var records: [String: EndpointRecord] = [:]
-            for row in try link.run(
-                "SELECT name, disabled_at, disabled_reason, failing_since, last_success_at, last_failure_at, failures, circuit FROM endpoint_state"
-            ).rows {
-                var record = EndpointRecord(disabledAt: try row.date(1), disabledReason: try row.value(2), failingSince: try row.date(3))
-                record.stats = EndpointStats(
-                    lastSuccessAt: try row.date(4), lastFailureAt: try row.date(5), failures: try row.value(6), circuit: try row.value(7))
-                records[try row.value(0)] = record
-            }
-            return records
-        }
-    }
-
-    public func sourceRecord() throws -> SourceRecord {
-        try reader.exclusive { link in
-            guard let row = try link.run("SELECT failing_since, announced_at, sequence FROM source_state WHERE name = 'source'").rows.first else {
-                return SourceRecord()
-            }
-            return SourceRecord(failingSince: try row.date(0), announcedAt: try row.date(1), sequence: try row.value(2))
-        }
     }
 
     // MARK: Delivery queue
@@ -385,88 +294,10 @@ public final class PostgresStore: Store, Coordination, @unchecked Sendable {
         }
     }
 
-    public func nextDueDate(after date: Date, endpoints: [String]) throws -> Date? {
-        try reader.exclusive { link in
-            try link.run(
-                "SELECT MIN(due_at) FROM delivery WHERE state = 'pending' AND endpoint = ANY($1) AND due_at > $2", [.texts(endpoints), .date(date)]
-            ).rows.first?.date(0)
-        }
-    }
-
-    public func nextGroupFlush(endpoint: String) throws -> Date? {
-        try reader.exclusive { link in
-            try link.run("SELECT MIN(flush_at) FROM event_group WHERE endpoint = $1 AND flush_at IS NOT NULL", [.text(endpoint)]).rows.first?.date(0)
-        }
-    }
-
-    public func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup] {
-        try reader.exclusive { link in
-            let groups = try link.run(
-                "SELECT group_key, sequence FROM event_group WHERE endpoint = $1 AND flush_at IS NOT NULL AND flush_at <= $2 ORDER BY flush_at",
-                [.text(endpoint), .date(dueBy)]
-            ).rows
-            return try groups.map { row in
-                let key: String = try row.value(0)
-                let members = try link.run(
-                    """
-                    SELECT m.event_row, e.id, e.body FROM group_member m JOIN event e ON e.row_id = m.event_row
-                    WHERE m.endpoint = $1 AND m.group_key = $2 AND m.message_row IS NULL ORDER BY m.event_row
-                    """, [.text(endpoint), .text(key)]
-                ).rows.map { PendingGroup.Member(eventRow: try $0.value(0), eventId: try $0.value(1), body: try $0.bytes(2)) }
-                return PendingGroup(endpoint: endpoint, key: key, sequence: try row.value(1), members: members)
-            }
-        }
-    }
-
-    public func pendingCounts() throws -> [String: Int] {
-        try queueFigures().mapValues(\.pending)
-    }
-
-    public func purgeDead(endpoint: String, before: Date) throws -> Int {
-        try writer.transaction { link in
-            let doomed = "SELECT id FROM delivery WHERE endpoint = $1 AND state = 'dead' AND updated_at < $2"
-            try link.run("DELETE FROM attempt WHERE delivery_id IN (\(doomed))", [.text(endpoint), .date(before)])
-            let count = try link.run("DELETE FROM delivery WHERE id IN (\(doomed))", [.text(endpoint), .date(before)]).affected
-            try Self.deleteOrphans(link, before: before)
-            return count
-        }
-    }
-
-    public func prune(before: Date) throws -> PruneReport {
-        try writer.transaction { link in
-            var report = PruneReport()
-            let delivered = "SELECT id FROM delivery WHERE state = 'delivered' AND updated_at < $1"
-            report.attempts = try link.run("DELETE FROM attempt WHERE delivery_id IN (\(delivered))", [.date(before)]).affected
-            report.deliveries = try link.run("DELETE FROM delivery WHERE id IN (\(delivered))", [.date(before)]).affected
-            report.events = try Self.deleteOrphans(link, before: before)
-            return report
-        }
-    }
-
-    @discardableResult
-    private static func deleteOrphans(_ link: PostgresLink, before: Date) throws -> Int {
-        let events = try link.run(
-            """
-            DELETE FROM event WHERE created_at < $1
-              AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_row = event.row_id)
-              AND NOT EXISTS (SELECT 1 FROM group_member m WHERE m.event_row = event.row_id AND m.message_row IS NULL)
-            """, [.date(before)]
-        ).affected
-        if events > 0 {
-            try link.run("DELETE FROM rendering WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = rendering.event_row)")
-            try link.run(
-                """
-                DELETE FROM group_member WHERE message_row IS NOT NULL
-                  AND (NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = group_member.message_row)
-                    OR NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = group_member.event_row))
-                """)
-        }
-        return events
-    }
 }
 
 /// The writes of one PostgreSQL transaction.
-final class PostgresTransaction: StoreTransaction {
+final class PostgresTransaction: SQLTransaction {
     let link: PostgresLink
     unowned let store: PostgresStore
     /// Whether the transaction queued deliveries or group members (then it notifies).
@@ -480,6 +311,8 @@ final class PostgresTransaction: StoreTransaction {
     private var stateOrder: [String] = []
     private var events: [Event] = []
     private var deliveries: [(eventId: String, endpoint: String, dueAt: Date)] = []
+
+    var connection: any SQLConnection { link }
 
     init(link: PostgresLink, store: PostgresStore) {
         self.link = link
@@ -545,14 +378,14 @@ final class PostgresTransaction: StoreTransaction {
     /// Detection writes need the poller lease: checked once per transaction under a share
     /// lock, so a new leader's takeover waits for this commit and a paused old leader,
     /// whose token has moved on or whose lease expired, commits nothing.
-    private func fence() throws {
+    func fence() throws {
         guard !fenced else { return }
-        guard let token = store.fencingToken else { throw PostgresStoreError.leaseLost }
+        guard let token = store.fencingToken else { throw StorageError.leaseLost }
         let held = try link.run(
             "SELECT 1 FROM lease WHERE name = 'poller' AND holder = $1 AND token = $2 AND expires_at > \(PostgresStore.now) FOR SHARE",
             [.text(store.instanceId), .int(token)]
         ).rows
-        guard !held.isEmpty else { throw PostgresStoreError.leaseLost }
+        guard !held.isEmpty else { throw StorageError.leaseLost }
         fenced = true
     }
 
@@ -576,120 +409,7 @@ final class PostgresTransaction: StoreTransaction {
         }
         try flush()
         // The same change under the same id is stored once, whoever commits it.
-        guard
-            let eventRow: Int64 = try link.run(
-                """
-                INSERT INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING RETURNING row_id
-                """,
-                [
-                    .text(event.id), .text(event.type.rawValue), .text(event.subject), .int(event.sequence), .text(event.status),
-                    .text(event.previousStatus), .text(event.watch), .date(event.createdAt), .bytes(event.body),
-                ]
-            ).rows.first?.value(0), entry.queuesWork
-        else { return }
-        var renderingIds: [Int64] = []
-        for rendering in entry.renderings {
-            let id: Int64? = try link.run(
-                "INSERT INTO rendering (event_row, content_type, headers, body) VALUES ($1, $2, $3, $4) RETURNING id",
-                [.int(eventRow), .text(rendering.contentType), .text(rendering.headerText), .bytes(rendering.body)]
-            ).rows.first?.value(0)
-            renderingIds.append(id ?? 0)
-        }
-        for (endpoint, rendering) in entry.deliveries {
-            try link.run(
-                """
-                INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at, rendering_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
-                """,
-                [
-                    .text(event.id), .int(eventRow), .text(endpoint), .text(event.subject), .int(event.sequence), .date(dueAt),
-                    .date(event.createdAt), .int(rendering.map { renderingIds[$0] }),
-                ])
-        }
-        for membership in entry.memberships {
-            let at = dueAt.timeIntervalSince1970
-            try link.run(
-                "INSERT INTO group_member (endpoint, group_key, event_row, added_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                [.text(membership.endpoint), .text(membership.key), .int(eventRow), .double(at)])
-            try link.run(
-                """
-                INSERT INTO event_group (endpoint, group_key, flush_at) VALUES ($1, $2, $3)
-                ON CONFLICT (endpoint, group_key) DO UPDATE SET flush_at = COALESCE(event_group.flush_at,
-                    GREATEST(EXCLUDED.flush_at, COALESCE(event_group.last_sent_at + $4, 0)))
-                """, [.text(membership.endpoint), .text(membership.key), .double(at + membership.wait.seconds), .double(membership.interval.seconds)])
-        }
-        queued = true
-    }
-
-    func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) throws {
-        try append(entry, dueAt: date)
-        try flush()
-        guard let messageRow: Int64 = try link.run("SELECT row_id FROM event WHERE id = $1", [.text(entry.event.id)]).rows.first?.value(0) else {
-            return
-        }
-        try link.run(
-            """
-            UPDATE group_member SET message_row = $1 WHERE endpoint = $2 AND group_key = $3 AND message_row IS NULL AND event_row = ANY($4)
-            """, [.int(messageRow), .text(group.endpoint), .text(group.key), .ints(group.members.map(\.eventRow))])
-        let waiting: Bool =
-            try link.run(
-                "SELECT EXISTS (SELECT 1 FROM group_member WHERE endpoint = $1 AND group_key = $2 AND message_row IS NULL)",
-                [.text(group.endpoint), .text(group.key)]
-            ).rows.first?.value(0) ?? false
-        let now = date.timeIntervalSince1970
-        try link.run(
-            "UPDATE event_group SET sequence = $1, last_sent_at = $2, flush_at = $3 WHERE endpoint = $4 AND group_key = $5",
-            [.int(group.sequence + 1), .double(now), .double(waiting ? now + interval.seconds : nil), .text(group.endpoint), .text(group.key)])
-    }
-
-    func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws {
-        try fence()
-        try link.run(
-            """
-            INSERT INTO watch (name, baselined_at, last_success_at) VALUES ($1, $2, $3)
-            ON CONFLICT (name) DO UPDATE SET baselined_at = COALESCE(watch.baselined_at, EXCLUDED.baselined_at),
-                last_success_at = EXCLUDED.last_success_at
-            """, [.text(name), .date(baselined ? date : nil), .date(date)])
-    }
-
-    func replaceWatchMembers(name: String, paymentIds: Set<String>) throws {
-        try fence()
-        try link.run("DELETE FROM watch_member WHERE watch = $1", [.text(name)])
-        if !paymentIds.isEmpty {
-            try link.run(
-                "INSERT INTO watch_member (watch, payment_id) SELECT $1, unnest($2::TEXT[]) ON CONFLICT DO NOTHING",
-                [.text(name), .texts(Array(paymentIds))])
-        }
-    }
-
-    func saveEndpointRecord(name: String, _ record: EndpointRecord) throws {
-        try link.run(
-            """
-            INSERT INTO endpoint_state (name, disabled_at, disabled_reason, failing_since) VALUES ($1, $2, $3, $4)
-            ON CONFLICT (name) DO UPDATE SET disabled_at = EXCLUDED.disabled_at, disabled_reason = EXCLUDED.disabled_reason,
-                failing_since = EXCLUDED.failing_since
-            """, [.text(name), .date(record.disabledAt), .text(record.disabledReason), .date(record.failingSince)])
-    }
-
-    func saveEndpointStats(name: String, _ stats: EndpointStats) throws {
-        try link.run(
-            """
-            INSERT INTO endpoint_state (name, last_success_at, last_failure_at, failures, circuit) VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (name) DO UPDATE SET last_success_at = COALESCE(EXCLUDED.last_success_at, endpoint_state.last_success_at),
-                last_failure_at = COALESCE(EXCLUDED.last_failure_at, endpoint_state.last_failure_at), failures = EXCLUDED.failures,
-                circuit = EXCLUDED.circuit
-            """, [.text(name), .date(stats.lastSuccessAt), .date(stats.lastFailureAt), .int(stats.failures), .text(stats.circuit)])
-    }
-
-    func saveSourceRecord(_ record: SourceRecord) throws {
-        try fence()
-        try link.run(
-            """
-            INSERT INTO source_state (name, failing_since, announced_at, sequence) VALUES ('source', $1, $2, $3)
-            ON CONFLICT (name) DO UPDATE SET failing_since = EXCLUDED.failing_since, announced_at = EXCLUDED.announced_at,
-                sequence = EXCLUDED.sequence
-            """, [.date(record.failingSince), .date(record.announcedAt), .int(record.sequence)])
+        if try insert(entry, dueAt: dueAt) { queued = true }
     }
 
     func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws {

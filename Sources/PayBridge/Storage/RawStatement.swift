@@ -108,3 +108,53 @@ struct RawStatement {
         }
     }
 }
+
+extension RawStatement {
+    /// A list is bound as a JSON array (read with `json_each`).
+    mutating func bind(_ value: SQLValue) {
+        switch value {
+        case .text(let text): bind(text)
+        case .int(let int): if let int { bind(int) } else { bindNull() }
+        case .double(let double): bind(double)
+        case .bytes(let bytes): if let bytes { bind(bytes: bytes) } else { bindNull() }
+        case .bool(let bool): bind(bool.map { $0 ? 1 : 0 })
+        case .ints(let ints): bind("[" + ints.map(String.init).joined(separator: ",") + "]")
+        case .texts(let texts): bind(jsonArray(texts))
+        case .doubles(let doubles): bind("[" + doubles.map { String($0) }.joined(separator: ",") + "]")
+        case .bools(let bools): bind("[" + bools.map { $0 ? "1" : "0" }.joined(separator: ",") + "]")
+        case .byteArrays: bindNull()  // PostgreSQL's batches only
+        }
+    }
+}
+
+/// A row as the statements written once read it: NULL is nil.
+struct SQLiteRow: SQLRow {
+    let row: RawStatement.Row
+
+    private func isNull(_ column: Int) -> Bool { sqlite3_column_type(row.handle, Int32(column)) == SQLITE_NULL }
+    func text(_ column: Int) -> String? { isNull(column) ? nil : row.text(Int32(column)) }
+    func int64(_ column: Int) -> Int64? { isNull(column) ? nil : row.int64(Int32(column)) }
+    func double(_ column: Int) -> Double? { isNull(column) ? nil : row.double(Int32(column)) }
+    func bytes(_ column: Int) -> [UInt8]? { isNull(column) ? nil : row.bytes(Int32(column)) }
+}
+
+/// A GRDB connection as the statements written once use it: cached statements, bound and read
+/// through SQLite's C API.
+struct SQLiteConnection: SQLConnection {
+    let db: Database
+    var dialect: SQLDialect { .sqlite }
+
+    @discardableResult
+    func execute(_ sql: String, _ values: [SQLValue]) throws -> Int {
+        var raw = RawStatement(try db.cachedStatement(sql: sql))
+        for value in values { raw.bind(value) }
+        try raw.run()
+        return db.changesCount
+    }
+
+    func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
+        var raw = RawStatement(try db.cachedStatement(sql: sql))
+        for value in values { raw.bind(value) }
+        try raw.forEachRow { try row(SQLiteRow(row: $0)) }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+
+// Records, the queue's cheap questions and retention, written once for both backends.
+extension SQLStore {
+    public func checkWritable(at date: Date) throws {
+        try writing(announce: false) { connection in
+            _ = try connection.execute(
+                "INSERT INTO heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at", [.date(date)])
+        }
+    }
+
+    public func watchRecord(name: String) throws -> WatchRecord? {
+        try reading { connection in
+            try connection.first("SELECT baselined_at, last_success_at FROM watch WHERE name = ?", [.text(name)]) { row in
+                WatchRecord(baselinedAt: try row.date(0), lastSuccessAt: try row.date(1))
+            }
+        }
+    }
+
+    public func watchMembers(name: String) throws -> Set<String> {
+        try reading { connection in
+            Set(try connection.rows("SELECT payment_id FROM watch_member WHERE watch = ?", [.text(name)]) { try $0.string(0) })
+        }
+    }
+
+    public func endpointRecords() throws -> [String: EndpointRecord] {
+        try reading { connection in
+            var records: [String: EndpointRecord] = [:]
+            try connection.query(
+                "SELECT name, disabled_at, disabled_reason, failing_since, last_success_at, last_failure_at, failures, circuit FROM endpoint_state",
+                []
+            ) { row in
+                var record = EndpointRecord(disabledAt: try row.date(1), disabledReason: try row.text(2), failingSince: try row.date(3))
+                record.stats = EndpointStats(
+                    lastSuccessAt: try row.date(4), lastFailureAt: try row.date(5), failures: try row.number(6), circuit: try row.text(7))
+                records[try row.string(0)] = record
+            }
+            return records
+        }
+    }
+
+    public func sourceRecord() throws -> SourceRecord {
+        try reading { connection in
+            try connection.first("SELECT failing_since, announced_at, sequence FROM source_state WHERE name = 'source'") { row in
+                SourceRecord(failingSince: try row.date(0), announcedAt: try row.date(1), sequence: try row.number(2))
+            } ?? SourceRecord()
+        }
+    }
+
+    // MARK: The queue
+
+    public func nextDueDate(after date: Date, endpoints: [String]) throws -> Date? {
+        try reading { connection in
+            try connection.double(
+                "SELECT MIN(due_at) FROM delivery WHERE state = 'pending' AND \(connection.dialect.isIn("endpoint")) AND due_at > ?",
+                [.texts(endpoints), .date(date)]
+            ).map(Date.init(timeIntervalSince1970:))
+        }
+    }
+
+    public func nextGroupFlush(endpoint: String) throws -> Date? {
+        try reading { connection in
+            try connection.double("SELECT MIN(flush_at) FROM event_group WHERE endpoint = ? AND flush_at IS NOT NULL", [.text(endpoint)])
+                .map(Date.init(timeIntervalSince1970:))
+        }
+    }
+
+    public func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup] {
+        try reading { connection in
+            let groups = try connection.rows(
+                "SELECT group_key, sequence FROM event_group WHERE endpoint = ? AND flush_at IS NOT NULL AND flush_at <= ? ORDER BY flush_at",
+                [.text(endpoint), .date(dueBy)]
+            ) { (key: try $0.string(0), sequence: try $0.number(1)) }
+            return try groups.map { group in
+                let members = try connection.rows(
+                    """
+                    SELECT m.event_row, e.id, e.body FROM group_member m JOIN event e ON e.row_id = m.event_row
+                    WHERE m.endpoint = ? AND m.group_key = ? AND m.message_row IS NULL ORDER BY m.event_row
+                    """, [.text(endpoint), .text(group.key)]
+                ) { PendingGroup.Member(eventRow: try $0.int64(0) ?? 0, eventId: try $0.string(1), body: try $0.bytes(2) ?? []) }
+                return PendingGroup(endpoint: endpoint, key: group.key, sequence: group.sequence, members: members)
+            }
+        }
+    }
+
+    public func pendingCounts() throws -> [String: Int] {
+        try queueFigures().mapValues(\.pending)
+    }
+
+    // MARK: Retention
+
+    public func purgeDead(endpoint: String, before: Date) throws -> Int {
+        try correcting { connection in
+            let doomed = "SELECT id FROM delivery WHERE endpoint = ? AND state = 'dead' AND updated_at < ?"
+            try connection.execute("DELETE FROM attempt WHERE delivery_id IN (\(doomed))", [.text(endpoint), .date(before)])
+            let count = try connection.execute("DELETE FROM delivery WHERE id IN (\(doomed))", [.text(endpoint), .date(before)])
+            try Self.deleteOrphans(connection, before: before)
+            return count
+        }
+    }
+
+    public func prune(before: Date) throws -> PruneReport {
+        try correcting { connection in
+            var report = PruneReport()
+            report.attempts = try connection.execute("DELETE FROM attempt WHERE delivery_id IN (\(RetentionSQL.deliveredBefore))", [.date(before)])
+            report.deliveries = try connection.execute("DELETE FROM delivery WHERE id IN (\(RetentionSQL.deliveredBefore))", [.date(before)])
+            report.events = try Self.deleteOrphans(connection, before: before)
+            return report
+        }
+    }
+
+    /// Events older than `before` that no delivery refers to any more, and what hung on them.
+    @discardableResult
+    static func deleteOrphans(_ connection: any SQLConnection, before: Date) throws -> Int {
+        let events = try connection.execute(RetentionSQL.deleteOrphanEvents, [.date(before)])
+        if events > 0 {
+            try connection.execute(RetentionSQL.deleteOrphanRenderings, [])
+            try connection.execute(RetentionSQL.deleteSentMembers, [])
+        }
+        return events
+    }
+}
+
+/// Retention's statements; `StorageTests` checks that they are answered through indexes.
+enum RetentionSQL {
+    static let deliveredBefore = "SELECT id FROM delivery WHERE state = 'delivered' AND updated_at < ?"
+
+    /// Events no delivery refers to and no group still holds for its next message.
+    static let deleteOrphanEvents = """
+        DELETE FROM event WHERE created_at < ?
+          AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.event_row = event.row_id)
+          AND NOT EXISTS (SELECT 1 FROM group_member m WHERE m.event_row = event.row_id AND m.message_row IS NULL)
+        """
+
+    static let deleteOrphanRenderings = "DELETE FROM rendering WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = rendering.event_row)"
+
+    /// Members already sent whose event or message is gone.
+    static let deleteSentMembers = """
+        DELETE FROM group_member WHERE message_row IS NOT NULL
+          AND (NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = group_member.message_row)
+            OR NOT EXISTS (SELECT 1 FROM event e WHERE e.row_id = group_member.event_row))
+        """
+}

@@ -1,0 +1,146 @@
+import Foundation
+
+/// The state's tables, the same on both backends, and their versions. Each migration runs in
+/// the transaction that records it (`paybridge_schema`); a backend runs `migrate` in a write
+/// transaction that only one process at a time holds.
+enum Schema {
+    /// Versioned migrations: the list only grows.
+    static func migrations(_ d: SQLDialect) -> [String] {
+        [
+            """
+            CREATE TABLE payment (
+                id TEXT PRIMARY KEY NOT NULL, status TEXT NOT NULL, sequence INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+                first_seen_at DOUBLE PRECISION, first_status TEXT, first_watch TEXT)\(d.withoutRowId);
+            CREATE TABLE watch (name TEXT PRIMARY KEY NOT NULL, baselined_at DOUBLE PRECISION, last_success_at DOUBLE PRECISION);
+            CREATE TABLE watch_member (watch TEXT NOT NULL, payment_id TEXT NOT NULL, PRIMARY KEY (watch, payment_id))\(d.withoutRowId);
+            CREATE TABLE event (
+                row_id \(d.rowIdColumn), id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, subject TEXT NOT NULL, sequence INTEGER NOT NULL,
+                status TEXT, previous_status TEXT, watch TEXT, created_at DOUBLE PRECISION NOT NULL, body \(d.bytesType) NOT NULL);
+            CREATE INDEX event_created ON event(created_at);
+            CREATE INDEX event_subject ON event(subject, sequence);
+            CREATE TABLE rendering (
+                id \(d.rowIdColumn), event_row BIGINT NOT NULL, content_type TEXT NOT NULL, headers TEXT, body \(d.bytesType) NOT NULL);
+            CREATE INDEX rendering_event ON rendering(event_row);
+            CREATE TABLE delivery (
+                id \(d.rowIdColumn), event_id TEXT NOT NULL, event_row BIGINT NOT NULL, endpoint TEXT NOT NULL, subject TEXT NOT NULL,
+                sequence INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                due_at DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+                last_status INTEGER, last_error TEXT, delivered_at DOUBLE PRECISION, rendering_id BIGINT, last_attempt_at DOUBLE PRECISION,
+                last_duration_ms DOUBLE PRECISION, schedule_base INTEGER NOT NULL DEFAULT 0, claimed_by TEXT, claimed_until DOUBLE PRECISION);
+            -- (endpoint, due_at, id): a refill walks it in its ORDER BY and stops at its LIMIT.
+            CREATE INDEX delivery_due ON delivery(endpoint, due_at, id) WHERE state = 'pending';
+            CREATE INDEX delivery_order ON delivery(endpoint, subject, sequence) WHERE state = 'pending';
+            CREATE INDEX delivery_event ON delivery(event_row);
+            CREATE INDEX delivery_event_id ON delivery(event_id);
+            CREATE INDEX delivery_done ON delivery(updated_at) WHERE state = 'delivered';
+            CREATE INDEX delivery_dead ON delivery(endpoint) WHERE state = 'dead';
+            CREATE TABLE attempt (
+                delivery_id BIGINT NOT NULL, number INTEGER NOT NULL, started_at DOUBLE PRECISION NOT NULL,
+                duration_ms DOUBLE PRECISION NOT NULL, http_status INTEGER, error TEXT, response TEXT,
+                PRIMARY KEY (delivery_id, number))\(d.withoutRowId);
+            CREATE TABLE endpoint_state (
+                name TEXT PRIMARY KEY NOT NULL, disabled_at DOUBLE PRECISION, disabled_reason TEXT, failing_since DOUBLE PRECISION,
+                last_success_at DOUBLE PRECISION, last_failure_at DOUBLE PRECISION, failures INTEGER NOT NULL DEFAULT 0, circuit TEXT);
+            CREATE TABLE source_state (
+                name TEXT PRIMARY KEY NOT NULL, failing_since DOUBLE PRECISION, announced_at DOUBLE PRECISION,
+                sequence INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE event_group (
+                endpoint TEXT NOT NULL, group_key TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0, flush_at DOUBLE PRECISION,
+                last_sent_at DOUBLE PRECISION, PRIMARY KEY (endpoint, group_key))\(d.withoutRowId);
+            CREATE INDEX event_group_flush ON event_group(endpoint, flush_at) WHERE flush_at IS NOT NULL;
+            CREATE TABLE group_member (
+                endpoint TEXT NOT NULL, group_key TEXT NOT NULL, event_row BIGINT NOT NULL, message_row BIGINT,
+                added_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (endpoint, group_key, event_row))\(d.withoutRowId);
+            CREATE INDEX group_member_waiting ON group_member(endpoint, group_key, event_row) WHERE message_row IS NULL;
+            CREATE INDEX group_member_event ON group_member(event_row);
+            CREATE TABLE lease (
+                name TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL, token BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+                pid INTEGER, backend_start TIMESTAMPTZ);
+            CREATE TABLE instance (id TEXT PRIMARY KEY NOT NULL, seen_at DOUBLE PRECISION NOT NULL, pid INTEGER, backend_start TIMESTAMPTZ);
+            CREATE TABLE heartbeat (id INTEGER PRIMARY KEY, at DOUBLE PRECISION NOT NULL)
+            """
+        ]
+    }
+
+    /// Brings the schema up to date; returns the version it found (0: an empty database).
+    @discardableResult
+    static func migrate(_ connection: any SQLConnection) throws -> Int {
+        try connection.execute("CREATE TABLE IF NOT EXISTS paybridge_schema (version INTEGER NOT NULL)", [])
+        let found = Int(try connection.int64("SELECT COALESCE(MAX(version), 0) FROM paybridge_schema") ?? 0)
+        var version = found
+        if version == 0, connection.dialect == .sqlite, try adoptGRDBSchema(connection) { version = 1 }
+        for (index, migration) in migrations(connection.dialect).enumerated() where index + 1 > version {
+            for statement in statements(migration) { try connection.execute(statement, []) }
+            try connection.execute("INSERT INTO paybridge_schema (version) VALUES (?)", [.int(index + 1)])
+        }
+        return found
+    }
+
+    private static func statements(_ script: String) -> [String] {
+        script.split(separator: ";").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+    }
+
+    /// A SQLite state made before the schema was written once (GRDB's migrations v1,
+    /// v2-pipeline, v3-operations): reshaped in place into version 1. The event table gets its
+    /// row id as a column of its own (the same numbers: deliveries, renderings and group
+    /// members keep pointing at their events); deliveries get the claim columns; the tables
+    /// only PostgreSQL used appear, empty. Returns false when there is no such state.
+    private static func adoptGRDBSchema(_ connection: any SQLConnection) throws -> Bool {
+        let grdb = try connection.int64("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'grdb_migrations'") ?? 0
+        guard grdb > 0 else { return false }
+        let applied = Set(try connection.rows("SELECT identifier FROM grdb_migrations") { try $0.string(0) })
+        guard applied == ["v1", "v2-pipeline", "v3-operations"] else {
+            throw StorageError.unsupportedSchema(
+                "the state was made by a release older than 2026-12 (its migrations: \(applied.sorted().joined(separator: ", "))); "
+                    + "open it once with that year's December release, then with this one")
+        }
+        try connection.execute(
+            """
+            CREATE TABLE event_v1 (
+                row_id INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, subject TEXT NOT NULL, sequence INTEGER NOT NULL,
+                status TEXT, previous_status TEXT, watch TEXT, created_at DOUBLE PRECISION NOT NULL, body BLOB NOT NULL)
+            """, [])
+        try connection.execute(
+            """
+            INSERT INTO event_v1 (row_id, id, type, subject, sequence, status, previous_status, watch, created_at, body)
+            SELECT rowid, id, type, subject, sequence, status, previous_status, watch, created_at, body FROM event ORDER BY rowid
+            """, [])
+        for statement in [
+            "DROP TABLE event",
+            "ALTER TABLE event_v1 RENAME TO event",
+            "CREATE INDEX event_created ON event(created_at)",
+            "CREATE INDEX event_subject ON event(subject, sequence)",
+            "ALTER TABLE delivery ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE delivery ADD COLUMN claimed_until DOUBLE PRECISION",
+            "DROP INDEX delivery_due",
+            "CREATE INDEX delivery_due ON delivery(endpoint, due_at, id) WHERE state = 'pending'",
+            "CREATE INDEX delivery_event_id ON delivery(event_id)",
+            """
+            CREATE TABLE lease (
+                name TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL, token BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+                pid INTEGER, backend_start TIMESTAMPTZ)
+            """,
+            "CREATE TABLE instance (id TEXT PRIMARY KEY NOT NULL, seen_at DOUBLE PRECISION NOT NULL, pid INTEGER, backend_start TIMESTAMPTZ)",
+            "DROP TABLE grdb_migrations",
+            "INSERT INTO paybridge_schema (version) VALUES (1)",
+        ] {
+            try connection.execute(statement, [])
+        }
+        return true
+    }
+}
+
+/// What the rest of paybridge hears of a storage failure, whichever backend had it.
+public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// This instance no longer holds the poller lease: another one polls now.
+    case leaseLost
+    /// The state's schema is one this release cannot open.
+    case unsupportedSchema(String)
+
+    public var description: String {
+        switch self {
+        case .leaseLost: return "this instance lost the poller lease (another instance polls now); nothing was committed"
+        case .unsupportedSchema(let reason): return "cannot open the state: \(reason)"
+        }
+    }
+}
