@@ -115,7 +115,7 @@ extension SQLStore {
         if let endpoint = filter.endpoint { (conditions, values) = (conditions + ["d.endpoint = ?"], values + [.text(endpoint)]) }
         if let state = filter.state { conditions.append(state.condition) }
         if let since = filter.since { (conditions, values) = (conditions + ["d.updated_at >= ?"], values + [.date(since)]) }
-        if let eventId = filter.eventId { (conditions, values) = (conditions + ["d.event_id = ?"], values + [.text(eventId)]) }
+        if let eventId = filter.eventId { (conditions, values) = (conditions + ["d.event_row = (SELECT row_id FROM event WHERE id = ?)"], values + [.text(eventId)]) }
         let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         return try reading { connection in
             try connection.rows(
@@ -257,7 +257,7 @@ extension SQLStore {
                 })
             else { throw InspectionError.unknownEvent(eventId) }
             if let existing = try connection.int64(
-                "SELECT id FROM delivery WHERE event_id = ? AND endpoint = ? ORDER BY id DESC LIMIT 1", [.text(eventId), .text(endpoint)])
+                "SELECT id FROM delivery WHERE event_row = ? AND endpoint = ? ORDER BY id DESC LIMIT 1", [.int(event.row), .text(endpoint)])
             {
                 try Self.keepLastAttempt(connection, [existing])
                 try Self.queueAgain(connection, [existing], at: date)
