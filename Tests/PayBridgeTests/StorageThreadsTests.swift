@@ -26,7 +26,7 @@ import Testing
                         started.add()
                         defer { returned.add() }
                         do {
-                            try await store.transaction { try $0.recordWatchPoll(name: "watch-\(index)", at: Date(), baselined: true) }
+                            try await store.detecting { try $0.recordWatchPoll(name: "watch-\(index)", at: Date(), baselined: true) }
                             return true
                         } catch {
                             return false
@@ -61,7 +61,7 @@ import Testing
         let store = try SQLiteStore(directory: directory.path)
         let task = Task {
             while !Task.isCancelled { await Task.yield() }
-            try await store.transaction { try $0.recordWatchPoll(name: "stopping", at: Date(), baselined: true) }
+            try await store.detecting { try $0.recordWatchPoll(name: "stopping", at: Date(), baselined: true) }
             return try await store.watchRecord(name: "stopping")
         }
         task.cancel()

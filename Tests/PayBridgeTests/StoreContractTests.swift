@@ -44,7 +44,7 @@ import Testing
 
     /// Records a change as the poller does: the payment's state and its event together.
     static func detect(_ store: any Store, _ payment: String, _ sequence: Int, _ status: String, at date: Date = start) throws {
-        try store.write { transaction in
+        try store.detect { transaction in
             try transaction.savePaymentState(paymentId: payment, state: PaymentState(status: status, sequence: sequence), watch: "recent", at: date)
             try transaction.append(entry(event(payment, sequence, status, at: date)), dueAt: date)
         }
@@ -65,7 +65,7 @@ import Testing
         try fixture.lead()
         let store = fixture.store
         #expect(throws: Refused.self) {
-            try store.write { transaction in
+            try store.detect { transaction in
                 try transaction.savePaymentState(paymentId: "p1", state: PaymentState(status: "Processed", sequence: 1), watch: "recent", at: Self.start)
                 try transaction.append(Self.entry(Self.event("p1", 1, "Processed")), dueAt: Self.start)
                 throw Refused()
@@ -186,7 +186,7 @@ import Testing
         try fixture.lead()
         let store = fixture.store
         let at = Self.start
-        try store.write { transaction in
+        try store.detect { transaction in
             try transaction.recordWatchPoll(name: "recent", at: at, baselined: true)
             try transaction.replaceWatchMembers(name: "recent", paymentIds: ["a", "b"])
             try transaction.saveEndpointRecord(name: "erp", EndpointRecord(failingSince: at))
@@ -201,7 +201,7 @@ import Testing
         #expect(record?.stats.failures == 3)
         #expect(record?.stats.circuit == "open")
         #expect(try store.sourceRecord() == SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
-        try store.write { try $0.replaceWatchMembers(name: "recent", paymentIds: ["c"]) }
+        try store.detect { try $0.replaceWatchMembers(name: "recent", paymentIds: ["c"]) }
         #expect(try store.watchMembers(name: "recent") == ["c"])
     }
 

@@ -179,7 +179,7 @@ public struct Poller: Sendable {
         }
         let stillMembers = members
         try await attempt(watch, page: nil) {
-            try await store.transaction { transaction in
+            try await store.detecting { transaction in
                 if statusFilter != nil { try transaction.replaceWatchMembers(name: watch.name, paymentIds: stillMembers) }
                 try transaction.recordWatchPoll(name: watch.name, at: startedAt, baselined: true)
             }
@@ -242,7 +242,7 @@ public struct Poller: Sendable {
             decided[ChangeKey(change)] = entry
         }
         let prepared = decided
-        let outcome = try await store.transaction { [self] transaction -> CommitOutcome in
+        let outcome = try await store.detecting { [self] transaction -> CommitOutcome in
             let current = try transaction.paymentStates(for: ids)
             var outcome = CommitOutcome()
             for change in ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew) {

@@ -154,7 +154,7 @@ public actor SourceMonitor {
         // Routed and rendered before the transaction: the transaction only persists.
         let entry = event.map { pipeline.entry(for: $0) }
         do {
-            try await store.transaction { transaction in
+            try await store.detecting { transaction in
                 try transaction.saveSourceRecord(next.record)
                 if let entry { try transaction.append(entry, dueAt: date) }
             }

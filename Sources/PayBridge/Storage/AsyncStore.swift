@@ -44,10 +44,10 @@ extension OutboxStore {
         try await StorageThreads.run { try self.paymentStates(for: paymentIds) }
     }
 
-    /// Runs `body` in one write transaction, on a storage thread. (Not an `async` overload
-    /// of `write`: with a closure argument the compiler would pick the synchronous one.)
-    public func transaction<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
-        try await StorageThreads.run { try self.write(body) }
+    /// Runs `body` in one detection transaction (`detect`), on a storage thread. (Not an
+    /// `async` overload: with a closure argument the compiler would pick the synchronous one.)
+    public func detecting<T: Sendable>(_ body: @escaping @Sendable (any DetectionTransaction) throws -> T) async throws -> T {
+        try await StorageThreads.run { try self.detect(body) }
     }
 
     public func checkWritable(at date: Date) async throws {

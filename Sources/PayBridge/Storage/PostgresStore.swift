@@ -32,12 +32,13 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     public let leaseDuration: Duration
 
     private struct State {
-        var fencingToken: Int64?
+        var poller: Lease
+        var endpoints: [String: Lease] = [:]
         var changes: Int64 = 0
         var onQueued: (@Sendable () -> Void)?
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     /// Connects, then creates or migrates the schema (versioned; one instance at a time).
     /// - Parameter create: false for commands that read or correct state: a database without
@@ -62,6 +63,7 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
         self.logger = logger
         instanceId = UUID().uuidString.lowercased()
         leaseDuration = configuration.lease
+        state = Mutex(State(poller: Lease(duration: configuration.lease)))
         // A process paused inside a transaction (SIGSTOP, a long GC-like stall, a partition)
         // would hold its row locks forever: PostgreSQL ends such a session after one lease,
         // so the instance that took over is never blocked longer than that.
@@ -142,50 +144,81 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     }
 
     public func holdPollerLease() throws -> Bool {
-        let token = try coordinator.exclusive { try takeLease($0, "poller") }
-        state.withLock { $0.fencingToken = token }
-        return token != nil
+        let askedAt = ContinuousClock.now
+        let token: Int64?
+        do {
+            token = try coordinator.exclusive { try takeLease($0, "poller") }
+        } catch {
+            state.withLock { _ = $0.poller.renewalFailed(at: .now) }
+            throw error
+        }
+        return state.withLock { state in
+            _ = state.poller.renewed(token: token, askedAt: askedAt)
+            return state.poller.isHeld(at: .now)
+        }
     }
 
     public func releasePollerLease() {
-        state.withLock { $0.fencingToken = nil }
+        state.withLock { $0.poller.released() }
         _ = try? coordinator.exclusive { link in
             try link.run("DELETE FROM lease WHERE name = 'poller' AND holder = $1", [.text(instanceId)])
         }
     }
 
     public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String> {
-        try coordinator.exclusive { link in
-            try link.run(
-                """
-                INSERT INTO instance (id, seen_at, pid, backend_start) VALUES ($1, \(Self.now), \(Self.session))
-                ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at, pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start
-                """, [.text(instanceId)])
-            try link.run("DELETE FROM instance WHERE seen_at < \(Self.now) - $1 OR NOT \(Self.alive("instance"))", [.double(leaseDuration.seconds)])
-            let live: Int = try link.run("SELECT COUNT(*)::INTEGER FROM instance").rows.first?.value(0) ?? 1
-            // A fair share each, so every instance delivers when there are several endpoints.
-            let share = takeAllFree ? endpoints.count : max(1, (endpoints.count + max(1, live) - 1) / max(1, live))
-            var held = Set<String>()
+        let askedAt = ContinuousClock.now
+        let duration = leaseDuration
+        let tokens: [String: Int64]
+        do {
+            tokens = try coordinator.exclusive { try takeEndpointLeases($0, endpoints, takeAllFree: takeAllFree) }
+        } catch {
+            state.withLock { state in
+                for name in state.endpoints.keys { _ = state.endpoints[name]?.renewalFailed(at: .now) }
+            }
+            throw error
+        }
+        return state.withLock { state in
             for endpoint in endpoints {
-                let name = "endpoint:\(endpoint)"
-                let mine: Bool? = try link.run(
-                    "SELECT holder = $2 FROM lease WHERE name = $1 AND expires_at > \(Self.now) AND \(Self.alive("lease"))",
-                    [.text(name), .text(instanceId)]
-                ).rows.first?.value(0)
-                if mine == false { continue }
-                if mine == nil, held.count >= share { continue }
-                if try takeLease(link, name) != nil { held.insert(endpoint) }
+                _ = state.endpoints[endpoint, default: Lease(duration: duration)].renewed(token: tokens[endpoint], askedAt: askedAt)
             }
-            // More than a fair share (instances joined): let one go for another to take.
-            if held.count > share, let extra = held.sorted().last {
-                try link.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text("endpoint:\(extra)"), .text(instanceId)])
-                held.remove(extra)
-            }
-            return held
+            return Set(endpoints.filter { state.endpoints[$0]?.isHeld(at: .now) == true })
         }
     }
 
+    /// Takes or renews a fair share of the endpoints' leases; returns the tokens of those held.
+    private func takeEndpointLeases(_ link: PostgresLink, _ endpoints: [String], takeAllFree: Bool) throws -> [String: Int64] {
+        try link.run(
+            """
+            INSERT INTO instance (id, seen_at, pid, backend_start) VALUES ($1, \(Self.now), \(Self.session))
+            ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at, pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start
+            """, [.text(instanceId)])
+        try link.run("DELETE FROM instance WHERE seen_at < \(Self.now) - $1 OR NOT \(Self.alive("instance"))", [.double(leaseDuration.seconds)])
+        let live: Int = try link.run("SELECT COUNT(*)::INTEGER FROM instance").rows.first?.value(0) ?? 1
+        // A fair share each, so every instance delivers when there are several endpoints.
+        let share = takeAllFree ? endpoints.count : max(1, (endpoints.count + max(1, live) - 1) / max(1, live))
+        var held: [String: Int64] = [:]
+        for endpoint in endpoints {
+            let name = "endpoint:\(endpoint)"
+            let mine: Bool? = try link.run(
+                "SELECT holder = $2 FROM lease WHERE name = $1 AND expires_at > \(Self.now) AND \(Self.alive("lease"))",
+                [.text(name), .text(instanceId)]
+            ).rows.first?.value(0)
+            if mine == false { continue }
+            if mine == nil, held.count >= share { continue }
+            if let token = try takeLease(link, name) { held[endpoint] = token }
+        }
+        // More than a fair share (instances joined): let one go for another to take.
+        if held.count > share, let extra = held.keys.sorted().last {
+            try link.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text("endpoint:\(extra)"), .text(instanceId)])
+            held[extra] = nil
+        }
+        return held
+    }
+
     public func releaseEndpointLeases() {
+        state.withLock { state in
+            for name in state.endpoints.keys { state.endpoints[name]?.released() }
+        }
         _ = try? coordinator.exclusive { link in
             try link.run("DELETE FROM lease WHERE name LIKE 'endpoint:%' AND holder = $1", [.text(instanceId)])
             try link.run("DELETE FROM instance WHERE id = $1", [.text(instanceId)])
@@ -198,8 +231,9 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
 
     public var isShared: Bool { true }
 
-    /// The current fencing token, or nil when this instance does not lead.
-    var fencingToken: Int64? { state.withLock { $0.fencingToken } }
+    /// The current fencing token, or nil when this instance does not lead (its lease ran out
+    /// here even if no renewal said so).
+    var fencingToken: Int64? { state.withLock { $0.poller.fencingToken(at: .now) } }
 
     // MARK: Detection
 
@@ -217,8 +251,17 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     }
 
     public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
+        try transact(fenced: false, body)
+    }
+
+    public func detect<T>(_ body: (any DetectionTransaction) throws -> T) throws -> T {
+        try transact(fenced: true, body)
+    }
+
+    private func transact<T>(fenced: Bool, _ body: (PostgresTransaction) throws -> T) throws -> T {
         try writer.transaction { link in
             let transaction = PostgresTransaction(link: link, store: self)
+            if fenced { try transaction.fence() }
             let result = try body(transaction)
             try transaction.flush()
             if transaction.queued { try link.run("NOTIFY paybridge_queue") }
@@ -302,7 +345,6 @@ final class PostgresTransaction: SQLTransaction {
     unowned let store: PostgresStore
     /// Whether the transaction queued deliveries or group members (then it notifies).
     private(set) var queued = false
-    private var fenced = false
 
     /// Payment states and plain events (no renderings, no groups) wait here and go to the
     /// server in one statement each when the transaction reads, commits or writes something
@@ -375,18 +417,16 @@ final class PostgresTransaction: SQLTransaction {
         }
     }
 
-    /// Detection writes need the poller lease: checked once per transaction under a share
-    /// lock, so a new leader's takeover waits for this commit and a paused old leader,
+    /// Detection writes need the poller lease: checked when the transaction opens, under a
+    /// share lock, so a new leader's takeover waits for this commit and a paused old leader,
     /// whose token has moved on or whose lease expired, commits nothing.
     func fence() throws {
-        guard !fenced else { return }
         guard let token = store.fencingToken else { throw StorageError.leaseLost }
         let held = try link.run(
             "SELECT 1 FROM lease WHERE name = 'poller' AND holder = $1 AND token = $2 AND expires_at > \(PostgresStore.now) FOR SHARE",
             [.text(store.instanceId), .int(token)]
         ).rows
         guard !held.isEmpty else { throw StorageError.leaseLost }
-        fenced = true
     }
 
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
@@ -395,7 +435,6 @@ final class PostgresTransaction: SQLTransaction {
     }
 
     func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws {
-        try fence()
         if states.updateValue((state, watch, date), forKey: paymentId) == nil { stateOrder.append(paymentId) }
     }
 

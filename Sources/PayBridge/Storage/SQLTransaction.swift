@@ -1,19 +1,16 @@
 import Foundation
 
 /// A write transaction whose writes are written once; a backend adds its hot paths (payment
-/// states, plain events, attempt results) and says how detection writes are fenced.
-protocol SQLTransaction: StoreTransaction {
+/// states, plain events, attempt results). Whether detection writes may commit is decided
+/// when the store opens the transaction (`OutboxStore.detect`), never here.
+protocol SQLTransaction: DetectionTransaction {
     var connection: any SQLConnection { get }
-    /// Fails with `StorageError.leaseLost` unless this process may commit detection writes
-    /// (PostgreSQL: it holds the poller lease's current token; SQLite: one process, always).
-    func fence() throws
     /// Sends writes the backend buffered, before a statement that must follow them.
     func flush() throws
 }
 
 extension SQLTransaction {
     func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws {
-        try fence()
         try connection.execute(
             """
             INSERT INTO watch (name, baselined_at, last_success_at) VALUES (?, ?, ?)
@@ -23,7 +20,6 @@ extension SQLTransaction {
     }
 
     func replaceWatchMembers(name: String, paymentIds: Set<String>) throws {
-        try fence()
         try connection.execute("DELETE FROM watch_member WHERE watch = ?", [.text(name)])
         guard !paymentIds.isEmpty else { return }
         try connection.execute(
@@ -32,7 +28,6 @@ extension SQLTransaction {
     }
 
     func saveSourceRecord(_ record: SourceRecord) throws {
-        try fence()
         try connection.execute(
             """
             INSERT INTO source_state (name, failing_since, announced_at, sequence) VALUES ('source', ?, ?, ?)

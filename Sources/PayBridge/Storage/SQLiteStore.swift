@@ -68,6 +68,11 @@ public final class SQLiteStore: SQLStore {
         try pool.write { db in try body(SQLiteTransaction(db: db)) }
     }
 
+    /// One process writes a SQLite state (`StateLock`): nothing to fence.
+    public func detect<T>(_ body: (any DetectionTransaction) throws -> T) throws -> T {
+        try pool.write { db in try body(SQLiteTransaction(db: db)) }
+    }
+
     func reading<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         try pool.read { db in try body(SQLiteConnection(db: db)) }
     }
@@ -148,9 +153,6 @@ struct SQLiteTransaction: SQLTransaction {
     let db: Database
 
     var connection: any SQLConnection { SQLiteConnection(db: db) }
-
-    /// One process writes a SQLite state (`StateLock`): nothing to fence.
-    func fence() {}
 
     func flush() {}
 

@@ -194,11 +194,9 @@ public struct PruneReport: Sendable, Equatable {
     public var events = 0
 }
 
-/// The writes of one transaction: all of them commit, or none.
+/// The writes of one transaction: all of them commit, or none. These are the writes any
+/// process may make (delivery results, endpoint records, group messages, operational events).
 public protocol StoreTransaction {
-    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
-    /// `watch` is kept with the first sighting.
-    func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws
     /// Stores the event, its renderings, one pending delivery per endpoint due at `dueAt`, and
     /// its group memberships. An event already stored is left as it is (re-running a poll
     /// after a crash appends nothing twice).
@@ -206,15 +204,25 @@ public protocol StoreTransaction {
     /// Stores a group's message (an entry for its endpoint) and marks the members it carries
     /// as sent; members that arrived meanwhile wait for the next message, `interval` later.
     func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) throws
-    func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws
-    func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
     /// Saves whether the endpoint is disabled and since when it fails (not its stats).
     func saveEndpointRecord(name: String, _ record: EndpointRecord) throws
     func saveEndpointStats(name: String, _ stats: EndpointStats) throws
-    func saveSourceRecord(_ record: SourceRecord) throws
     /// Logs the attempts and moves their deliveries on (delivered, retry at, dead); `date`
     /// stamps the rows.
     func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws
+}
+
+/// The writes detection makes: what paybridge knows of payments, watches and the bank. They
+/// exist only in a transaction `OutboxStore.detect` opened, which commits only while this
+/// process holds the poller lease's current fencing token (on a shared state): the rule is in
+/// that one place, not in each write.
+public protocol DetectionTransaction: StoreTransaction {
+    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
+    /// `watch` is kept with the first sighting.
+    func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws
+    func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws
+    func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
+    func saveSourceRecord(_ record: SourceRecord) throws
 }
 
 /// Detection and the outbox: last known states, and one write transaction per chunk of
@@ -224,6 +232,10 @@ public protocol OutboxStore: Sendable {
     func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
     /// Runs `body` in one write transaction.
     func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T
+    /// Runs `body` in one detection transaction: on a shared state it commits only under the
+    /// poller lease's current fencing token, else throws `StorageError.leaseLost` having
+    /// committed nothing.
+    func detect<T>(_ body: (any DetectionTransaction) throws -> T) throws -> T
     /// Fails unless a write transaction can commit now (the storage-fault probe).
     func checkWritable(at date: Date) throws
     /// A number that changes whenever another process commits to the state (an operator's
