@@ -63,7 +63,7 @@ struct Validate: ParsableCommand {
 enum StateFolder {
     static func warnings(_ path: String) -> [String] {
         var warnings: [String] = []
-        for (file, kind) in [(path, "folder"), (path + "/" + SQLiteStore.fileName, "database")] {
+        for (file, kind) in [(path, "folder"), (StateStore.databaseFile(inFolder: path), "database")] {
             guard let attributes = try? FileManager.default.attributesOfItem(atPath: file),
                 let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue, mode & 0o077 != 0
             else { continue }

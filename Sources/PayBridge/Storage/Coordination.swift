@@ -43,6 +43,11 @@ public enum StateStore {
         }
     }
 
+    /// The database file of a SQLite state in `folder`.
+    public static func databaseFile(inFolder folder: String) -> String {
+        URL(fileURLWithPath: folder).appendingPathComponent(SQLiteStore.fileName).path
+    }
+
     /// Where the state is, for messages (never the URL's password).
     public static func describe(_ state: StateConfiguration) -> String {
         switch state.kind {
