@@ -123,8 +123,16 @@ import Testing
         let counts = requests.map { ($0.data["group"] as? [String: Any])?["status"] as? String ?? "?" }
         #expect(counts.sorted() == ["Processed", "Rejected", "Rejected"])
         if let second = requests.dropFirst().first(where: { ($0.data["group"] as? [String: Any])?["status"] as? String == "Rejected" }) {
-            let gap = second.receivedAt.timeIntervalSince(first.receivedAt)
-            #expect(gap >= 2.8, "no sooner than the interval after the previous message (\(gap) s)")
+            // When each message was made (its `timestamp`), not when it arrived: arrival times
+            // carry the machine's delivery delays.
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let made = [first, second].compactMap { ($0.json["timestamp"] as? String).flatMap(formatter.date(from:)) }
+            #expect(made.count == 2, "\(first.json) \(second.json)")
+            if made.count == 2 {
+                let gap = made[1].timeIntervalSince(made[0])
+                #expect(gap >= 2.999, "no sooner than the interval after the previous message (\(gap) s)")
+            }
             #expect((second.data["count"] as? Int) == 1)
         }
         #expect((first.data["count"] as? Int) == 2)
