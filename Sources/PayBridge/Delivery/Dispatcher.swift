@@ -53,7 +53,7 @@ public final class Dispatcher: @unchecked Sendable {
 
     private typealias Submission = (HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)
 
-    private let store: any Store
+    private let store: any OutboxStore & RecordStore & DeliveryQueue
     private let http: any HTTPClient
     private let pipeline: Pipeline
     private let storage: StorageMonitor
@@ -94,7 +94,7 @@ public final class Dispatcher: @unchecked Sendable {
     ///   - pipeline: where `endpoint.disabled` events go, and how group messages are rendered.
     ///   - console: where `kind: console` endpoints write (standard output by default).
     public init(
-        endpoints: [EndpointConfiguration], store: any Store, http: any HTTPClient, pipeline: Pipeline? = nil,
+        endpoints: [EndpointConfiguration], store: any OutboxStore & RecordStore & DeliveryQueue, http: any HTTPClient, pipeline: Pipeline? = nil,
         storage: StorageMonitor? = nil, logger: Logger, clock: WallClock = .system,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         console: @escaping @Sendable ([UInt8]) -> Void = { FileHandle.standardOutput.write(Data($0 + [0x0A])) },

@@ -141,6 +141,10 @@ extension PostgresLink: SQLConnection {
         for each in try run(Self.numbered(sql), values).rows { try row(PostgresSQLRow(row: each.makeRandomAccess())) }
     }
 
+    func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) throws -> Int64? {
+        try int64(sql + " RETURNING " + rowId, values)
+    }
+
     /// `?` placeholders as PostgreSQL's `$1`, `$2`… (paybridge's SQL has no `?` of its own).
     static func numbered(_ sql: String) -> String {
         guard sql.contains("?") else { return sql }

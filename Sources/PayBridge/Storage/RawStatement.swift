@@ -157,4 +157,10 @@ struct SQLiteConnection: SQLConnection {
         for value in values { raw.bind(value) }
         try raw.forEachRow { try row(SQLiteRow(row: $0)) }
     }
+
+    /// The row id SQLite keeps for the connection (`rowId` is its alias in every table that
+    /// has one): no RETURNING, which cost B1 about a fifth of its speed.
+    func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) throws -> Int64? {
+        try execute(sql, values) > 0 ? db.lastInsertedRowID : nil
+    }
 }

@@ -81,6 +81,9 @@ protocol SQLConnection {
     func execute(_ sql: String, _ values: [SQLValue]) throws -> Int
     /// Runs a query; `row` reads each of its rows in turn.
     func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) throws
+    /// Runs an INSERT of one row; returns its `rowId` column (the table's row id), nil when it
+    /// inserted nothing (`ON CONFLICT DO NOTHING`).
+    func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) throws -> Int64?
 }
 
 extension SQLConnection {

@@ -265,19 +265,19 @@ extension SQLStore {
             }
             var renderingId: Int64?
             if let rendering {
-                renderingId = try connection.int64(
-                    "INSERT INTO rendering (event_row, content_type, headers, body) VALUES (?, ?, ?, ?) RETURNING id",
-                    [.int(event.row), .text(rendering.contentType), .text(rendering.headerText), .bytes(rendering.body)])
+                renderingId = try connection.insert(
+                    "INSERT INTO rendering (event_row, content_type, headers, body) VALUES (?, ?, ?, ?)",
+                    [.int(event.row), .text(rendering.contentType), .text(rendering.headerText), .bytes(rendering.body)], returning: "id")
             }
-            return try connection.int64(
+            return try connection.insert(
                 """
                 INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at, rendering_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(eventId), .int(event.row), .text(endpoint), .text(event.subject), .int(event.sequence), .date(date), .date(date),
                     .date(date), .int(renderingId),
-                ]) ?? 0
+                ], returning: "id") ?? 0
         }
     }
 

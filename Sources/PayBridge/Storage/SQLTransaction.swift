@@ -57,21 +57,21 @@ extension SQLTransaction {
     func insert(_ entry: OutboxEntry, dueAt: Date) throws -> Bool {
         let event = entry.event
         guard
-            let eventRow = try connection.int64(
+            let eventRow = try connection.insert(
                 """
                 INSERT INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING row_id
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING
                 """,
                 [
                     .text(event.id), .text(event.type.rawValue), .text(event.subject), .int(event.sequence), .text(event.status),
                     .text(event.previousStatus), .text(event.watch), .date(event.createdAt), .bytes(event.body),
-                ]), entry.queuesWork
+                ], returning: "row_id"), entry.queuesWork
         else { return false }
         var renderingIds: [Int64] = []
         for rendering in entry.renderings {
-            let id = try connection.int64(
-                "INSERT INTO rendering (event_row, content_type, headers, body) VALUES (?, ?, ?, ?) RETURNING id",
-                [.int(eventRow), .text(rendering.contentType), .text(rendering.headerText), .bytes(rendering.body)])
+            let id = try connection.insert(
+                "INSERT INTO rendering (event_row, content_type, headers, body) VALUES (?, ?, ?, ?)",
+                [.int(eventRow), .text(rendering.contentType), .text(rendering.headerText), .bytes(rendering.body)], returning: "id")
             renderingIds.append(id ?? 0)
         }
         for (endpoint, rendering) in entry.deliveries {

@@ -179,51 +179,8 @@ struct SQLiteTransaction: SQLTransaction {
         try raw.run()
     }
 
-    /// A plain event (no renderings, no groups: B1's every change) through raw statements;
-    /// the rest as written once.
     func append(_ entry: OutboxEntry, dueAt: Date) throws {
-        guard entry.renderings.isEmpty, entry.memberships.isEmpty else {
-            try insert(entry, dueAt: dueAt)
-            return
-        }
-        let event = entry.event
-        var raw = RawStatement(
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING
-                    """))
-        raw.bind(event.id)
-        raw.bind(event.type.rawValue)
-        raw.bind(event.subject)
-        raw.bind(event.sequence)
-        raw.bind(event.status)
-        raw.bind(event.previousStatus)
-        raw.bind(event.watch)
-        raw.bind(event.createdAt.timeIntervalSince1970)
-        raw.bind(bytes: event.body)
-        try raw.run()
-        // An event already stored already has its deliveries: appending it again is a no-op.
-        guard db.changesCount > 0, entry.queuesWork else { return }
-        let eventRow = db.lastInsertedRowID
-        let insertDelivery = try db.cachedStatement(
-            sql: """
-                INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-        let created = event.createdAt.timeIntervalSince1970
-        for (endpoint, _) in entry.deliveries {
-            var raw = RawStatement(insertDelivery)
-            raw.bind(event.id)
-            raw.bind(eventRow)
-            raw.bind(endpoint)
-            raw.bind(event.subject)
-            raw.bind(event.sequence)
-            raw.bind(dueAt.timeIntervalSince1970)
-            raw.bind(created)
-            raw.bind(created)
-            try raw.run()
-        }
+        try insert(entry, dueAt: dueAt)
     }
 
     /// A success is recorded on the delivery row (`delivered_at`, `last_status`); only
