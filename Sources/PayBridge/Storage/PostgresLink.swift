@@ -44,7 +44,7 @@ final class PostgresLink: @unchecked Sendable {
                 on: group.next(), configuration: configuration, id: Int.random(in: 1..<Int.max), logger: logger
             ).wait()
         } catch {
-            throw PostgresStoreError.connect(Self.describe(error))
+            throw StorageError.connect(Self.describe(error))
         }
         connection = opened
         for statement in setup { try run(statement) }
@@ -75,7 +75,7 @@ final class PostgresLink: @unchecked Sendable {
             return (result.rows, result.metadata.rows ?? 0)
         } catch {
             if connection.isClosed { self.connection = nil }
-            throw PostgresStoreError.query(Self.describe(error))
+            throw StorageError.query(Self.describe(error))
         }
     }
 
@@ -210,21 +210,6 @@ final class PostgresLinkPool: Sendable {
     }
 }
 
-public enum PostgresStoreError: Error, Sendable, Equatable, CustomStringConvertible {
-    case url(String)
-    case query(String)
-    /// No connection could be opened (the server, the network, TLS or the login refused it).
-    case connect(String)
-
-    public var description: String {
-        switch self {
-        case .url(let reason): return "state.url: \(reason)"
-        case .query(let message): return "PostgreSQL: \(message)"
-        case .connect(let reason): return "cannot connect to PostgreSQL: \(reason)"
-        }
-    }
-}
-
 /// `postgres://user:password@host:5432/database`, the form `state.url` takes.
 public struct PostgresURL: Sendable, Equatable {
     public var host: String
@@ -233,7 +218,7 @@ public struct PostgresURL: Sendable, Equatable {
     public var password: String?
     public var database: String
 
-    public init(_ text: String) throws(PostgresStoreError) {
+    public init(_ text: String) throws(StorageError) {
         guard let components = URLComponents(string: text), let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme) else {
             throw .url("write it as postgres://user:password@host:5432/database")
         }
@@ -255,7 +240,7 @@ enum PostgresServer {
     /// database `url` names); returns the URL of the new one.
     static func createDatabase(named name: String, at url: String, logger: Logger = Logger(label: "paybridge.postgres")) throws -> String {
         let parsed = try PostgresURL(url)
-        guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw PostgresStoreError.url("bad database name \(name)") }
+        guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw StorageError.url("bad database name \(name)") }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let link = PostgresLink(

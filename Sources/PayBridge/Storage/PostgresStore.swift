@@ -44,7 +44,7 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     /// - Parameter create: false for commands that read or correct state: a database without
     ///   paybridge's schema is then `StateMissing`.
     public init(configuration: StateConfiguration, logger: Logger, create: Bool = true) throws {
-        guard let text = configuration.url?.value else { throw PostgresStoreError.url("state.url is required for kind: postgres") }
+        guard let text = configuration.url?.value else { throw StorageError.url("state.url is required for kind: postgres") }
         let url = try PostgresURL(text)
         var tls = PostgresConnection.Configuration.TLS.disable
         switch configuration.tls {
