@@ -295,6 +295,26 @@ import Testing
         #expect(try await other.paymentStates(for: ["p1"])["p1"]?.sequence == 2)
     }
 
+    /// The database's check, not only the instance's own account of its lease: a token that
+    /// moved on in the lease row fences the old holder even while its local lease still runs.
+    @Test(arguments: Backend.shared)
+    func aTokenMovedOnInTheDatabaseFencesWhileTheLocalLeaseStillRuns(backend: Backend) throws {
+        let fixture = try Contract.Fixture(backend, lease: .seconds(60))
+        let other = try fixture.second(lease: .seconds(60))
+        defer {
+            fixture.store.close()
+            other.close()
+        }
+        #expect(try fixture.store.holdPollerLease())
+        try Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
+        let session = try #require(other as? PostgresStore)
+        _ = try session.writing(announce: false) { try $0.execute("UPDATE lease SET token = token + 1 WHERE name = 'poller'", []) }
+        #expect(throws: StorageError.leaseLost) {
+            try Contract.detect(fixture.store, "p1", 2, "Processed")
+        }
+        #expect(try other.paymentStates(for: ["p1"])["p1"]?.sequence == 1, "nothing of the fenced transaction was committed")
+    }
+
     @Test(arguments: Backend.shared)
     func aDeadInstancesLeasesAreFreeAtOnce(backend: Backend) async throws {
         let fixture = try Contract.Fixture(backend)
