@@ -30,7 +30,7 @@ enum AdminServer {
                     (
                         status.name,
                         .object([
-                            ("state", .string(status.failures > 0 && status.state == "closed" ? "failing" : status.state)),
+                            ("state", .string(status.failures > 0 && status.state == .closed ? "failing" : status.state.rawValue)),
                             ("failures", .number(String(status.failures))), ("inFlight", .number(String(status.inFlight))),
                             ("failingSince", status.failingSince.map { .string(Timestamp.iso8601($0)) } ?? .null),
                         ])

@@ -48,7 +48,7 @@ struct Endpoints: ParsableCommand {
         }
 
         static func circuit(_ entry: EndpointOverview) -> String {
-            entry.record.disabledAt != nil ? "disabled" : entry.record.stats.circuit ?? "closed"
+            (entry.record.disabledAt != nil ? .disabled : entry.record.stats.circuit ?? .closed).rawValue
         }
 
         static func cells(_ entry: EndpointOverview, now: Date) -> [String] {

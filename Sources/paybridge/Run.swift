@@ -143,7 +143,7 @@ struct StatusLine: Service {
                 }
                 let today = (try? await bridge.store.eventCount(since: calendar.startOfDay(for: now))) ?? 0
                 let queue = ((try? await bridge.store.queueFigures()) ?? [:]).values.reduce(0) { $0 + $1.pending }
-                let failing = bridge.dispatcher.endpointStatuses.filter { $0.failures > 0 || $0.state != "closed" }.map(\.name)
+                let failing = bridge.dispatcher.endpointStatuses.filter { $0.failures > 0 || $0.state != .closed }.map(\.name)
                 var parts = watches + [Output.count(today, "event") + " today", "queue \(queue)"]
                 if !failing.isEmpty { parts.append("failing: " + failing.joined(separator: ", ")) }
                 Terminal.shared.show(status: "paybridge · " + parts.joined(separator: " · "))

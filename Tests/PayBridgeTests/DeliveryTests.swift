@@ -45,6 +45,42 @@ import Testing
     }
 
     @Test(arguments: Backend.available)
+    func aRunningDispatcherWakesForARetryWhenTheClockIsAdvanced(backend: Backend) async throws {
+        // `run` waits on the bridge's clock: an hour's retry goes out when the test moves
+        // the clock an hour, not after an hour, and not before.
+        let time = ManualClock(Date())
+        let scenario = try await Scenario.start(payments: 1, retry: "[1h]", backend: backend, clock: time.clock) { _, index in
+            index == 0 ? .status(500) : .ok
+        }
+        let (harness, receiver, bridge, ids) = (scenario.harness, scenario.receiver, scenario.bridge, scenario.ids)
+        _ = await bridge.pollOnce()
+        // As `run` does first: this instance takes its leases (a shared state's endpoints).
+        var owned: Set<String>?
+        _ = await bridge.renewLeases(owned: &owned)
+        let running = Task { await bridge.dispatcher.run(.continuous) }
+        harness.bank.bank.setStatus(ids[0], "Processed")
+        _ = await bridge.pollWatches()
+        #expect(await receiver.waitFor(count: 1))
+        // The loop goes to sleep until the retry is due, an hour (± its jitter) from now.
+        let start = time.now
+        var due: Date?
+        for _ in 0..<2000 {
+            if let deadline = time.nextDeadline, deadline.timeIntervalSince(start) > 3000 { due = deadline; break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let deadline = try #require(due, "the dispatcher does not sleep on the bridge's clock")
+        #expect(deadline.timeIntervalSince(start) > 3200 && deadline.timeIntervalSince(start) < 4000)
+        time.set(deadline.addingTimeInterval(-1))
+        #expect(time.sleeping >= 1)  // a second early wakes nothing
+        time.set(deadline)
+        #expect(await receiver.waitFor(count: 2))
+        #expect(receiver.requests.map(\.webhookId) == [receiver.requests[0].webhookId, receiver.requests[0].webhookId])
+        bridge.dispatcher.stop(grace: .zero)
+        await running.value
+        await scenario.stop()
+    }
+
+    @Test(arguments: Backend.available)
     func aDeadLetterStopsBeingRetried(backend: Backend) async throws {
         let time = ManualClock(Date())
         let scenario = try await Scenario.start(payments: 1, retry: "[100ms]", backend: backend, clock: time.clock) { _, _ in .status(500) }

@@ -109,7 +109,7 @@ import Testing
         let pending = try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
         #expect(pending.count == 3)
         #expect(try bridge.store.endpointRecords()["erp"]?.disabledReason == "the endpoint answered 410 Gone")
-        #expect(bridge.dispatcher.endpointStatuses.first { $0.name == "erp" }?.state == "disabled")
+        #expect(bridge.dispatcher.endpointStatuses.first { $0.name == "erp" }?.state == .disabled)
 
         // The announcement went to ops (not to the disabled endpoint itself).
         #expect(ops.requests.count == 1)

@@ -190,7 +190,7 @@ import Testing
             try transaction.recordWatchPoll(name: "recent", at: at, baselined: true)
             try transaction.replaceWatchMembers(name: "recent", paymentIds: ["a", "b"])
             try transaction.saveEndpointRecord(name: "erp", EndpointRecord(failingSince: at))
-            try transaction.saveEndpointStats(name: "erp", EndpointStats(lastFailureAt: at, failures: 3, circuit: "open"))
+            try transaction.saveEndpointStats(name: "erp", EndpointStats(lastFailureAt: at, failures: 3, circuit: .open))
             try transaction.saveSourceRecord(SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
         }
         #expect(try store.watchRecord(name: "recent") == WatchRecord(baselinedAt: at, lastSuccessAt: at))
@@ -199,7 +199,7 @@ import Testing
         let record = try store.endpointRecords()["erp"]
         #expect(record?.failingSince == at)
         #expect(record?.stats.failures == 3)
-        #expect(record?.stats.circuit == "open")
+        #expect(record?.stats.circuit == .open)
         #expect(try store.sourceRecord() == SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
         try store.detect { try $0.replaceWatchMembers(name: "recent", paymentIds: ["c"]) }
         #expect(try store.watchMembers(name: "recent") == ["c"])

@@ -7,14 +7,12 @@ import Synchronization
 /// signs and hands requests to libcurl, gives results to the `Recorder`, logs and counts.
 /// It decides nothing itself.
 ///
-/// One thread runs the loop: take the inputs that arrived (attempts finished on the
+/// One task runs the loop (`run`): take the inputs that arrived (attempts finished on the
 /// transport's thread, commits acknowledged by the recorder, new deliveries, an operator's
-/// change, stop), feed them to the machine, execute what it returns, then sleep until the
-/// machine's next deadline or the next input.
-public final class Dispatcher: @unchecked Sendable {
-    // @unchecked: `machine`, `wakeAt`, `outgoing` and `requests` are touched only by the loop
-    // thread; everything shared with other threads is guarded by `condition`.
-
+/// change, stop), feed them to the machine, execute what it returns, then wait for the next
+/// input or the machine's next deadline — on the injected clock, so a test that advances a
+/// `ManualClock` is what wakes a retry, a breaker probe or a group flush.
+public actor Dispatcher {
     public enum Mode: Sendable {
         /// Until `stop` is called.
         case continuous
@@ -36,7 +34,7 @@ public final class Dispatcher: @unchecked Sendable {
     /// An endpoint's state as `/health` and operators see it.
     public struct EndpointStatus: Sendable, Equatable {
         public var name: String
-        public var state: String
+        public var state: EndpointHealth.Circuit
         public var failures: Int
         public var failingSince: Date?
         public var inFlight: Int
@@ -62,25 +60,33 @@ public final class Dispatcher: @unchecked Sendable {
     private let random: @Sendable () -> Double
     private let console: @Sendable ([UInt8]) -> Void
     private let lanes: [Lane]
-    private let recorder: Recorder
 
-    // Shared, under `condition`.
-    private let condition = NSCondition()
-    private var inbox: [DeliveryStateMachine.Input] = []
-    /// Token answers and 401s of OAuth2 endpoints: the executor's own business.
-    private var authEvents: [AuthEvent] = []
-    private var queuedSignal = false
-    /// The recorder could not commit: the loop must look at the storage's state again.
-    private var storageSignal = false
-    private var externalChangeSignal = false
-    /// The endpoints this instance now delivers, not yet told to the machine.
-    private var ownershipChange: Set<String>?
-    private var running = false
-    private var statuses: [EndpointStatus] = []
+    /// What other threads and tasks hand to the loop.
+    private struct Inbox {
+        var inputs: [DeliveryStateMachine.Input] = []
+        /// Token answers and 401s of OAuth2 endpoints: the executor's own business.
+        var authEvents: [AuthEvent] = []
+        var queued = false
+        /// The recorder could not commit: the loop must look at the storage's state again.
+        var storageChanged = false
+        var externalChange = false
+        /// The endpoints this instance now delivers, not yet told to the machine.
+        var ownership: Set<String>?
+        var running = false
+        /// Wakes the running loop (nil between runs).
+        var wakeup: AsyncStream<Void>.Continuation?
+        var statuses: [EndpointStatus] = []
 
-    // Loop thread.
+        var isEmpty: Bool { inputs.isEmpty && authEvents.isEmpty && !queued && !storageChanged && !externalChange && ownership == nil }
+    }
+
+    private nonisolated let inbox: Mutex<Inbox>
+
+    // The loop's own state.
     private var machine: DeliveryStateMachine
     private var wakeAt: Date?
+    /// The task that wakes the loop at `wakeAt`.
+    private var timer: (deadline: Date, task: Task<Void, Never>)?
     private var storageAvailable = true
     /// Work for the recorder gathered during one turn of the loop.
     private var outgoing = Recorder.Batch()
@@ -104,138 +110,141 @@ public final class Dispatcher: @unchecked Sendable {
         self.store = store
         self.http = http
         self.pipeline = pipeline ?? Pipeline(routes: RouteTable(routes: []), endpoints: endpoints)
-        let storage = storage ?? StorageMonitor(logger: logger)
-        self.storage = storage
+        self.storage = storage ?? StorageMonitor(logger: logger)
         self.logger = logger
         self.clock = clock
         self.random = random
         self.console = console
-        lanes = endpoints.map { endpoint in
+        let lanes = endpoints.map { endpoint in
             var tokens: OAuth2Tokens?
             if case .oauth2(let settings) = endpoint.auth { tokens = OAuth2Tokens(settings: settings) }
             return Lane(endpoint: endpoint, signer: WebhookSigner(secrets: endpoint.secrets), metrics: EndpointMetrics(endpoint: endpoint.name), tokens: tokens)
         }
-        machine = DeliveryStateMachine(lanes: endpoints.map(DeliveryLaneSettings.init), records: records, owned: owned)
-        recorder = Recorder(store: store, storage: storage, clock: clock)
+        self.lanes = lanes
+        let machine = DeliveryStateMachine(lanes: endpoints.map(DeliveryLaneSettings.init), records: records, owned: owned)
+        self.machine = machine
         for (index, lane) in lanes.enumerated() {
             lane.metrics.disabled.record(machine.health(ofLane: index).isDisabled ? 1 : 0)
             lane.metrics.circuitOpen.record(0)
         }
-        statuses = Self.statuses(of: machine, lanes)
-        recorder.acknowledge = { [weak self] commit in self?.post(.resultsCommitted(commit)) }
-        // A refused commit sends no acknowledgement: without this a drain waiting for one would sleep on.
-        recorder.refused = { [weak self] in self?.storageChanged() }
-    }
-
-    deinit { recorder.stop() }
-
-    /// Stops the recorder's thread; call once the dispatcher will not run again.
-    public func shutdown() {
-        recorder.stop()
-    }
-
-    private func storageChanged() {
-        condition.withLock {
-            storageSignal = true
-            condition.signal()
-        }
+        inbox = Mutex(Inbox(statuses: Self.statuses(of: machine, lanes)))
     }
 
     /// New deliveries were committed: look for them now rather than at the next deadline.
-    public func wake() {
-        condition.withLock {
-            queuedSignal = true
-            condition.signal()
-        }
+    public nonisolated func wake() {
+        signal { $0.queued = true }
     }
 
     /// Another process committed something (an operator's replay or enable): read the
     /// endpoints' records and their queues again.
-    public func externalChange() {
-        condition.withLock {
-            externalChangeSignal = true
-            condition.signal()
-        }
+    public nonisolated func externalChange() {
+        signal { $0.externalChange = true }
     }
 
     /// The endpoints this instance delivers changed (it took or lost their leases): the
     /// machine reads their records and starts or stops delivering them.
-    public func ownership(_ owned: Set<String>) {
-        condition.withLock {
-            ownershipChange = owned
-            condition.signal()
-        }
+    public nonisolated func ownership(_ owned: Set<String>) {
+        signal { $0.ownership = owned }
     }
 
     /// Asks a running loop to stop: no new attempts; attempts in flight get `grace` to
     /// finish and the rest stay queued for the next start.
-    public func stop(grace: Duration) {
+    public nonisolated func stop(grace: Duration) {
         post(.stop(deadline: clock.now().addingTimeInterval(grace.seconds)))
     }
 
     /// Every endpoint's circuit state, for `/health`.
-    public var endpointStatuses: [EndpointStatus] { condition.withLock { statuses } }
+    public nonisolated var endpointStatuses: [EndpointStatus] { inbox.withLock { $0.statuses } }
 
-    private func post(_ input: DeliveryStateMachine.Input) {
-        condition.withLock {
+    private nonisolated func post(_ input: DeliveryStateMachine.Input) {
+        signal { inbox in
             switch input {
             // A stop or a drain is for the run under way; none is waiting for a later one.
-            case .stop, .drain: guard running else { return }
+            case .stop, .drain: guard inbox.running else { return }
             default: break
             }
-            inbox.append(input)
-            condition.signal()
+            inbox.inputs.append(input)
         }
     }
 
-    /// Runs the loop on its own thread until it ends (see `Mode`). One loop at a time: a
-    /// call while another runs returns at once.
+    private nonisolated func post(_ event: AuthEvent) {
+        signal { $0.authEvents.append(event) }
+    }
+
+    /// Changes the inbox and wakes the loop.
+    private nonisolated func signal(_ change: (inout Inbox) -> Void) {
+        let wakeup = inbox.withLock { inbox in
+            change(&inbox)
+            return inbox.wakeup
+        }
+        wakeup?.yield()
+    }
+
+    /// Runs the loop until it ends (see `Mode`). One loop at a time: a call while another
+    /// runs returns at once. Cancelling the task stops it as `stop(grace: .zero)` does.
     public func run(_ mode: Mode) async {
-        let alreadyRunning = condition.withLock { () -> Bool in
-            defer { running = true }
-            return running
+        let (wakeups, wakeup) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let alreadyRunning = inbox.withLock { inbox -> Bool in
+            guard !inbox.running else { return true }
+            inbox.running = true
+            inbox.wakeup = wakeup
+            // Endpoints' records may have changed since the last run (an operator's enable).
+            inbox.externalChange = true
+            return false
         }
         guard !alreadyRunning else {
             logger.warning("the dispatcher is already running; ignoring a second run")
             return
         }
+        let recorder = Recorder(
+            store: store, storage: storage, clock: clock, logger: logger,
+            acknowledge: { [weak self] commit in self?.post(.resultsCommitted(commit)) },
+            // A refused commit sends no acknowledgement: without this a drain waiting for one would sleep on.
+            refused: { [weak self] in self?.signal { $0.storageChanged = true } })
         // Only a long run needs to hear of other processes' commits.
-        let watch: ExternalChangeWatch?
+        var changeWatch: Task<Void, Never>?
         if case .continuous = mode {
-            watch = ExternalChangeWatch(store: store, logger: logger) { [weak self] in self?.externalChange() }
-        } else {
-            watch = nil
+            let store = self.store, logger = self.logger
+            let onChange: @Sendable () -> Void = { [weak self] in self?.externalChange() }
+            changeWatch = Task { await ExternalChangeWatch.run(store: store, logger: logger, onChange: onChange) }
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let thread = Thread { [self] in
-                switch mode {
-                case .continuous, .drainWhen: loop(.continuous)
-                case .drain(let dueBy): loop(.drain(dueBy: dueBy))
-                }
-                condition.withLock { running = false }
-                continuation.resume()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await recorder.run() }
+            var wakeups = wakeups.makeAsyncIterator()
+            switch mode {
+            case .continuous, .drainWhen: await loop(.continuous, recorder: recorder, wakeups: &wakeups)
+            case .drain(let dueBy): await loop(.drain(dueBy: dueBy), recorder: recorder, wakeups: &wakeups)
             }
-            thread.name = "paybridge-dispatcher"
-            thread.start()
+            timer?.task.cancel()
+            timer = nil
+            inbox.withLock {
+                $0.running = false
+                $0.wakeup = nil
+            }
+            wakeup.finish()
+            changeWatch?.cancel()
+            // The recorder commits what it holds (for up to 2 s).
+            recorder.finish(deadline: clock.now().addingTimeInterval(2))
+            await group.waitForAll()
         }
-        watch?.stop()
+        await changeWatch?.value
     }
 
     // MARK: Loop
 
-    private func loop(_ mode: DeliveryStateMachine.Mode) {
+    private func loop(_ mode: DeliveryStateMachine.Mode, recorder: Recorder, wakeups: inout AsyncStream<Void>.Iterator) async {
         var inputs: [DeliveryStateMachine.Input] = [.begin(mode)]
         wakeAt = nil
-        // Endpoints' records may have changed since the last run (an operator's enable).
-        condition.withLock { externalChangeSignal = true }
+        var cancelled = false
         while true {
-            inputs.append(contentsOf: takeInputs())
+            inputs.append(contentsOf: await takeInputs())
             let available = storage.isAvailable
             if available != storageAvailable {
                 storageAvailable = available
                 inputs.append(.storage(available: available))
             }
-            let now = clock.now()
+            var now = clock.now()
+            if cancelled { inputs.append(.stop(deadline: now)) }
             if let wake = wakeAt, wake <= now {
                 wakeAt = nil
                 inputs.append(.deadline)
@@ -246,7 +255,7 @@ public final class Dispatcher: @unchecked Sendable {
                     if case .stop(let deadline) = input { return deadline }
                     return nil
                 }.first
-                if let stopDeadline, machine.inFlightCount > 0 {
+                if let stopDeadline, machine.inFlightCount > 0, !cancelled {
                     // Said before the wait, so a stop that seems to hang is explained.
                     logger.notice(
                         "stopping: waiting for deliveries in flight",
@@ -255,11 +264,14 @@ public final class Dispatcher: @unchecked Sendable {
                             "grace": "\(DurationText.format(.milliseconds(Int64(max(0, stopDeadline.timeIntervalSince(now)) * 1000))))",
                         ])
                 }
-                ended = execute(machine.handle(inputs, now: now))
+                ended = await execute(machine.handle(inputs, now: now))
                 inputs.removeAll(keepingCapacity: true)
             }
+            // Cancelled: nothing more can wake the loop, so it ends now.
+            if cancelled, ended == nil { ended = machine.inFlightCount }
             submitRequests()
-            finishStats(at: clock.now())
+            now = clock.now()
+            finishStats(at: now)
             recorder.submit(outgoing)
             outgoing = Recorder.Batch()
             publishStatuses()
@@ -267,64 +279,70 @@ public final class Dispatcher: @unchecked Sendable {
                 if abandoned > 0 {
                     logger.warning("stopping with deliveries in flight; they stay queued", metadata: ["inFlight": .stringConvertible(abandoned)])
                 }
-                recorder.waitUntilIdle(deadline: clock.now().addingTimeInterval(2))
                 return
             }
-            sleep()
+            setTimer()
+            if inbox.withLock({ $0.isEmpty }), wakeAt.map({ $0 > clock.now() }) ?? true {
+                if await wakeups.next(isolation: #isolation) == nil { cancelled = true }
+            }
         }
     }
 
-    /// The inputs other threads posted, and the signals they raised.
-    private func takeInputs() -> [DeliveryStateMachine.Input] {
-        condition.lock()
-        var inputs = inbox
-        inbox.removeAll(keepingCapacity: true)
-        let queued = queuedSignal
-        queuedSignal = false
-        storageSignal = false
-        let external = externalChangeSignal
-        externalChangeSignal = false
-        let owned = ownershipChange
-        ownershipChange = nil
-        let auth = authEvents
-        authEvents.removeAll()
-        condition.unlock()
-        for event in auth { inputs += handle(event) }
-        if queued { inputs.append(.deliveriesQueued) }
-        if external || owned != nil {
+    /// Wakes the loop at `wakeAt` (the clock's sleep, in a task of its own).
+    private func setTimer() {
+        guard timer?.deadline != wakeAt else { return }
+        timer?.task.cancel()
+        timer = nil
+        guard let wakeAt else { return }
+        let clock = self.clock
+        let task = Task { [weak self] in
             do {
-                let records = try store.endpointRecords()
-                if let owned { inputs.append(.ownership(owned: owned, records: records)) }
-                if external { inputs.append(.externalChange(records: records)) }
+                try await clock.sleep(until: wakeAt)
+            } catch {
+                return  // replaced by a later deadline, or the run ended
+            }
+            self?.signal { _ in }
+        }
+        timer = (wakeAt, task)
+    }
+
+    /// The inputs other threads posted, and the signals they raised.
+    private func takeInputs() async -> [DeliveryStateMachine.Input] {
+        let taken = inbox.withLock { inbox -> Inbox in
+            let taken = inbox
+            inbox.inputs.removeAll(keepingCapacity: true)
+            inbox.authEvents.removeAll()
+            inbox.queued = false
+            inbox.storageChanged = false
+            inbox.externalChange = false
+            inbox.ownership = nil
+            return taken
+        }
+        var inputs = taken.inputs
+        for event in taken.authEvents { inputs += handle(event) }
+        if taken.queued { inputs.append(.deliveriesQueued) }
+        if taken.externalChange || taken.ownership != nil {
+            do {
+                let store = self.store
+                let records = try await StorageThreads.run { try store.endpointRecords() }
+                if let owned = taken.ownership { inputs.append(.ownership(owned: owned, records: records)) }
+                if taken.externalChange { inputs.append(.externalChange(records: records)) }
             } catch {
                 // Read again on the next turn; until then the storage counts as faulty.
                 storage.reportFault(error)
-                condition.withLock {
-                    externalChangeSignal = externalChangeSignal || external
-                    if ownershipChange == nil { ownershipChange = owned }
+                inbox.withLock { inbox in
+                    inbox.externalChange = inbox.externalChange || taken.externalChange
+                    if inbox.ownership == nil { inbox.ownership = taken.ownership }
                 }
             }
         }
         return inputs
     }
 
-    private func sleep() {
-        condition.lock()
-        defer { condition.unlock() }
-        while inbox.isEmpty, authEvents.isEmpty, !queuedSignal, !storageSignal, !externalChangeSignal, ownershipChange == nil {
-            guard let wakeAt else {
-                condition.wait()
-                continue
-            }
-            let interval = wakeAt.timeIntervalSince(clock.now())
-            if interval <= 0 || !condition.wait(until: Date(timeIntervalSinceNow: interval)) { return }
-        }
-    }
-
     /// Executes actions, feeding what they learn (a queue's contents, a console's answer)
     /// back to the machine until it has nothing more to say. Returns the number of attempts
     /// abandoned when the run ended, or nil while it goes on.
-    private func execute(_ first: [DeliveryStateMachine.Action]) -> Int? {
+    private func execute(_ first: [DeliveryStateMachine.Action]) async -> Int? {
         var actions = first
         var feedback: [DeliveryStateMachine.Input] = []
         var ended: Int?
@@ -334,16 +352,17 @@ public final class Dispatcher: @unchecked Sendable {
             case .start(let lane, let delivery):
                 if let finished = start(delivery, lane: lane) { feedback.append(.attemptFinished(finished)) }
             case .refill(let lane, let dueBy, let limit, let excluding, let askNextDue):
-                feedback.append(refill(lane, dueBy: dueBy, limit: limit, excluding: excluding, askNextDue: askNextDue))
+                feedback.append(await refill(lane, dueBy: dueBy, limit: limit, excluding: excluding, askNextDue: askNextDue))
             case .readGroupSchedule(let lane):
                 do {
-                    feedback.append(.groupSchedule(lane: lane, next: try store.nextGroupFlush(endpoint: lanes[lane].endpoint.name)))
+                    let store = self.store, name = lanes[lane].endpoint.name
+                    feedback.append(.groupSchedule(lane: lane, next: try await StorageThreads.run { try store.nextGroupFlush(endpoint: name) }))
                 } catch {
                     storage.reportFault(error)
                     feedback.append(.groupsFailed(lane: lane))
                 }
             case .flushGroups(let lane, let dueBy):
-                feedback.append(flushGroups(lane, dueBy: dueBy))
+                feedback.append(await flushGroups(lane, dueBy: dueBy))
             case .record(let outcome):
                 outgoing.records.append(outcome.record)
                 note(outcome)
@@ -352,7 +371,7 @@ public final class Dispatcher: @unchecked Sendable {
             case .saveEndpointRecord(let lane, let record):
                 outgoing.endpointRecords.append((lanes[lane].endpoint.name, record))
             case .announce(let lane, let announcement, let date):
-                announce(announcement, lane: lane, at: date)
+                await announce(announcement, lane: lane, at: date)
             case .wake(let date):
                 wakeAt = date
             case .finish(let abandoned):
@@ -367,13 +386,15 @@ public final class Dispatcher: @unchecked Sendable {
         return ended
     }
 
-    private func refill(_ lane: Int, dueBy: Date, limit: Int, excluding: Set<Int64>, askNextDue: Bool) -> DeliveryStateMachine.Input {
-        let name = lanes[lane].endpoint.name
+    private func refill(_ lane: Int, dueBy: Date, limit: Int, excluding: Set<Int64>, askNextDue: Bool) async -> DeliveryStateMachine.Input {
+        let (store, name) = (self.store, lanes[lane].endpoint.name)
         do {
-            let due = try store.dueDeliveries(endpoint: name, dueBy: dueBy, limit: limit, excluding: excluding)
-            let exhausted = due.count < limit
-            let nextDue = exhausted && askNextDue ? try store.nextDueDate(after: dueBy, endpoints: [name]) : nil
-            return .refilled(lane: lane, deliveries: due, exhausted: exhausted, nextDue: nextDue)
+            let (due, nextDue) = try await StorageThreads.run { () -> ([QueuedDelivery], Date?) in
+                let due = try store.dueDeliveries(endpoint: name, dueBy: dueBy, limit: limit, excluding: excluding)
+                let exhausted = due.count < limit
+                return (due, exhausted && askNextDue ? try store.nextDueDate(after: dueBy, endpoints: [name]) : nil)
+            }
+            return .refilled(lane: lane, deliveries: due, exhausted: due.count < limit, nextDue: nextDue)
         } catch {
             storage.reportFault(error)
             return .refillFailed(lane: lane)
@@ -382,22 +403,24 @@ public final class Dispatcher: @unchecked Sendable {
 
     /// Builds the lane's group messages that are due and queues each in one transaction
     /// with the marking of the members it carries.
-    private func flushGroups(_ lane: Int, dueBy: Date) -> DeliveryStateMachine.Input {
+    private func flushGroups(_ lane: Int, dueBy: Date) async -> DeliveryStateMachine.Input {
         let endpoint = lanes[lane].endpoint
         guard let settings = endpoint.group else { return .groupsFlushed(lane: lane, messages: 0, next: nil) }
+        let store = self.store
         do {
             var messages = 0
-            for group in try store.dueGroups(endpoint: endpoint.name, dueBy: dueBy) where !group.members.isEmpty {
+            for group in try await StorageThreads.run({ try store.dueGroups(endpoint: endpoint.name, dueBy: dueBy) }) where !group.members.isEmpty {
                 let now = clock.now()
                 let message = GroupMessage.event(for: group, max: settings.max, at: now)
                 let entry = pipeline.groupEntry(for: message, endpoint: endpoint.name)
-                try store.write { try $0.appendGroupMessage(entry, for: group, interval: settings.interval, at: now) }
+                try await StorageThreads.run { try store.write { try $0.appendGroupMessage(entry, for: group, interval: settings.interval, at: now) } }
                 messages += 1
                 logger.info(
                     "group message queued",
                     metadata: ["endpoint": "\(endpoint.name)", "eventId": "\(message.id)", "group": "\(group.key)", "events": .stringConvertible(group.members.count)])
             }
-            return .groupsFlushed(lane: lane, messages: messages, next: try store.nextGroupFlush(endpoint: endpoint.name))
+            let next = try await StorageThreads.run { try store.nextGroupFlush(endpoint: endpoint.name) }
+            return .groupsFlushed(lane: lane, messages: messages, next: next)
         } catch {
             storage.reportFault(error)
             return .groupsFailed(lane: lane)
@@ -476,16 +499,9 @@ public final class Dispatcher: @unchecked Sendable {
     // MARK: OAuth2 tokens
 
     /// Token answers and refusals, posted by the transport's thread.
-    private enum AuthEvent {
+    private enum AuthEvent: Sendable {
         case token(lane: Int, Result<AccessToken, OAuth2Tokens.Failure>)
         case renew(lane: Int, delivery: QueuedDelivery, startedAt: Date, refused: Secret)
-    }
-
-    private func post(_ event: AuthEvent) {
-        condition.withLock {
-            authEvents.append(event)
-            condition.signal()
-        }
     }
 
     /// Sends with the endpoint's token, or waits for the one being fetched (one fetch for
@@ -549,7 +565,7 @@ public final class Dispatcher: @unchecked Sendable {
 
     // MARK: Announcements, metrics, logs
 
-    private func announce(_ announcement: DeliveryStateMachine.Announcement, lane index: Int, at date: Date) {
+    private func announce(_ announcement: DeliveryStateMachine.Announcement, lane index: Int, at date: Date) async {
         let name = lanes[index].endpoint.name
         let metrics = lanes[index].metrics
         switch announcement {
@@ -572,7 +588,8 @@ public final class Dispatcher: @unchecked Sendable {
         case .disabled(let reason, let since):
             metrics.circuitOpen.record(0)
             metrics.disabled.record(1)
-            let pending = (try? store.pendingCounts()[name]) ?? 0
+            let store = self.store
+            let pending = (try? await StorageThreads.run { try store.pendingCounts()[name] }) ?? 0
             logger.error(
                 "endpoint disabled: its deliveries are kept; re-enable it with `paybridge endpoints enable \(name)`",
                 metadata: ["endpoint": "\(name)", "reason": "\(reason)", "pending": .stringConvertible(pending)])
@@ -615,7 +632,7 @@ public final class Dispatcher: @unchecked Sendable {
             if var stats = outgoing.stats[name] {
                 lanes[index].metrics.failing.record(health.failures > 0 ? 1 : 0)
                 stats.failures = health.failures
-                stats.circuit = Self.circuit(health.state)
+                stats.circuit = health.state.circuit
                 outgoing.stats[name] = stats
             }
             guard health.failures > 0, !health.isDisabled else { continue }
@@ -626,7 +643,7 @@ public final class Dispatcher: @unchecked Sendable {
                         "endpoint still failing",
                         metadata: [
                             "endpoint": "\(name)", "failures": .stringConvertible(health.failures),
-                            "failingSince": "\(health.failingSince.map(Timestamp.iso8601) ?? "")", "circuit": "\(Self.circuit(health.state))",
+                            "failingSince": "\(health.failingSince.map(Timestamp.iso8601) ?? "")", "circuit": "\(health.state.circuit.rawValue)",
                         ])
                 }
                 lastSummary[name] = date
@@ -636,32 +653,16 @@ public final class Dispatcher: @unchecked Sendable {
 
     static let summaryInterval: TimeInterval = 60
 
-    static func circuit(_ state: EndpointHealth.State) -> String {
-        switch state {
-        case .closed: return "closed"
-        case .open: return "open"
-        case .halfOpen: return "half-open"
-        case .disabled: return "disabled"
-        }
-    }
-
     private func publishStatuses() {
         let current = Self.statuses(of: machine, lanes)
-        condition.withLock { if statuses != current { statuses = current } }
+        inbox.withLock { if $0.statuses != current { $0.statuses = current } }
     }
 
     private static func statuses(of machine: DeliveryStateMachine, _ lanes: [Lane]) -> [EndpointStatus] {
         lanes.indices.map { index in
             let health = machine.health(ofLane: index)
-            let state: String
-            switch health.state {
-            case .closed: state = "closed"
-            case .open: state = "open"
-            case .halfOpen: state = "half-open"
-            case .disabled: state = "disabled"
-            }
             return EndpointStatus(
-                name: lanes[index].endpoint.name, state: state, failures: health.failures, failingSince: health.failingSince,
+                name: lanes[index].endpoint.name, state: health.state.circuit, failures: health.failures, failingSince: health.failingSince,
                 inFlight: machine.inFlight(ofLane: index))
         }
     }

@@ -12,6 +12,24 @@ public struct EndpointHealth: Sendable, Equatable {
         case open(until: Date)
         case halfOpen
         case disabled(reason: String, at: Date)
+
+        /// The state as operators read it.
+        public var circuit: Circuit {
+            switch self {
+            case .closed: return .closed
+            case .open: return .open
+            case .halfOpen: return .halfOpen
+            case .disabled: return .disabled
+            }
+        }
+    }
+
+    /// An endpoint's circuit as `/health`, `endpoints list` and the stored stats spell it.
+    public enum Circuit: String, Sendable, Equatable {
+        case closed
+        case open
+        case halfOpen = "half-open"
+        case disabled
     }
 
     public enum Change: Sendable, Equatable {

@@ -4,9 +4,8 @@ import Foundation
 /// form-encoded POST and the client's credentials in HTTP Basic (§2.3.1), cached until
 /// `expires_in` minus a margin, one fetch shared by every delivery that waits for it.
 ///
-/// Used by the dispatcher's loop thread only; the fetch's answer comes back as an event.
-final class OAuth2Tokens: @unchecked Sendable {
-    // @unchecked: touched only by the dispatcher's loop thread.
+/// Held by the dispatcher's loop only; the fetch's answer comes back as an event.
+final class OAuth2Tokens {
     let settings: OAuth2Settings
     var current: AccessToken?
     var fetching = false

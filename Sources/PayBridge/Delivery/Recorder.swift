@@ -1,18 +1,17 @@
 import Foundation
+import Logging
 import Synchronization
 
-/// Commits delivery results (and the dispatcher's own events) on a thread of its own, so the
+/// Commits delivery results (and the dispatcher's own events) in a task of its own, so the
 /// dispatcher keeps starting attempts while a commit waits for the disk or for the poller's
 /// transaction. Whatever accumulates during one commit goes into the next: group commit
-/// without a timer. On a storage fault it keeps everything and tries again every second.
+/// without a timer. On a storage fault it keeps everything and tries again a second later.
 ///
 /// It decides nothing: what to write comes from the delivery state machine, already routed.
-final class Recorder: @unchecked Sendable {
-    // @unchecked: everything shared is guarded by `condition`; `store` is immutable and Sendable.
-
+final class Recorder: Sendable {
     /// An endpoint disabled by paybridge: its record and its `endpoint.disabled` event
     /// commit together.
-    struct Disabled {
+    struct Disabled: Sendable {
         var endpoint: String
         var record: EndpointRecord
         /// The `endpoint.disabled` event, routed and rendered before the transaction.
@@ -20,7 +19,7 @@ final class Recorder: @unchecked Sendable {
     }
 
     /// One unit of work handed over by the dispatcher.
-    struct Batch {
+    struct Batch: Sendable {
         var records: [AttemptRecord] = []
         var disabled: [Disabled] = []
         /// Endpoint records to save on their own (a circuit opened or closed).
@@ -46,117 +45,104 @@ final class Recorder: @unchecked Sendable {
     private let store: any OutboxStore
     private let storage: StorageMonitor
     private let clock: WallClock
-    // The callbacks sit in a struct, never directly in the Mutex: a closure stored as a
-    // generic value and read through `withLock`'s inout gains two reabstraction thunks per
-    // read, so every commit made the next acknowledgement slower (and kept more memory).
-    private struct Acknowledgement: Sendable {
-        let call: @Sendable (DeliveryStateMachine.Commit) -> Void
+    private let logger: Logger
+    /// Told of every commit.
+    private let acknowledge: @Sendable (DeliveryStateMachine.Commit) -> Void
+    /// Told when a commit is refused (the storage fault is reported first).
+    private let refused: @Sendable () -> Void
+
+    private struct State {
+        var waiting = Batch()
+        /// Set by `finish`: commit what is left until then, then end.
+        var deadline: Date?
+        var wakeup: AsyncStream<Void>.Continuation
     }
 
-    private struct Refusal: Sendable {
-        let call: @Sendable () -> Void
-    }
+    private let state: Mutex<State>
+    private let wakeups: AsyncStream<Void>
 
-    private let acknowledgement = Mutex<Acknowledgement?>(nil)
-    private let refusal = Mutex<Refusal?>(nil)
-
-    private let condition = NSCondition()
-    private var waiting = Batch()
-    private var committing = false
-    private var stopped = false
-
-    init(store: any OutboxStore, storage: StorageMonitor, clock: WallClock) {
+    init(
+        store: any OutboxStore, storage: StorageMonitor, clock: WallClock, logger: Logger,
+        acknowledge: @escaping @Sendable (DeliveryStateMachine.Commit) -> Void, refused: @escaping @Sendable () -> Void
+    ) {
         self.store = store
         self.storage = storage
         self.clock = clock
-        let thread = Thread { [self] in run() }
-        thread.name = "paybridge-recorder"
-        thread.start()
-    }
-
-    /// Told of every commit (set once, before the first batch).
-    var acknowledge: (@Sendable (DeliveryStateMachine.Commit) -> Void)? {
-        get { acknowledgement.withLock { $0 }?.call }
-        set { acknowledgement.withLock { $0 = newValue.map(Acknowledgement.init) } }
-    }
-
-    /// Told when a commit is refused (the storage fault is reported first).
-    var refused: (@Sendable () -> Void)? {
-        get { refusal.withLock { $0 }?.call }
-        set { refusal.withLock { $0 = newValue.map(Refusal.init) } }
+        self.logger = logger
+        self.acknowledge = acknowledge
+        self.refused = refused
+        let (wakeups, wakeup) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.wakeups = wakeups
+        state = Mutex(State(wakeup: wakeup))
     }
 
     func submit(_ batch: Batch) {
         guard !batch.isEmpty else { return }
-        condition.lock()
-        waiting.append(batch)
-        condition.signal()
-        condition.unlock()
-    }
-
-    /// Waits until everything submitted so far is committed, or `deadline` passes.
-    func waitUntilIdle(deadline: Date) {
-        condition.lock()
-        while !(waiting.isEmpty && !committing) {
-            let left = deadline.timeIntervalSince(clock.now())
-            guard left > 0 else { break }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: min(left, 0.05)))
+        state.withLock {
+            $0.waiting.append(batch)
+            $0.wakeup.yield()
         }
-        condition.unlock()
     }
 
-    func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
+    /// Asks `run` to commit what it holds and end; what is still refused at `deadline` stays
+    /// pending in the store (attempted again later).
+    func finish(deadline: Date) {
+        state.withLock {
+            $0.deadline = deadline
+            $0.wakeup.yield()
+        }
     }
 
-    private func run() {
+    /// Commits batches as they come until `finish`.
+    func run() async {
+        var wakeups = self.wakeups.makeAsyncIterator()
         while true {
-            condition.lock()
-            while waiting.isEmpty, !stopped { condition.wait() }
-            if waiting.isEmpty, stopped {
-                condition.unlock()
+            let (batch, deadline) = state.withLock { state -> (Batch, Date?) in
+                defer { state.waiting = Batch() }
+                return (state.waiting, state.deadline)
+            }
+            if batch.isEmpty {
+                if deadline != nil { return }
+                // Cancelled (the run ended) with nothing left: done.
+                if await wakeups.next() == nil, state.withLock({ $0.waiting.isEmpty }) { return }
+                continue
+            }
+            if await commit(batch) { continue }
+            // Keep it, ahead of anything newer, and retry after a pause.
+            state.withLock { state in
+                var retry = batch
+                retry.append(state.waiting)
+                state.waiting = retry
+            }
+            let now = clock.now()
+            if Task.isCancelled || deadline.map({ now >= $0 }) ?? false {
+                logger.warning(
+                    "stopping with delivery results not committed; those deliveries stay pending and are attempted again",
+                    metadata: ["results": .stringConvertible(batch.records.count)])
                 return
             }
-            let batch = waiting
-            waiting = Batch()
-            committing = true
-            condition.unlock()
-
-            let committed = commit(batch)
-
-            condition.lock()
-            committing = false
-            if !committed {
-                // Keep it, ahead of anything newer, and retry after a pause.
-                var retry = batch
-                retry.append(waiting)
-                waiting = retry
-                condition.broadcast()
-                _ = condition.wait(until: Date(timeIntervalSinceNow: 1))
-            } else {
-                condition.broadcast()
-            }
-            condition.unlock()
+            try? await clock.sleep(until: min(now.addingTimeInterval(1), deadline ?? .distantFuture))
         }
     }
 
-    private func commit(_ batch: Batch) -> Bool {
+    private func commit(_ batch: Batch) async -> Bool {
         do {
-            let now = clock.now()
-            try store.write { transaction in
-                for (name, record) in batch.endpointRecords { try transaction.saveEndpointRecord(name: name, record) }
-                for disabled in batch.disabled {
-                    try transaction.saveEndpointRecord(name: disabled.endpoint, disabled.record)
-                    try transaction.append(disabled.entry, dueAt: disabled.entry.event.createdAt)
+            let (store, clock) = (self.store, self.clock)
+            let now = try await StorageThreads.run { () -> Date in
+                let now = clock.now()
+                try store.write { transaction in
+                    for (name, record) in batch.endpointRecords { try transaction.saveEndpointRecord(name: name, record) }
+                    for disabled in batch.disabled {
+                        try transaction.saveEndpointRecord(name: disabled.endpoint, disabled.record)
+                        try transaction.append(disabled.entry, dueAt: disabled.entry.event.createdAt)
+                    }
+                    try transaction.recordAttempts(batch.records, at: now)
+                    for (name, stats) in batch.stats { try transaction.saveEndpointStats(name: name, stats) }
                 }
-                try transaction.recordAttempts(batch.records, at: now)
-                for (name, stats) in batch.stats { try transaction.saveEndpointStats(name: name, stats) }
+                return now
             }
             storage.reportHealthy(at: now)
-            acknowledge?(
+            acknowledge(
                 DeliveryStateMachine.Commit(
                     deliveryIds: batch.records.map(\.deliveryId), disabledEndpoints: batch.disabled.map(\.endpoint),
                     queuedDeliveries: batch.disabled.contains { $0.entry.queuesWork }))
@@ -165,7 +151,7 @@ final class Recorder: @unchecked Sendable {
             // The deliveries stay pending in the store and are held here until it takes writes
             // again; if paybridge stops first, they are attempted again later.
             storage.reportFault(error, at: clock.now())
-            refused?()
+            refused()
             return false
         }
     }

@@ -60,7 +60,7 @@ public final class Bridge: Sendable {
                     endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
                     clock: clock, owned: owned)
             }
-            wake.target = dispatcher
+            wake.aim(at: dispatcher)
             // Other instances' commits (NOTIFY) wake this dispatcher too.
             store.onQueued(onQueued)
             source = try SourceMonitor(
@@ -298,7 +298,7 @@ public final class Bridge: Sendable {
         public var endpoints: [Dispatcher.EndpointStatus]
 
         public var healthy: Bool {
-            storageAvailable && sourceAvailable && endpoints.allSatisfy { $0.state == "closed" }
+            storageAvailable && sourceAvailable && endpoints.allSatisfy { $0.state == .closed }
         }
     }
 
@@ -312,9 +312,8 @@ public final class Bridge: Sendable {
         await store.releaseLeases(poller: true, endpoints: true)
     }
 
-    /// Releases the transport and the dispatcher's threads; call once everything has stopped.
+    /// Releases the transport's thread; call once everything has stopped.
     public func close() {
-        dispatcher.shutdown()
         http.shutdown()
     }
 
@@ -335,11 +334,17 @@ public final class Bridge: Sendable {
 }
 
 /// Lets the poller wake a dispatcher created after it.
-private final class WakeRelay: @unchecked Sendable {
-    // @unchecked: `target` is set once in Bridge.init, before anything can fire.
-    weak var target: Dispatcher?
+private final class WakeRelay: Sendable {
+    private struct Target {
+        weak var dispatcher: Dispatcher?
+    }
 
-    func fire() { target?.wake() }
+    private let target = Mutex(Target())
+
+    /// Set once in Bridge.init, before anything can fire.
+    func aim(at dispatcher: Dispatcher) { target.withLock { $0.dispatcher = dispatcher } }
+
+    func fire() { target.withLock { $0.dispatcher }?.wake() }
 }
 
 /// `poll --once` on a shared state while a running instance polls.
@@ -416,26 +421,26 @@ struct WatchService: Service {
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            let clock = ContinuousClock()
+            let clock = bridge.clock
             var failures = 0
             while !Task.isCancelled {
                 if !bridge.isLeader {
                     // Another instance polls; this one waits to take over.
-                    try? await Task.sleep(for: .milliseconds(200))
+                    try? await clock.sleep(for: .milliseconds(200))
                     continue
                 }
                 if !bridge.storage.isAvailable {
                     await bridge.storage.waitUntilWritable(bridge.store)
                     continue
                 }
-                let started = clock.now
+                let started = clock.now()
                 switch await bridge.poll(watch, shouldStop: { [bridge] in Task.isCancelled || !bridge.isLeader }) {
                 case .success: failures = 0
                 case .failure(let error) where error.stage == .source: failures += 1
                 case .failure: break
                 }
                 let delay = PollSchedule.delay(every: watch.every, failures: failures, maxBackoff: bridge.configuration.source.maxBackoff)
-                try? await Task.sleep(for: max(.zero, delay - (clock.now - started)))
+                try? await clock.sleep(until: started.addingTimeInterval(delay.seconds))
             }
         }
     }
@@ -462,7 +467,7 @@ struct QueueMetricsService: Service {
                     }
                 }
                 if let count = try? await bridge.store.trackedPayments() { tracked.record(count) }
-                try? await Task.sleep(for: .seconds(5))
+                try? await bridge.clock.sleep(for: .seconds(5))
             }
         }
     }
@@ -477,10 +482,10 @@ struct RetentionService: Service {
             while !Task.isCancelled {
                 if bridge.isLeader {
                     await bridge.prune()
-                    try? await Task.sleep(for: .seconds(3600))
+                    try? await bridge.clock.sleep(for: .seconds(3600))
                 } else {
                     // One instance applies retention: the one that polls.
-                    try? await Task.sleep(for: .seconds(10))
+                    try? await bridge.clock.sleep(for: .seconds(10))
                 }
             }
         }
@@ -499,7 +504,7 @@ struct CoordinationService: Service {
             var owned: Set<String>? = nil
             while !Task.isCancelled {
                 _ = await bridge.renewLeases(owned: &owned)
-                try? await Task.sleep(for: every)
+                try? await bridge.clock.sleep(for: every)
             }
         }
         await bridge.letGoOfLeases()

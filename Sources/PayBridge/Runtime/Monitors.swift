@@ -54,7 +54,7 @@ public final class StorageMonitor: Sendable {
                 reportHealthy()
                 return
             } catch {
-                try? await Task.sleep(for: interval)
+                try? await clock.sleep(for: interval)
             }
         }
     }

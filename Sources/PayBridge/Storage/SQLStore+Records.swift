@@ -32,7 +32,7 @@ extension SQLStore {
             ) { row in
                 var record = EndpointRecord(disabledAt: try row.date(1), disabledReason: try row.text(2), failingSince: try row.date(3))
                 record.stats = EndpointStats(
-                    lastSuccessAt: try row.date(4), lastFailureAt: try row.date(5), failures: try row.number(6), circuit: try row.text(7))
+                    lastSuccessAt: try row.date(4), lastFailureAt: try row.date(5), failures: try row.number(6), circuit: try row.text(7).flatMap(EndpointHealth.Circuit.init(rawValue:)))
                 records[try row.string(0)] = record
             }
             return records

@@ -47,7 +47,7 @@ extension SQLTransaction {
             ON CONFLICT (name) DO UPDATE SET last_success_at = COALESCE(excluded.last_success_at, endpoint_state.last_success_at),
                 last_failure_at = COALESCE(excluded.last_failure_at, endpoint_state.last_failure_at), failures = excluded.failures,
                 circuit = excluded.circuit
-            """, [.text(name), .date(stats.lastSuccessAt), .date(stats.lastFailureAt), .int(stats.failures), .text(stats.circuit)])
+            """, [.text(name), .date(stats.lastSuccessAt), .date(stats.lastFailureAt), .int(stats.failures), .text(stats.circuit?.rawValue)])
     }
 
     /// Stores the event with its renderings, deliveries and group memberships; returns

@@ -42,9 +42,9 @@ public struct EndpointStats: Sendable, Equatable {
     public var lastSuccessAt: Date?
     public var lastFailureAt: Date?
     public var failures = 0
-    public var circuit: String?
+    public var circuit: EndpointHealth.Circuit?
 
-    public init(lastSuccessAt: Date? = nil, lastFailureAt: Date? = nil, failures: Int = 0, circuit: String? = nil) {
+    public init(lastSuccessAt: Date? = nil, lastFailureAt: Date? = nil, failures: Int = 0, circuit: EndpointHealth.Circuit? = nil) {
         self.lastSuccessAt = lastSuccessAt
         self.lastFailureAt = lastFailureAt
         self.failures = failures
