@@ -22,13 +22,21 @@ public actor Dispatcher {
         case drainWhen(DrainTrigger)
     }
 
-    /// Turns one `.drainWhen` run into a drain.
+    /// Turns one `.drainWhen` run into a drain. It may fire before the run has begun (its
+    /// task not yet scheduled): the run then starts as a drain.
     public final class DrainTrigger: Sendable {
         private let dispatcher: Dispatcher
+        private let fired = Mutex<Date?>(nil)
 
         public init(_ dispatcher: Dispatcher) { self.dispatcher = dispatcher }
 
-        public func fire(dueBy: Date) { dispatcher.post(.drain(dueBy: dueBy)) }
+        public func fire(dueBy: Date) {
+            fired.withLock { $0 = max($0 ?? dueBy, dueBy) }
+            dispatcher.post(.drain(dueBy: dueBy))
+        }
+
+        /// The latest `dueBy` fired so far.
+        var dueBy: Date? { fired.withLock { $0 } }
     }
 
     /// An endpoint's state as `/health` and operators see it.
@@ -212,7 +220,10 @@ public actor Dispatcher {
             group.addTask { await recorder.run() }
             var wakeups = wakeups.makeAsyncIterator()
             switch mode {
-            case .continuous, .drainWhen: await loop(.continuous, recorder: recorder, wakeups: &wakeups)
+            case .continuous: await loop(.continuous, recorder: recorder, wakeups: &wakeups)
+            case .drainWhen(let trigger):
+                // Read once `running` is set: a fire from now on is posted, one before is here.
+                await loop(.continuous, then: trigger.dueBy, recorder: recorder, wakeups: &wakeups)
             case .drain(let dueBy): await loop(.drain(dueBy: dueBy), recorder: recorder, wakeups: &wakeups)
             }
             timer?.task.cancel()
@@ -232,8 +243,11 @@ public actor Dispatcher {
 
     // MARK: Loop
 
-    private func loop(_ mode: DeliveryStateMachine.Mode, recorder: Recorder, wakeups: inout AsyncStream<Void>.Iterator) async {
+    private func loop(
+        _ mode: DeliveryStateMachine.Mode, then drain: Date? = nil, recorder: Recorder, wakeups: inout AsyncStream<Void>.Iterator
+    ) async {
         var inputs: [DeliveryStateMachine.Input] = [.begin(mode)]
+        if let drain { inputs.append(.drain(dueBy: drain)) }
         wakeAt = nil
         var cancelled = false
         while true {
