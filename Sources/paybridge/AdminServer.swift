@@ -57,7 +57,7 @@ enum AdminServer {
             let limit = query["limit"].flatMap { Int(String($0)) } ?? 100
             guard (1...1000).contains(limit) else { return json(.badRequest, #"{"error":"limit must be from 1 to 1000"}"#) }
             do {
-                let events = try bridge.store.eventsAfter(
+                let events = try await bridge.operations.eventsAfter(
                     query["after"].map(String.init), limit: limit, type: query["type"].map(String.init), status: query["status"].map(String.init))
                 // Each event as its standard body, with its id first.
                 var body = Array(#"{"events":["#.utf8)

@@ -39,17 +39,16 @@ struct Deliveries: ParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let (configuration, store) = try openState(config, common: common)
-            if let endpoint { try requireEndpoint(endpoint, in: configuration, config: config) }
+            let operations = try openState(config, common: common)
             let filterState = try state.map { text -> DeliveryFilter.State in
                 guard let parsed = DeliveryFilter.State(rawValue: text) else {
                     throw CommandError("--state must be one of: \(DeliveryFilter.State.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 return parsed
             }
-            let rows = try store.deliveries(
-                DeliveryFilter(endpoint: endpoint, state: filterState, since: try ago(since), limit: limit))
-            let counts = try store.deliveryCounts()
+            let (rows, counts) = try operating(config) {
+                try operations.deliveries(DeliveryFilter(endpoint: endpoint, state: filterState, since: try ago(since), limit: limit))
+            }
             if json {
                 let countsJSON = JSONValue.object(
                     counts.keys.sorted().map { name in
@@ -96,11 +95,10 @@ struct Deliveries: ParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let (_, store) = try openState(config, common: common)
-            guard let delivery = try store.delivery(id: id) else { throw CommandError("no delivery with id \(id)") }
-            let attempts = try store.attempts(deliveryId: id)
+            let operations = try openState(config, common: common)
+            let detail = try operating(config) { try operations.delivery(id: id) }
             // A group message: the events (payments) it carried.
-            let members = delivery.eventType == EventType.paymentGroup.rawValue ? try store.groupMembers(messageId: delivery.eventId) : nil
+            let (delivery, attempts, members) = (detail.delivery, detail.attempts, detail.members)
             if json {
                 var document: [(key: String, value: JSONValue)] = [("delivery", delivery.json), ("attempts", .array(attempts.map(\.json)))]
                 if let members { document.append(("members", GroupMessage.members(members))) }
@@ -172,28 +170,23 @@ struct Deliveries: ParsableCommand {
         }
 
         func run() throws {
-            let (configuration, store) = try openState(config, common: common)
+            let operations = try openState(config, common: common)
             var ids = id
             if let endpoint {
-                try requireEndpoint(endpoint, in: configuration, config: config)
-                let dead = try store.deliveries(DeliveryFilter(endpoint: endpoint, state: .dead, since: try ago(since), limit: 100_000))
+                let dead = try operating(config) { try operations.deadLetters(endpoint: endpoint, since: try ago(since)) }
                 ids = dead.map(\.id).sorted()
                 guard yes else {
                     print("would queue \(Output.count(ids.count, "dead delivery", "dead deliveries")) of \(endpoint) again; add --yes to do it")
                     for row in dead.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
                     if dead.count > 20 { print("  …and \(dead.count - 20) more") }
                     // Said before --yes, while the operator can still choose.
-                    try warnOutOfOrder(ids, store: store, would: true)
+                    warnOutOfOrder(try operations.planReplay(ids: ids).outOfOrder, would: true)
                     return
                 }
-            } else {
-                let unknown = try ids.filter { try store.delivery(id: $0) == nil }
-                guard unknown.isEmpty else {
-                    throw CommandError("no delivery with id \(unknown.map(String.init).joined(separator: ", "))")
-                }
             }
-            try warnOutOfOrder(ids, store: store, would: false)
-            let replayed = try store.replay(ids: ids, at: Date())
+            let plan = try operating(config) { try operations.planReplay(ids: ids) }
+            warnOutOfOrder(plan.outOfOrder, would: false)
+            let replayed = try operations.replay(ids: ids)
             let already = ids.count - replayed.count
             print(
                 "\(Output.count(replayed.count, "delivery", "deliveries")) queued again"
@@ -202,8 +195,8 @@ struct Deliveries: ParsableCommand {
     }
 
     /// Deliveries whose payment already has a later event delivered to the same endpoint.
-    static func warnOutOfOrder(_ ids: [Int64], store: any Store & Coordination, would: Bool) throws {
-        for overtaken in try store.overtaken(ids: ids).sorted() {
+    static func warnOutOfOrder(_ overtaken: [Int64], would: Bool) {
+        for overtaken in overtaken {
             printError(
                 "warning: delivery \(overtaken): its payment already has a later event delivered to this endpoint; the receiver "
                     + (would ? "would get" : "will get") + " them out of order")
@@ -234,17 +227,16 @@ struct Deliveries: ParsableCommand {
 
         func run() throws {
             guard let age = DurationText.parse(olderThan) else { throw ValidationError("--older-than: write a duration like 7d") }
-            let (configuration, store) = try openState(config, common: common)
-            try requireEndpoint(endpoint, in: configuration, config: config)
+            let operations = try openState(config, common: common)
+            let cutoff = Date().addingTimeInterval(-age.seconds)
             guard yes else {
-                let cutoff = Date().addingTimeInterval(-age.seconds)
-                let doomed = try store.deliveries(DeliveryFilter(endpoint: endpoint, state: .dead, limit: 100_000)).filter { $0.updatedAt < cutoff }
+                let doomed = try operating(config) { try operations.purgeable(endpoint: endpoint, before: cutoff) }
                 print("would delete \(Output.count(doomed.count, "dead delivery", "dead deliveries")) of \(endpoint); add --yes to do it")
                 for row in doomed.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
                 if doomed.count > 20 { print("  …and \(doomed.count - 20) more") }
                 return
             }
-            let count = try store.purgeDead(endpoint: endpoint, before: Date().addingTimeInterval(-age.seconds))
+            let count = try operating(config) { try operations.purgeDead(endpoint: endpoint, before: cutoff) }
             print("\(endpoint): \(Output.count(count, "dead delivery", "dead deliveries")) deleted")
         }
     }
@@ -256,11 +248,11 @@ struct Deliveries: ParsableCommand {
 /// Such a command resolves only the `${NAME}`s it uses: `state.*` (an unset one there is an
 /// error), not the bank's password or the endpoints' secrets, which on a server often live in
 /// an env file only the service reads. It prints no config warnings (`validate` does).
-func openState(_ path: String?, common: CommonOptions) throws -> (Configuration, any Store & Coordination) {
+func openState(_ path: String?, common: CommonOptions) throws -> Operations {
     let logger = common.bootstrapLogging()
     let configuration = try loadConfiguration(configPath(path), unsetVariables: .deferred, warnings: false)
     do {
-        return (configuration, try StateStore.open(configuration.state, logger: logger, create: false))
+        return try Operations.open(configuration, logger: logger)
     } catch let missing as StateMissing {
         throw CommandError("\(missing)")
     } catch {
@@ -268,10 +260,15 @@ func openState(_ path: String?, common: CommonOptions) throws -> (Configuration,
     }
 }
 
-func requireEndpoint(_ name: String, in configuration: Configuration, config: String?) throws {
-    guard configuration.endpoint(named: name) != nil else {
+/// Runs an operation; what it cannot do becomes the command's error (an unknown endpoint
+/// names the config it is missing from).
+func operating<T>(_ config: String?, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch OperationError.unknownEndpoint(let name, let known) {
         let config = (try? configPath(config)) ?? "the config"
-        let known = configuration.endpoints.map(\.name).joined(separator: ", ")
-        throw CommandError("no endpoint named '\(name)' in \(config)" + (known.isEmpty ? "" : " (endpoints: \(known))"))
+        throw CommandError("no endpoint named '\(name)' in \(config)" + (known.isEmpty ? "" : " (endpoints: \(known.joined(separator: ", ")))"))
+    } catch let error as OperationError {
+        throw CommandError("\(error)")
     }
 }

@@ -26,12 +26,11 @@ struct Endpoints: ParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let (configuration, store) = try openState(config, common: common)
-            let overview = try store.endpointOverview()
+            let operations = try openState(config, common: common)
+            let rows = try operations.endpointOverview()
             let now = Date()
-            let rows = configuration.endpoints.map { endpoint in overview[endpoint.name] ?? EndpointOverview(name: endpoint.name) }
             if json {
-                Output.print(.object([("endpoints", .array(zip(configuration.endpoints, rows).map { Self.json($0, $1, now: now) }))]))
+                Output.print(.object([("endpoints", .array(zip(operations.configuration.endpoints, rows).map { Self.json($0, $1, now: now) }))]))
                 return
             }
             print(
@@ -94,10 +93,8 @@ struct Endpoints: ParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let (configuration, store) = try openState(config, common: common)
-            try requireEndpoint(endpoint, in: configuration, config: config)
-            let wasDisabled = try store.endpointRecords()[endpoint]?.disabledAt != nil
-            try store.setEndpointDisabled(name: endpoint, disabled: false, reason: nil, at: Date())
+            let operations = try openState(config, common: common)
+            let wasDisabled = try operating(config) { try operations.enable(endpoint: endpoint) }
             print(wasDisabled ? "\(endpoint): enabled" : "\(endpoint): was not disabled")
         }
     }
@@ -119,9 +116,8 @@ struct Endpoints: ParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let (configuration, store) = try openState(config, common: common)
-            try requireEndpoint(endpoint, in: configuration, config: config)
-            try store.setEndpointDisabled(name: endpoint, disabled: true, reason: reason, at: Date())
+            let operations = try openState(config, common: common)
+            try operating(config) { try operations.disable(endpoint: endpoint, reason: reason) }
             print("\(endpoint): disabled; its deliveries wait (paybridge endpoints enable \(endpoint) resumes them)")
         }
     }

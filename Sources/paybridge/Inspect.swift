@@ -22,23 +22,11 @@ struct Payments: ParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let (_, store) = try openState(config, common: common)
-            guard let payment = try store.payment(id: id) else { throw CommandError("paybridge has not seen a payment with id \(id)") }
-            let events = try store.events(EventFilter(paymentId: id, limit: 10_000)).reversed()
-            var deliveries: [String: [DeliveryRecord]] = [:]
-            var attempts: [Int64: [AttemptLog]] = [:]
-            for event in events {
-                let rows = try store.deliveries(DeliveryFilter(eventId: event.id, limit: 1000)).reversed()
-                deliveries[event.id] = Array(rows)
-                for row in rows { attempts[row.id] = try store.attempts(deliveryId: row.id) }
-            }
+            let operations = try openState(config, common: common)
+            let timeline = try operating(config) { try operations.payment(id: id) }
+            let (payment, events, deliveries, attempts) = (timeline.payment, timeline.events, timeline.deliveries, timeline.attempts)
             // Grouped endpoints get an event inside a group message, not a delivery of its own.
-            let memberships = Dictionary(grouping: try store.groupHolds(eventIds: events.map(\.id)), by: \.eventId)
-            var messages: [String: DeliveryRecord] = [:]
-            for membership in memberships.values.joined() {
-                guard let message = membership.messageId else { continue }
-                messages[message] = try store.deliveries(DeliveryFilter(endpoint: membership.endpoint, eventId: message, limit: 1)).first
-            }
+            let (memberships, messages) = (timeline.groups, timeline.messages)
             if json {
                 let paymentJSON = JSONValue.object([
                     ("paymentId", .string(payment.paymentId)), ("status", .string(payment.status)), ("changes", .int(payment.sequence)),
@@ -134,10 +122,8 @@ struct Events: ParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let (_, store) = try openState(config, common: common)
-            let events = try store.events(EventFilter(type: type, status: status, paymentId: payment, since: try ago(since), limit: limit))
-            var members: [String: [EventSummary]] = [:]
-            for event in events where event.type == EventType.paymentGroup.rawValue { members[event.id] = try store.groupMembers(messageId: event.id) }
+            let operations = try openState(config, common: common)
+            let (events, members) = try operations.events(EventFilter(type: type, status: status, paymentId: payment, since: try ago(since), limit: limit))
             if json {
                 Output.print(
                     .object([
@@ -190,18 +176,10 @@ struct Events: ParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() throws {
-            let (configuration, store) = try openState(config, common: common)
-            try requireEndpoint(to, in: configuration, config: config)
-            guard try store.event(id: eventId) != nil else { throw CommandError("no event with id \(eventId)") }
-            // Rendered as the endpoint's format says now, if it is not the stored body.
-            var rendering: Rendering?
-            if let endpoint = configuration.endpoint(named: to), !endpoint.format.sendsStoredBody, let body = try store.eventBody(id: eventId) {
-                rendering = endpoint.format.render(try EventDocument(id: eventId, standardBody: body))
-            }
-            let id = try store.redeliver(eventId: eventId, endpoint: to, rendering: rendering, at: Date())
-            for overtaken in try store.overtaken(ids: [id]) {
-                printError(
-                    "warning: delivery \(overtaken): its payment already has a later event delivered to \(to); the receiver will get them out of order")
+            let operations = try openState(config, common: common)
+            let (id, outOfOrder) = try operating(config) { try operations.redeliver(eventId: eventId, to: to) }
+            if outOfOrder {
+                printError("warning: delivery \(id): its payment already has a later event delivered to \(to); the receiver will get them out of order")
             }
             print("\(eventId) queued for \(to) (delivery \(id)); a running paybridge sends it within a second")
         }

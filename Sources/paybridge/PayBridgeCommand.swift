@@ -138,7 +138,7 @@ func lockState(_ configuration: Configuration) throws(StateLockError) -> StateLo
 /// resumes now, and that what it had in flight goes out again (same webhook-id).
 func announceResume(after lock: StateLock?, bridge: Bridge, logger: Logger) async {
     guard let lock, lock.previousEndedUncleanly else { return }
-    let pending = ((try? await bridge.store.queueFigures()) ?? [:]).values.reduce(0) { $0 + $1.pending }
+    let pending = await bridge.operations.pendingDeliveries()
     logger.notice(
         "the last run did not stop gracefully (killed or crashed): resuming its queue; deliveries it had in flight go out again with the same webhook-id",
         metadata: ["pending": .stringConvertible(pending)])

@@ -141,8 +141,8 @@ struct StatusLine: Service {
                     let ok = watch.lastSuccessAt == last
                     return "\(watch.name) \(Output.relative(last, now: now)) \(ok ? "✓" : "✗")"
                 }
-                let today = (try? await bridge.store.eventCount(since: calendar.startOfDay(for: now))) ?? 0
-                let queue = ((try? await bridge.store.queueFigures()) ?? [:]).values.reduce(0) { $0 + $1.pending }
+                let today = await bridge.operations.eventCount(since: calendar.startOfDay(for: now))
+                let queue = await bridge.operations.pendingDeliveries()
                 let failing = bridge.dispatcher.endpointStatuses.filter { $0.failures > 0 || $0.state != .closed }.map(\.name)
                 var parts = watches + [Output.count(today, "event") + " today", "queue \(queue)"]
                 if !failing.isEmpty { parts.append("failing: " + failing.joined(separator: ", ")) }

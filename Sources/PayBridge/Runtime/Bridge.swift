@@ -136,6 +136,9 @@ public final class Bridge: Sendable {
         await letGoOfLeases()
     }
 
+    /// What operators ask of this bridge's state and do to it (the admin server's routes).
+    public var operations: Operations { Operations(configuration: configuration, store: store) }
+
     /// Whether this instance polls now.
     public var isLeader: Bool { leading.withLock { $0 } }
 
