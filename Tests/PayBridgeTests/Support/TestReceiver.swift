@@ -37,7 +37,16 @@ final class TestReceiver: Sendable {
     /// Decides the reply to the `index`-th request (0-based) of this receiver.
     typealias Responder = @Sendable (Received, Int) -> Reply
 
-    private let state: Mutex<(requests: [Received], responder: Responder)>
+    // A struct, not a tuple: a closure kept in a tuple inside a Mutex gains two reabstraction
+    // thunks each time `withLock` writes the tuple back, so after ~20,000 requests calling
+    // the responder recursed through 40,000 thunks and overflowed the stack (the SIGSEGV of
+    // the kill -9 suites). `TestReceiverTests` keeps it fixed.
+    private struct State {
+        var requests: [Received] = []
+        var responder: Responder
+    }
+
+    private let state: Mutex<State>
     private let inFlight = Mutex((now: 0, most: 0))
     private let group: Mutex<ServiceGroup?> = Mutex(nil)
     private let task: Mutex<Task<Void, any Error>?> = Mutex(nil)
@@ -46,7 +55,7 @@ final class TestReceiver: Sendable {
     var url: String { "http://127.0.0.1:\(port)/hook" }
 
     private init(responder: @escaping Responder) {
-        state = Mutex(([], responder))
+        state = Mutex(State(responder: responder))
     }
 
     static func start(responder: @escaping Responder = { _, _ in .ok }) async throws -> TestReceiver {
@@ -91,6 +100,9 @@ final class TestReceiver: Sendable {
         receiver.port = await iterator.next() ?? 0
         return receiver
     }
+
+    /// Records a request and decides its reply, as a request over HTTP does.
+    func answer(_ received: Received) -> Reply { record(received) }
 
     private func record(_ received: Received) -> Reply {
         state.withLock { state in
