@@ -13,48 +13,10 @@ import Synchronization
 /// input or the machine's next deadline — on the injected clock, so a test that advances a
 /// `ManualClock` is what wakes a retry, a breaker probe or a group flush.
 public actor Dispatcher {
-    public enum Mode: Sendable {
-        /// Until `stop` is called.
-        case continuous
-        /// Until nothing due by the date is left to attempt.
-        case drain(dueBy: Date)
-        /// Continuous until the trigger fires, then a drain (`poll --once` delivers while it polls).
-        case drainWhen(DrainTrigger)
-    }
-
-    /// Turns one `.drainWhen` run into a drain. It may fire before the run has begun (its
-    /// task not yet scheduled): the run then starts as a drain.
-    public final class DrainTrigger: Sendable {
-        private let dispatcher: Dispatcher
-        private let fired = Mutex<Date?>(nil)
-
-        public init(_ dispatcher: Dispatcher) { self.dispatcher = dispatcher }
-
-        public func fire(dueBy: Date) {
-            fired.withLock { $0 = max($0 ?? dueBy, dueBy) }
-            dispatcher.post(.drain(dueBy: dueBy))
-        }
-
-        /// The latest `dueBy` fired so far.
-        var dueBy: Date? { fired.withLock { $0 } }
-    }
-
-    /// An endpoint's state as `/health` and operators see it.
-    public struct EndpointStatus: Sendable, Equatable {
-        public var name: String
-        public var state: EndpointHealth.Circuit
-        public var failures: Int
-        public var failingSince: Date?
-        public var inFlight: Int
-    }
-
     /// What the loop needs of an endpoint to send to it.
     private struct Lane {
         let endpoint: EndpointConfiguration
         let signer: WebhookSigner
-        let metrics: EndpointMetrics
-        /// OAuth2 client credentials: the token, shared by the endpoint's deliveries.
-        let tokens: OAuth2Tokens?
     }
 
     private typealias Submission = (HTTPRequest, @Sendable (Result<HTTPResponse, TransportError>) -> Void)
@@ -99,8 +61,10 @@ public actor Dispatcher {
     /// Work for the recorder gathered during one turn of the loop.
     private var outgoing = Recorder.Batch()
     private var requests: [Submission] = []
-    /// When each failing endpoint's last summary line was logged.
-    private var lastSummary: [String: Date] = [:]
+    /// OAuth2 endpoints' tokens, by lane: one fetch shared by the endpoint's deliveries.
+    private var tokens: [Int: OAuth2Tokens] = [:]
+    /// Logs and metrics.
+    private var report: DeliveryReport
 
     /// Reads the endpoints' records first: a read that fails throws (a disabled endpoint must
     /// never look enabled because its record could not be read).
@@ -124,18 +88,19 @@ public actor Dispatcher {
         self.random = random
         self.console = console
         let lanes = endpoints.map { endpoint in
-            var tokens: OAuth2Tokens?
-            if case .oauth2(let settings) = endpoint.auth { tokens = OAuth2Tokens(settings: settings) }
-            return Lane(endpoint: endpoint, signer: WebhookSigner(secrets: endpoint.secrets), metrics: EndpointMetrics(endpoint: endpoint.name), tokens: tokens)
+            Lane(endpoint: endpoint, signer: WebhookSigner(secrets: endpoint.secrets))
         }
         self.lanes = lanes
+        var tokens: [Int: OAuth2Tokens] = [:]
+        for (index, endpoint) in endpoints.enumerated() {
+            if case .oauth2(let settings) = endpoint.auth { tokens[index] = OAuth2Tokens(settings: settings) }
+        }
+        self.tokens = tokens
         let machine = DeliveryStateMachine(lanes: endpoints.map(DeliveryLaneSettings.init), records: records, owned: owned)
         self.machine = machine
-        for (index, lane) in lanes.enumerated() {
-            lane.metrics.disabled.record(machine.health(ofLane: index).isDisabled ? 1 : 0)
-            lane.metrics.circuitOpen.record(0)
-        }
+        report = DeliveryReport(endpoints: endpoints.map(\.name), logger: logger)
         inbox = Mutex(Inbox(statuses: Self.statuses(of: machine, lanes)))
+        report.start { machine.health(ofLane: $0).isDisabled }
     }
 
     /// New deliveries were committed: look for them now rather than at the next deadline.
@@ -164,7 +129,7 @@ public actor Dispatcher {
     /// Every endpoint's circuit state, for `/health`.
     public nonisolated var endpointStatuses: [EndpointStatus] { inbox.withLock { $0.statuses } }
 
-    private nonisolated func post(_ input: DeliveryStateMachine.Input) {
+    nonisolated func post(_ input: DeliveryStateMachine.Input) {
         signal { inbox in
             switch input {
             // A stop or a drain is for the run under way; none is waiting for a later one.
@@ -380,8 +345,8 @@ public actor Dispatcher {
             case .record(let outcome):
                 outgoing.records.append(outcome.record)
                 note(outcome)
-                count(outcome)
-                log(outcome)
+                report.count(outcome)
+                report.log(outcome)
             case .saveEndpointRecord(let lane, let record):
                 outgoing.endpointRecords.append((lanes[lane].endpoint.name, record))
             case .announce(let lane, let announcement, let date):
@@ -458,7 +423,8 @@ public actor Dispatcher {
             case .bearer(let token):
                 send(delivery, lane: index, startedAt: startedAt, authorization: token)
             case .oauth2:
-                authorize(delivery, lane: index, startedAt: startedAt, renewed: false)
+                let attempt = OAuth2Tokens.Attempt(delivery: delivery, startedAt: startedAt, renewed: false)
+                _ = carryOut(tokens[index]?.authorize(attempt, at: startedAt).map { [$0] } ?? [], lane: index)
             }
             return nil
         }
@@ -467,43 +433,22 @@ public actor Dispatcher {
     /// Signs and hands one attempt to the transport.
     /// - Parameter renewed: the token was fetched again after a 401 (a second 401 is the answer).
     private func send(_ delivery: QueuedDelivery, lane index: Int, startedAt: Date, authorization: Secret?, renewed: Bool = false) {
-        let endpoint = lanes[index].endpoint
-        let timestamp = Int(clock.now().timeIntervalSince1970)
-        var headers: [(name: String, value: String)] = [
-            ("Content-Type", delivery.contentType ?? Rendering.standardContentType), ("webhook-id", delivery.eventId),
-            ("webhook-timestamp", String(timestamp)),
-        ]
-        // The Standard Webhooks signature covers whatever body this endpoint receives.
-        if let signature = lanes[index].signer.signature(id: delivery.eventId, timestamp: timestamp, body: delivery.body) {
-            headers.append(("webhook-signature", signature))
-        }
-        for header in delivery.headers { headers.append((header.name, header.value)) }
-        headers.append(contentsOf: endpoint.headers)
-        if let authorization { headers.append(("Authorization", "Bearer \(authorization.value)")) }
-        let request = HTTPRequest(
-            method: .post, url: endpoint.url, headers: headers, body: delivery.body, timeout: endpoint.timeout,
-            connectTimeout: endpoint.connectTimeout, tls: endpoint.tls, maxResponseBytes: 4096, proxy: endpoint.proxy)
+        let request = AttemptRequest.make(
+            delivery, to: lanes[index].endpoint, signer: lanes[index].signer, timestamp: Int(clock.now().timeIntervalSince1970),
+            authorization: authorization)
         let (clock, random) = (self.clock, self.random)
-        let oauth = lanes[index].tokens != nil
+        let oauth = tokens[index] != nil
         requests.append((request, { [weak self] result in
             if oauth, !renewed, case .success(let response) = result, response.status == 401, let authorization {
                 // The receiver refused the token: fetch a new one, once, and send again.
-                self?.post(.renew(lane: index, delivery: delivery, startedAt: startedAt, refused: authorization))
+                self?.post(.refused(lane: index, OAuth2Tokens.Attempt(delivery: delivery, startedAt: startedAt, renewed: false), token: authorization))
                 return
-            }
-            let attempt: AttemptResult
-            switch result {
-            case .success(let response):
-                // Headers are parsed only where one is used: Retry-After on 429 and 503.
-                let retryAfter = response.status == 429 || response.status == 503 ? response.header("retry-after") : nil
-                attempt = .response(status: response.status, retryAfter: retryAfter, excerpt: response.bodyExcerpt(limit: 200))
-            case .failure(let error):
-                attempt = .failure(error)
             }
             self?.post(
                 .attemptFinished(
                     DeliveryStateMachine.AttemptEnd(
-                        lane: index, delivery: delivery, startedAt: startedAt, finishedAt: clock.now(), result: attempt, random: random())))
+                        lane: index, delivery: delivery, startedAt: startedAt, finishedAt: clock.now(), result: AttemptRequest.result(of: result),
+                        random: random())))
         }))
         // Hand requests over in small groups: the transport starts sending the first
         // while the rest are being signed.
@@ -515,60 +460,50 @@ public actor Dispatcher {
     /// Token answers and refusals, posted by the transport's thread.
     private enum AuthEvent: Sendable {
         case token(lane: Int, Result<AccessToken, OAuth2Tokens.Failure>)
-        case renew(lane: Int, delivery: QueuedDelivery, startedAt: Date, refused: Secret)
+        case refused(lane: Int, OAuth2Tokens.Attempt, token: Secret)
     }
 
-    /// Sends with the endpoint's token, or waits for the one being fetched (one fetch for
-    /// every delivery that needs it).
-    private func authorize(_ delivery: QueuedDelivery, lane index: Int, startedAt: Date, renewed: Bool) {
-        guard let tokens = lanes[index].tokens else { return }
-        if !renewed, let token = tokens.valid(at: clock.now()) {
-            send(delivery, lane: index, startedAt: startedAt, authorization: token)
-            return
-        }
-        tokens.waiting.append((delivery, startedAt, renewed))
-        guard !tokens.fetching else { return }
-        tokens.fetching = true
-        let clock = self.clock
-        var tokenRequest = tokens.request(timeout: lanes[index].endpoint.timeout, tls: lanes[index].endpoint.tls)
-        tokenRequest.proxy = lanes[index].endpoint.proxy
-        http.submit(tokenRequest) { [weak self] result in
-            self?.post(.token(lane: index, OAuth2Tokens.parse(result, receivedAt: clock.now())))
-        }
-    }
-
-    /// What an auth event means for the machine: attempts that could not even be sent.
+    /// What the token machines' events mean for the delivery machine: attempts that could not
+    /// even be sent.
     private func handle(_ event: AuthEvent) -> [DeliveryStateMachine.Input] {
         switch event {
-        case .renew(let index, let delivery, let startedAt, let refused):
-            lanes[index].tokens?.forget(refused)
+        case .refused(let index, let attempt, let token):
             logger.info("the receiver refused its token (401); fetching a new one", metadata: ["endpoint": "\(lanes[index].endpoint.name)"])
-            authorize(delivery, lane: index, startedAt: startedAt, renewed: true)
-            return []
+            return carryOut(tokens[index]?.refused(token, attempt, at: clock.now()).map { [$0] } ?? [], lane: index)
         case .token(let index, let result):
-            guard let tokens = lanes[index].tokens else { return [] }
-            tokens.fetching = false
-            let waiting = tokens.waiting
-            tokens.waiting.removeAll()
-            switch result {
-            case .success(let token):
-                tokens.current = token
-                for (delivery, startedAt, renewed) in waiting {
-                    send(delivery, lane: index, startedAt: startedAt, authorization: token.value, renewed: renewed)
+            if case .failure(let failure) = result {
+                logger.warning("cannot get a token for the endpoint", metadata: ["endpoint": "\(lanes[index].endpoint.name)", "error": "\(failure)"])
+            }
+            return carryOut(tokens[index]?.received(result) ?? [], lane: index)
+        }
+    }
+
+    /// Carries out a token machine's actions; attempts it fails come back as inputs.
+    private func carryOut(_ actions: [OAuth2Tokens.Action], lane index: Int) -> [DeliveryStateMachine.Input] {
+        var inputs: [DeliveryStateMachine.Input] = []
+        for action in actions {
+            switch action {
+            case .send(let attempt, let token):
+                send(attempt.delivery, lane: index, startedAt: attempt.startedAt, authorization: token, renewed: attempt.renewed)
+            case .fetch:
+                guard let tokens = tokens[index] else { continue }
+                let (clock, endpoint) = (self.clock, lanes[index].endpoint)
+                var request = tokens.request(timeout: endpoint.timeout, tls: endpoint.tls)
+                request.proxy = endpoint.proxy
+                http.submit(request) { [weak self] result in
+                    self?.post(.token(lane: index, OAuth2Tokens.parse(result, receivedAt: clock.now())))
                 }
-                return []
-            case .failure(let failure):
-                logger.warning(
-                    "cannot get a token for the endpoint", metadata: ["endpoint": "\(lanes[index].endpoint.name)", "error": "\(failure)"])
+            case .fail(let attempts, let reason):
                 let now = clock.now()
-                return waiting.map { delivery, startedAt, _ in
+                inputs += attempts.map { attempt in
                     .attemptFinished(
                         DeliveryStateMachine.AttemptEnd(
-                            lane: index, delivery: delivery, startedAt: startedAt, finishedAt: now,
-                            result: .failure(.other("the token request failed: \(failure)")), random: random()))
+                            lane: index, delivery: attempt.delivery, startedAt: attempt.startedAt, finishedAt: now,
+                            result: .failure(.other("the token request failed: \(reason)")), random: random()))
                 }
             }
         }
+        return inputs
     }
 
     private func submitRequests() {
@@ -577,55 +512,28 @@ public actor Dispatcher {
         requests.removeAll(keepingCapacity: true)
     }
 
-    // MARK: Announcements, metrics, logs
+    // MARK: Announcements, stats
 
     private func announce(_ announcement: DeliveryStateMachine.Announcement, lane index: Int, at date: Date) async {
-        let name = lanes[index].endpoint.name
-        let metrics = lanes[index].metrics
-        switch announcement {
-        case .failing(let since):
-            lastSummary[name] = date
-            logger.warning(
-                "endpoint failing: deliveries are retried on its schedule",
-                metadata: ["endpoint": "\(name)", "failingSince": "\(Timestamp.iso8601(since))"])
-        case .opened(let until, let failures):
-            metrics.circuitOpen.record(1)
-            logger.warning(
-                "endpoint failing: circuit open, probing again later",
-                metadata: ["endpoint": "\(name)", "failures": .stringConvertible(failures), "probeAt": "\(Timestamp.iso8601(until))"])
-        case .halfOpened:
-            logger.info("endpoint circuit half-open: sending one probe", metadata: ["endpoint": "\(name)"])
-        case .recovered(let since):
-            lastSummary[name] = nil
-            metrics.circuitOpen.record(0)
-            logger.notice("endpoint recovered", metadata: ["endpoint": "\(name)", "failingSince": "\(Timestamp.iso8601(since))"])
-        case .disabled(let reason, let since):
-            metrics.circuitOpen.record(0)
-            metrics.disabled.record(1)
-            let store = self.store
-            let pending = (try? await StorageThreads.run { try store.pendingCounts()[name] }) ?? 0
-            logger.error(
-                "endpoint disabled: its deliveries are kept; re-enable it with `paybridge endpoints enable \(name)`",
-                metadata: ["endpoint": "\(name)", "reason": "\(reason)", "pending": .stringConvertible(pending)])
-            let event = Event.operational(
-                type: .endpointDisabled, subject: "endpoint:\(name)", sequence: Int(date.timeIntervalSince1970 * 1000),
-                createdAt: date,
-                data: [
-                    "endpoint": .string(name), "reason": .string(reason),
-                    "failingSince": since.map { .string(Timestamp.iso8601($0)) } ?? .null, "pendingDeliveries": .number(pending),
-                ])
-            // Never announced to the endpoint it is about.
-            outgoing.disabled.append(
-                Recorder.Disabled(
-                    endpoint: name, record: EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since),
-                    entry: pipeline.entry(for: event, excluding: name)))
-        case .disabledByOperator(let reason):
-            metrics.disabled.record(1)
-            logger.notice("endpoint disabled by an operator; its deliveries are kept", metadata: ["endpoint": "\(name)", "reason": "\(reason)"])
-        case .enabled:
-            metrics.disabled.record(0)
-            logger.notice("endpoint re-enabled", metadata: ["endpoint": "\(name)"])
+        guard case .disabled(let reason, let since) = announcement else {
+            report.announce(announcement, lane: index, at: date)
+            return
         }
+        let (store, name) = (self.store, lanes[index].endpoint.name)
+        let pending = (try? await StorageThreads.run { try store.pendingCounts()[name] }) ?? 0
+        report.announce(announcement, lane: index, at: date, pending: pending)
+        let event = Event.operational(
+            type: .endpointDisabled, subject: "endpoint:\(name)", sequence: Int(date.timeIntervalSince1970 * 1000),
+            createdAt: date,
+            data: [
+                "endpoint": .string(name), "reason": .string(reason),
+                "failingSince": since.map { .string(Timestamp.iso8601($0)) } ?? .null, "pendingDeliveries": .number(pending),
+            ])
+        // Never announced to the endpoint it is about.
+        outgoing.disabled.append(
+            Recorder.Disabled(
+                endpoint: name, record: EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since),
+                entry: pipeline.entry(for: event, excluding: name)))
     }
 
     /// Keeps the endpoint's stats for the recorder: when it last answered 2xx, last failed.
@@ -637,35 +545,21 @@ public actor Dispatcher {
         outgoing.stats[name] = stats
     }
 
-    /// Completes the turn's stats with each endpoint's failures and circuit; a failing
-    /// endpoint gets a summary line every minute instead of a warning per attempt.
+    /// Completes the turn's stats with each endpoint's failures and circuit, and lets the
+    /// report summarize failing endpoints.
     private func finishStats(at date: Date) {
         for index in lanes.indices {
             let name = lanes[index].endpoint.name
             let health = machine.health(ofLane: index)
             if var stats = outgoing.stats[name] {
-                lanes[index].metrics.failing.record(health.failures > 0 ? 1 : 0)
+                report.failing(lane: index, health.failures > 0)
                 stats.failures = health.failures
                 stats.circuit = health.state.circuit
                 outgoing.stats[name] = stats
             }
-            guard health.failures > 0, !health.isDisabled else { continue }
-            let last = lastSummary[name] ?? .distantPast
-            if date.timeIntervalSince(last) >= Self.summaryInterval {
-                if last != .distantPast {
-                    logger.warning(
-                        "endpoint still failing",
-                        metadata: [
-                            "endpoint": "\(name)", "failures": .stringConvertible(health.failures),
-                            "failingSince": "\(health.failingSince.map(Timestamp.iso8601) ?? "")", "circuit": "\(health.state.circuit.rawValue)",
-                        ])
-                }
-                lastSummary[name] = date
-            }
+            report.summarize(health, lane: index, at: date)
         }
     }
-
-    static let summaryInterval: TimeInterval = 60
 
     private func publishStatuses() {
         let current = Self.statuses(of: machine, lanes)
@@ -679,72 +573,5 @@ public actor Dispatcher {
                 name: lanes[index].endpoint.name, state: health.state.circuit, failures: health.failures, failingSince: health.failingSince,
                 inFlight: machine.inFlight(ofLane: index))
         }
-    }
-
-    private func count(_ outcome: DeliveryStateMachine.Outcome) {
-        let metrics = lanes[outcome.lane].metrics
-        metrics.attempt.recordNanoseconds(Int64(outcome.record.duration.seconds * 1e9))
-        switch outcome.record.next {
-        case .delivered:
-            metrics.delivered.increment()
-            let finishedAt = outcome.record.startedAt.addingTimeInterval(outcome.record.duration.seconds)
-            metrics.latency.recordNanoseconds(Int64(finishedAt.timeIntervalSince(outcome.delivery.createdAt) * 1e9))
-        case .retry: metrics.retried.increment()
-        case .dead: metrics.dead.increment()
-        }
-    }
-
-    private func log(_ outcome: DeliveryStateMachine.Outcome) {
-        // Built only when it will be printed: this runs for every delivery.
-        if case .delivered = outcome.record.next, logger.logLevel > .debug { return }
-        if case .retry = outcome.record.next, logger.logLevel > .debug { return }
-        var metadata: Logger.Metadata = [
-            "endpoint": "\(lanes[outcome.lane].endpoint.name)", "eventId": "\(outcome.delivery.eventId)",
-            "attempt": .stringConvertible(outcome.record.attempt), "deliveryId": .stringConvertible(outcome.delivery.id),
-        ]
-        // Payment events' subject is the payment id; the others' (endpoint:…, source, group:…) say what they are about.
-        if outcome.delivery.eventType.hasPrefix("payment."), outcome.delivery.eventType != EventType.paymentGroup.rawValue {
-            metadata["paymentId"] = "\(outcome.delivery.subject)"
-        } else {
-            metadata["subject"] = "\(outcome.delivery.subject)"
-        }
-        if let error = outcome.record.error { metadata["error"] = "\(error)" }
-        switch outcome.record.next {
-        case .delivered:
-            logger.debug("delivered", metadata: metadata)
-        case .retry(let date):
-            // Each failed attempt at debug: the endpoint's state changes and a summary a
-            // minute are what a warning-level log shows.
-            metadata["retryAt"] = "\(Timestamp.iso8601(date))"
-            logger.debug("delivery failed; will retry", metadata: metadata)
-        case .dead:
-            logger.error("delivery failed for the last time; dead-lettered", metadata: metadata)
-        }
-    }
-}
-
-/// One endpoint's metrics (swift-metrics; exported by whatever backend the process bootstraps).
-struct EndpointMetrics {
-    let delivered: Counter
-    let retried: Counter
-    let dead: Counter
-    let latency: Metrics.Timer
-    let disabled: Gauge
-    let circuitOpen: Gauge
-    /// Each attempt's duration, whatever its outcome.
-    let attempt: Metrics.Timer
-    /// 1 while the endpoint's last attempt failed.
-    let failing: Gauge
-
-    init(endpoint: String) {
-        let dimensions = [("endpoint", endpoint)]
-        delivered = Counter(label: "paybridge_deliveries_total", dimensions: dimensions + [("outcome", "delivered")])
-        retried = Counter(label: "paybridge_deliveries_total", dimensions: dimensions + [("outcome", "retry")])
-        dead = Counter(label: "paybridge_deliveries_total", dimensions: dimensions + [("outcome", "dead")])
-        latency = Metrics.Timer(label: "paybridge_delivery_latency_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
-        disabled = Gauge(label: "paybridge_endpoint_disabled", dimensions: dimensions)
-        circuitOpen = Gauge(label: "paybridge_endpoint_circuit_open", dimensions: dimensions)
-        attempt = Metrics.Timer(label: "paybridge_delivery_attempt_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
-        failing = Gauge(label: "paybridge_endpoint_failing", dimensions: dimensions)
     }
 }

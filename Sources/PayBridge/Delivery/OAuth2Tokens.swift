@@ -2,31 +2,72 @@ import Foundation
 
 /// An endpoint's OAuth2 client-credentials token (RFC 6749 §4.4): fetched with a
 /// form-encoded POST and the client's credentials in HTTP Basic (§2.3.1), cached until
-/// `expires_in` minus a margin, one fetch shared by every delivery that waits for it.
+/// `expires_in` minus a margin, one fetch shared by every attempt that waits for it, fetched
+/// again once when a receiver refuses it (401).
 ///
-/// Held by the dispatcher's loop only; the fetch's answer comes back as an event.
-final class OAuth2Tokens {
-    let settings: OAuth2Settings
-    var current: AccessToken?
-    var fetching = false
-    /// Attempts waiting for a token (with whether theirs was refused once already).
-    var waiting: [(delivery: QueuedDelivery, startedAt: Date, renewed: Bool)] = []
+/// A pure state machine: the dispatcher feeds it attempts that need a token and the token
+/// server's answers, and carries out the actions it returns (send, fetch, fail).
+struct OAuth2Tokens: Sendable {
+    /// An attempt that needs the token.
+    struct Attempt: Sendable, Equatable {
+        var delivery: QueuedDelivery
+        var startedAt: Date
+        /// Its token was refused once already: a second 401 is the receiver's answer.
+        var renewed: Bool
+    }
+
+    enum Action: Sendable, Equatable {
+        case send(Attempt, token: Secret)
+        /// Ask the token server (its answer goes to `received`).
+        case fetch
+        /// The token server failed: these attempts fail with its reason.
+        case fail([Attempt], reason: String)
+    }
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }
 
+    let settings: OAuth2Settings
+    /// The token held, while the receiver has not refused it.
+    private(set) var held: AccessToken?
+    /// The attempts waiting for the fetch in flight (nil: none in flight).
+    private(set) var waiting: [Attempt]?
+
     init(settings: OAuth2Settings) { self.settings = settings }
 
-    /// The cached token while it is good.
-    func valid(at date: Date) -> Secret? {
-        guard let current, date < current.renewAt else { return nil }
-        return current.value
+    /// An attempt needs the token: sent with the one held while it is good, else it waits
+    /// for a fetch (started if none is in flight).
+    mutating func authorize(_ attempt: Attempt, at now: Date) -> Action? {
+        if !attempt.renewed, let held, now < held.renewAt { return .send(attempt, token: held.value) }
+        if waiting != nil {
+            waiting?.append(attempt)
+            return nil
+        }
+        waiting = [attempt]
+        return .fetch
     }
 
-    /// Drops the token the receiver refused (a newer one is kept).
-    func forget(_ token: Secret) {
-        if current?.value == token { current = nil }
+    /// The receiver answered 401 to `token`: drop it (unless a newer one is held) and send
+    /// the attempt once more with a fresh one.
+    mutating func refused(_ token: Secret, _ attempt: Attempt, at now: Date) -> Action? {
+        if held?.value == token { held = nil }
+        var again = attempt
+        again.renewed = true
+        return authorize(again, at: now)
+    }
+
+    /// The token server's answer to the fetch in flight.
+    mutating func received(_ result: Result<AccessToken, Failure>) -> [Action] {
+        guard let waiting else { return [] }
+        self.waiting = nil
+        switch result {
+        case .success(let token):
+            held = token
+            return waiting.map { .send($0, token: token.value) }
+        case .failure(let failure):
+            return [.fail(waiting, reason: failure.description)]
+        }
     }
 
     func request(timeout: Duration, tls: TLSOptions) -> HTTPRequest {

@@ -1,0 +1,39 @@
+import Foundation
+import Synchronization
+
+extension Dispatcher {
+    public enum Mode: Sendable {
+        /// Until `stop` is called.
+        case continuous
+        /// Until nothing due by the date is left to attempt.
+        case drain(dueBy: Date)
+        /// Continuous until the trigger fires, then a drain (`poll --once` delivers while it polls).
+        case drainWhen(DrainTrigger)
+    }
+
+    /// Turns one `.drainWhen` run into a drain. It may fire before the run has begun (its
+    /// task not yet scheduled): the run then starts as a drain.
+    public final class DrainTrigger: Sendable {
+        private let dispatcher: Dispatcher
+        private let fired = Mutex<Date?>(nil)
+
+        public init(_ dispatcher: Dispatcher) { self.dispatcher = dispatcher }
+
+        public func fire(dueBy: Date) {
+            fired.withLock { $0 = max($0 ?? dueBy, dueBy) }
+            dispatcher.post(.drain(dueBy: dueBy))
+        }
+
+        /// The latest `dueBy` fired so far.
+        var dueBy: Date? { fired.withLock { $0 } }
+    }
+
+    /// An endpoint's state as `/health` and operators see it.
+    public struct EndpointStatus: Sendable, Equatable {
+        public var name: String
+        public var state: EndpointHealth.Circuit
+        public var failures: Int
+        public var failingSince: Date?
+        public var inFlight: Int
+    }
+}
