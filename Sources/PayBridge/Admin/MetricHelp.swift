@@ -1,11 +1,10 @@
 import Foundation
-import PayBridge
 import Prometheus
 
 /// `# HELP` lines for `/metrics`. The library records through swift-metrics, which carries no
 /// help text; the exposition gets it here, a line before each family's `# TYPE`, so
 /// `promtool check metrics` (and a person reading the page) knows what each family means.
-enum MetricHelp {
+public enum MetricHelp {
     static let texts: [String: String] = [
         "paybridge_build_info": "The running paybridge's version (always 1).",
         "paybridge_polls_total": "Polls of a watch by outcome (ok, failed).",
@@ -29,7 +28,7 @@ enum MetricHelp {
     ]
 
     /// Registers `paybridge_build_info{version=…} 1`.
-    static func registerBuildInfo(in registry: PrometheusCollectorRegistry) {
+    public static func registerBuildInfo(in registry: PrometheusCollectorRegistry) {
         let descriptor = MetricNameDescriptor(
             namespace: "paybridge", metricName: "build", unitName: "info", helpText: texts["paybridge_build_info"] ?? "")
         registry.makeGauge(descriptor: descriptor, labels: [("version", PayBridgeVersion.string)]).set(to: Double(1))

@@ -1,17 +1,17 @@
 import Crypto
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import PayBridge
 import Prometheus
 import ServiceLifecycle
 
 /// The admin server (§9): `/healthz` and `/readyz` for orchestrators, and behind the bearer
 /// token `/metrics` (Prometheus text) and `/v1/events` (the catch-up API: events in commit
 /// order after an id, so a downstream system that was down pulls exactly what it missed).
-enum AdminServer {
-    static func application(
+public enum AdminServer {
+    public static func application(
         _ admin: AdminConfiguration, bridge: Bridge, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> some Service {
         let router = Router()
@@ -92,9 +92,14 @@ enum AdminServer {
             do {
                 try await application.run()
             } catch let error as IOError {
-                throw CommandError("admin.listen \(listen): \(String(cString: strerror(error.errnoCode)).lowercased())")
+                throw ListenError(description: "admin.listen \(listen): \(String(cString: strerror(error.errnoCode)).lowercased())")
             }
         }
+    }
+
+    /// The admin server could not listen where the config says.
+    public struct ListenError: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// `Authorization: Bearer T`, compared in constant time (no token configured: loopback, open).
@@ -114,7 +119,7 @@ enum AdminServer {
         return response
     }
 
-    static func json(_ status: HTTPResponse.Status, _ text: String) -> Response {
+    static func json(_ status: HTTPTypes.HTTPResponse.Status, _ text: String) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 }
