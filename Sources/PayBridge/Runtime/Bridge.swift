@@ -19,7 +19,7 @@ public final class Bridge: Sendable {
     private let watchStatuses: Mutex<[String: WatchStatus]>
     let events = EventMetrics()
     /// Whether this instance polls (always, unless the state is shared by several).
-    private let leading: Mutex<Bool>
+    private let leadership: Mutex<Leadership>
 
     /// Opens the state and reads what the dispatcher and the monitors must know before they
     /// start (disabled endpoints, an announced outage); any read that fails throws, so a
@@ -41,7 +41,7 @@ public final class Bridge: Sendable {
         do {
             let store = try StateStore.open(configuration.state, logger: logger)
             self.store = store
-            leading = Mutex(!store.isShared)
+            leadership = Mutex(Leadership(shared: store.isShared))
             // Shared state: endpoints are delivered once their leases are held.
             let owned: Set<String>? = store.isShared ? [] : nil
             let pipeline = Pipeline(configuration)
@@ -125,7 +125,7 @@ public final class Bridge: Sendable {
         guard store.isShared else { return }
         if poller {
             guard try await store.holdPollerLease() else { throw PollerLeaseHeld() }
-            leading.withLock { $0 = true }
+            leadership.withLock { $0.tookOneShot() }
         }
         dispatcher.ownership(try await store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: true))
     }
@@ -140,33 +140,34 @@ public final class Bridge: Sendable {
     public var operations: Operations { Operations(configuration: configuration, store: store) }
 
     /// Whether this instance polls now.
-    public var isLeader: Bool { leading.withLock { $0 } }
+    public var isLeader: Bool { leadership.withLock { $0.isLeader } }
 
     /// Takes or renews the leases once (a turn of `CoordinationService`); returns whether
     /// this instance polls.
     func renewLeases(owned current: inout Set<String>?) async -> Bool {
-        let wasLeader = isLeader
-        var leader = wasLeader
+        var holding: Bool?
         do {
-            leader = try await store.holdPollerLease()
+            holding = try await store.holdPollerLease()
         } catch {
             // Unsure: stop polling (the fencing token would refuse the commits anyway).
-            leader = false
             logger.warning("cannot renew the poller lease", metadata: ["error": "\(error)"])
         }
-        if leader, !wasLeader {
+        switch leadership.withLock({ $0.renewed(holding: holding) }) {
+        case .unchanged:
+            break
+        case .takingOver:
             do {
                 try await source.reload()
+                leadership.withLock { $0.tookOver(sourceRead: true) }
                 logger.notice("this instance polls the bank now (it holds the poller lease)")
             } catch {
-                leader = false
                 logger.warning("took the poller lease but cannot read the source record; not polling", metadata: ["error": "\(error)"])
                 await store.releaseLeases(poller: true, endpoints: false)
             }
-        } else if !leader, wasLeader {
+        case .lost:
             logger.notice("another instance polls the bank now (this one lost the poller lease)")
         }
-        leading.withLock { $0 = leader }
+        let leader = isLeader
         do {
             let owned = try await store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: false)
             if owned != current {
@@ -210,7 +211,7 @@ public final class Bridge: Sendable {
             return .success(report)
         } catch let error where error.underlying as? StorageError == .leaseLost {
             // Not a fault: another instance took over, and nothing of this poll was committed.
-            leading.withLock { $0 = false }
+            leadership.withLock { $0.stepDown() }
             logger.notice("poll stopped: another instance polls the bank now", metadata: ["watch": "\(watch.name)"])
             return .failure(error)
         } catch {
@@ -311,7 +312,7 @@ public final class Bridge: Sendable {
 
     /// Lets another instance take over at once rather than when the leases expire.
     func letGoOfLeases() async {
-        leading.withLock { $0 = false }
+        leadership.withLock { $0.stepDown() }
         await store.releaseLeases(poller: true, endpoints: true)
     }
 
