@@ -23,7 +23,7 @@ public final class SQLiteStore: SQLStore {
     /// - Parameter create: false for commands that only read or correct state: a missing
     ///   database is then `StateMissing`, and nothing is created.
     public init(directory: String, busyTimeout: Duration = .seconds(5), create: Bool = true) throws {
-        path = URL(fileURLWithPath: directory).appendingPathComponent(Self.fileName).path
+        path = StateStore.databaseFile(inFolder: directory)
         if !FileManager.default.fileExists(atPath: path) {
             guard create else { throw StateMissing(path: path) }
             if !FileManager.default.fileExists(atPath: directory) {

@@ -79,8 +79,12 @@ enum Schema {
         return found
     }
 
+    /// A script's statements, without their comment lines.
     private static func statements(_ script: String) -> [String] {
-        script.split(separator: ";").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        script.split(separator: ";").map { statement in
+            statement.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }.joined(separator: "\n")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }.filter { !$0.isEmpty }
     }
 
     /// A SQLite state made before the schema was written once (GRDB's migrations v1,
@@ -97,12 +101,13 @@ enum Schema {
                 "the state was made by a release older than 2026-12 (its migrations: \(applied.sorted().joined(separator: ", "))); "
                     + "open it once with that year's December release, then with this one")
         }
-        try connection.execute(
-            """
-            CREATE TABLE event_v1 (
-                row_id INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, subject TEXT NOT NULL, sequence INTEGER NOT NULL,
-                status TEXT, previous_status TEXT, watch TEXT, created_at DOUBLE PRECISION NOT NULL, body BLOB NOT NULL)
-            """, [])
+        // Version 1's own statements, so the reshaped state is the schema a new one gets.
+        let base = statements(migrations(.sqlite)[0])
+        func created(_ prefix: String) throws -> String {
+            guard let statement = base.first(where: { $0.hasPrefix(prefix) }) else { throw StorageError.unsupportedSchema("no \(prefix)") }
+            return statement
+        }
+        try connection.execute(try created("CREATE TABLE event (").replacingOccurrences(of: "CREATE TABLE event (", with: "CREATE TABLE event_v1 ("), [])
         try connection.execute(
             """
             INSERT INTO event_v1 (row_id, id, type, subject, sequence, status, previous_status, watch, created_at, body)
@@ -111,47 +116,19 @@ enum Schema {
         for statement in [
             "DROP TABLE event",
             "ALTER TABLE event_v1 RENAME TO event",
-            "CREATE INDEX event_created ON event(created_at)",
-            "CREATE INDEX event_subject ON event(subject, sequence)",
+            try created("CREATE INDEX event_created "),
+            try created("CREATE INDEX event_subject "),
             "ALTER TABLE delivery ADD COLUMN claimed_by TEXT",
             "ALTER TABLE delivery ADD COLUMN claimed_until DOUBLE PRECISION",
             "DROP INDEX delivery_due",
-            "CREATE INDEX delivery_due ON delivery(endpoint, due_at, id) WHERE state = 'pending'",
-            """
-            CREATE TABLE lease (
-                name TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL, token BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
-                pid INTEGER, backend_start TIMESTAMPTZ)
-            """,
-            "CREATE TABLE instance (id TEXT PRIMARY KEY NOT NULL, seen_at DOUBLE PRECISION NOT NULL, pid INTEGER, backend_start TIMESTAMPTZ)",
+            try created("CREATE INDEX delivery_due "),
+            try created("CREATE TABLE lease ("),
+            try created("CREATE TABLE instance ("),
             "DROP TABLE grdb_migrations",
             "INSERT INTO paybridge_schema (version) VALUES (1)",
         ] {
             try connection.execute(statement, [])
         }
         return true
-    }
-}
-
-/// What the rest of paybridge hears of a storage failure, whichever backend had it.
-public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// This instance no longer holds the poller lease: another one polls now.
-    case leaseLost
-    /// The state's schema is one this release cannot open.
-    case unsupportedSchema(String)
-    /// `state.url` is not a PostgreSQL URL paybridge can use.
-    case url(String)
-    /// No connection could be opened (the server, the network, TLS or the login refused it).
-    case connect(String)
-    /// The database refused a statement (its own message, never the bound values).
-    case query(String)
-
-    public var description: String {
-        switch self {
-        case .leaseLost: return "this instance lost the poller lease (another instance polls now); nothing was committed"
-        case .unsupportedSchema(let reason): return "cannot open the state: \(reason)"
-        case .url(let reason): return "state.url: \(reason)"
-        case .connect(let reason): return "cannot connect to PostgreSQL: \(reason)"
-        case .query(let message): return "PostgreSQL: \(message)"
-        }
     }
 }
