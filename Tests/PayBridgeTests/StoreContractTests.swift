@@ -58,6 +58,31 @@ import Testing
 
     struct Refused: Error {}
 
+    @Test(.timeLimit(.minutes(1)), arguments: Backend.available)
+    func theStoreSignalsQueuedWorkAndOtherProcessesChanges(backend: Backend) async throws {
+        let fixture = try Fixture(backend)
+        try fixture.lead()
+        var changes = fixture.store.changes().makeAsyncIterator()
+        // The first reading of the change mark counts as a change (nothing is missed at start).
+        #expect(await changes.next() == .changed)
+
+        // This process's commit that queues a delivery: said as it commits.
+        try Self.detect(fixture.store, "p-1", 1, "PendingProcessing")
+        #expect(await changes.next() == .queued)
+        // A commit that queues nothing (results, records) is not news.
+        try fixture.store.write { try $0.saveEndpointStats(name: "erp", EndpointStats(failures: 1)) }
+
+        // Another process's correction (an operator disables the endpoint): heard within a
+        // poll of the change mark.
+        let operatorView = try fixture.second()
+        defer { operatorView.close() }
+        try operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "maintenance", at: Self.start)
+        var heard: [StateChange] = []
+        while !heard.contains(.changed), let next = await changes.next() { heard.append(next) }
+        #expect(heard.last == .changed)
+        fixture.store.close()
+    }
+
     @Test(arguments: Backend.available)
     func anOutboxWriteCommitsWholeOrNothing(backend: Backend) throws {
         let fixture = try Fixture(backend)

@@ -174,12 +174,18 @@ public actor Dispatcher {
             acknowledge: { [weak self] commit in self?.post(.resultsCommitted(commit)) },
             // A refused commit sends no acknowledgement: without this a drain waiting for one would sleep on.
             refused: { [weak self] in self?.signal { $0.storageChanged = true } })
-        // Only a long run needs to hear of other processes' commits.
-        var changeWatch: Task<Void, Never>?
-        if case .continuous = mode {
-            let store = self.store, logger = self.logger
-            let onChange: @Sendable () -> Void = { [weak self] in self?.externalChange() }
-            changeWatch = Task { await ExternalChangeWatch.run(store: store, logger: logger, onChange: onChange) }
+        // The storage seam's one signal: new deliveries wake the loop; other processes'
+        // commits matter only to a long run (a drain reads records once, as it begins).
+        let changes = store.changes()
+        var continuous = false
+        if case .continuous = mode { continuous = true }
+        let changeWatch = Task { [weak self, continuous] in
+            for await change in changes {
+                switch change {
+                case .queued: self?.wake()
+                case .changed: if continuous { self?.externalChange() }
+                }
+            }
         }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await recorder.run() }
@@ -198,12 +204,12 @@ public actor Dispatcher {
                 $0.wakeup = nil
             }
             wakeup.finish()
-            changeWatch?.cancel()
+            changeWatch.cancel()
             // The recorder commits what it holds (for up to 2 s).
             recorder.finish(deadline: clock.now().addingTimeInterval(2))
             await group.waitForAll()
         }
-        await changeWatch?.value
+        await changeWatch.value
     }
 
     // MARK: Loop

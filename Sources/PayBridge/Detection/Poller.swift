@@ -70,12 +70,10 @@ public struct Poller: Sendable {
     let clock: WallClock
     let logger: Logger
     let events: EventMetrics?
-    /// Called after a commit that queued deliveries.
-    let onQueued: @Sendable () -> Void
 
     public init(
         source: any PaymentSource, store: any OutboxStore & RecordStore, pipeline: Pipeline, pageSize: Int, logger: Logger,
-        clock: WallClock = .system, events: EventMetrics? = nil, onQueued: @escaping @Sendable () -> Void = {}
+        clock: WallClock = .system, events: EventMetrics? = nil
     ) {
         self.source = source
         self.store = store
@@ -84,7 +82,6 @@ public struct Poller: Sendable {
         self.clock = clock
         self.events = events
         self.logger = logger
-        self.onQueued = onQueued
     }
 
     /// Polls `watch` once. `shouldStop` is checked between pages.
@@ -257,14 +254,12 @@ public struct Poller: Sendable {
                 guard let entry = prepared[ChangeKey(change)] ?? entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
                 try transaction.append(entry, dueAt: committedAt)
                 outcome.appended.append(entry.event)
-                outcome.queued = outcome.queued || entry.queuesWork
             }
             return outcome
         }
         report.recorded += outcome.recorded
         report.created += outcome.created
         report.changed += outcome.changed
-        if outcome.queued { onQueued() }
         if let events { for event in outcome.appended { events.count(event) } }
     }
 
@@ -273,7 +268,6 @@ public struct Poller: Sendable {
         var recorded = 0
         var created = 0
         var changed = 0
-        var queued = false
         var appended: [Event] = []
     }
 

@@ -49,8 +49,6 @@ public final class Bridge: Sendable {
             self.storage = storage
             let client = BankingCircleClient(
                 source: configuration.source, apiURL: apiURL, authURL: apiURL, http: http, logger: logger, clock: clock)
-            let wake = WakeRelay()
-            let onQueued: @Sendable () -> Void = { wake.fire() }
             if let console {
                 dispatcher = try Dispatcher(
                     endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
@@ -60,15 +58,11 @@ public final class Bridge: Sendable {
                     endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
                     clock: clock, owned: owned)
             }
-            wake.aim(at: dispatcher)
-            // Other instances' commits (NOTIFY) wake this dispatcher too.
-            store.onQueued(onQueued)
             source = try SourceMonitor(
-                store: store, pipeline: pipeline, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock,
-                onQueued: onQueued)
+                store: store, pipeline: pipeline, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock)
             poller = Poller(
                 source: client, store: store, pipeline: pipeline, pageSize: configuration.source.pageSize, logger: logger,
-                clock: clock, events: events, onQueued: onQueued)
+                clock: clock, events: events)
         } catch {
             http.shutdown()
             throw StateUnavailable(path: StateStore.describe(configuration.state), underlying: error)

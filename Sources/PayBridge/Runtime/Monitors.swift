@@ -67,7 +67,6 @@ public actor SourceMonitor {
     private let store: any OutboxStore & RecordStore
     private let pipeline: Pipeline
     private let logger: Logger
-    private let onQueued: @Sendable () -> Void
     private let clock: WallClock
     private let gauge = Gauge(label: "paybridge_source_available")
     private let threshold: Duration
@@ -75,8 +74,7 @@ public actor SourceMonitor {
     /// Reads the stored record first: a read that fails throws, so an outage already
     /// announced is never forgotten (nor announced twice) because the record was unreadable.
     public init(
-        store: any OutboxStore & RecordStore, pipeline: Pipeline, threshold: Duration, logger: Logger, clock: WallClock = .system,
-        onQueued: @escaping @Sendable () -> Void
+        store: any OutboxStore & RecordStore, pipeline: Pipeline, threshold: Duration, logger: Logger, clock: WallClock = .system
     ) throws {
         let record = try store.sourceRecord()
         health = SourceHealth(record: record, threshold: threshold)
@@ -85,7 +83,6 @@ public actor SourceMonitor {
         self.pipeline = pipeline
         self.logger = logger
         self.clock = clock
-        self.onQueued = onQueued
         gauge.record(record.announcedAt == nil ? 1 : 0)
     }
 
@@ -159,7 +156,6 @@ public actor SourceMonitor {
                 if let entry { try transaction.append(entry, dueAt: date) }
             }
             health = next
-            if entry?.queuesWork == true { onQueued() }
         } catch {
             logger.error("cannot record the bank's availability", metadata: ["error": "\(error)"])
             return

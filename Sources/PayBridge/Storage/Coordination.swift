@@ -14,8 +14,6 @@ public protocol Coordination: Sendable {
     /// it holds.
     func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String>
     func releaseEndpointLeases()
-    /// Called when another instance (or this one) committed new deliveries.
-    func onQueued(_ handler: @escaping @Sendable () -> Void)
     /// How long a lease lasts without renewal.
     var leaseDuration: Duration { get }
     /// Closes the connections (PostgreSQL); the store is not used afterwards.
@@ -28,7 +26,6 @@ extension SQLiteStore: Coordination {
     public func releasePollerLease() {}
     public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String> { Set(endpoints) }
     public func releaseEndpointLeases() {}
-    public func onQueued(_ handler: @escaping @Sendable () -> Void) {}
     public var leaseDuration: Duration { .seconds(10) }
     public func close() {}
 }

@@ -28,6 +28,7 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     private let coordinator: PostgresLink
     private let listener: PostgresLink
     let logger: Logger
+    private let announcements = StateChanges()
     /// Claims and leases last this long without renewal.
     public let leaseDuration: Duration
 
@@ -35,7 +36,6 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
         var poller: Lease
         var endpoints: [String: Lease] = [:]
         var changes: Int64 = 0
-        var onQueued: (@Sendable () -> Void)?
     }
 
     private let state: Mutex<State>
@@ -96,11 +96,18 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     }
 
     private func notified(_ channel: String) {
-        let queued = state.withLock { state -> (@Sendable () -> Void)? in
-            if channel == "paybridge_change" { state.changes += 1 }
-            return channel == "paybridge_queue" ? state.onQueued : nil
+        if channel == "paybridge_change" {
+            state.withLock { $0.changes += 1 }
+            announcements.announce(.changed)
+        } else {
+            announcements.announce(.queued)
         }
-        queued?()
+    }
+
+    /// Every instance's commits that queue work NOTIFY, this one's included: its listener
+    /// hears them all.
+    public func changes() -> AsyncStream<StateChange> {
+        announcements.subscribe { [weak self] in try self?.changeMark() ?? 0 }
     }
 
     // MARK: Schema
@@ -225,10 +232,6 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
         }
     }
 
-    public func onQueued(_ handler: @escaping @Sendable () -> Void) {
-        state.withLock { $0.onQueued = handler }
-    }
-
     public var isShared: Bool { true }
 
     /// The current fencing token, or nil when this instance does not lead (its lease ran out
@@ -259,14 +262,19 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     }
 
     private func transact<T>(fenced: Bool, _ body: (PostgresTransaction) throws -> T) throws -> T {
-        try writer.transaction { link in
+        var queued = false
+        let result = try writer.transaction { link in
             let transaction = PostgresTransaction(link: link, store: self)
             if fenced { try transaction.fence() }
             let result = try body(transaction)
             try transaction.flush()
-            if transaction.queued { try link.run("NOTIFY paybridge_queue") }
+            queued = transaction.queued
+            if queued { try link.run("NOTIFY paybridge_queue") }
             return result
         }
+        // Told here too, not only through the listener (which a one-shot run may not have yet).
+        if queued { announcements.announce(.queued) }
+        return result
     }
 
     func reading<T>(_ body: (any SQLConnection) throws -> T) throws -> T {

@@ -13,6 +13,7 @@ public final class SQLiteStore: SQLStore {
 
     private let pool: DatabasePool
     private let checkpointer: Checkpointer
+    private let announcements = StateChanges()
     public let path: String
 
     /// Opens (and creates or migrates) the database in `directory`. A write waits up to
@@ -65,21 +66,41 @@ public final class SQLiteStore: SQLStore {
     }
 
     public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
-        try pool.write { db in try body(SQLiteTransaction(db: db)) }
+        try committing { try body($0) }
     }
 
     /// One process writes a SQLite state (`StateLock`): nothing to fence.
     public func detect<T>(_ body: (any DetectionTransaction) throws -> T) throws -> T {
-        try pool.write { db in try body(SQLiteTransaction(db: db)) }
+        try committing { try body($0) }
+    }
+
+    /// Runs a write transaction; once it committed work to deliver, says so.
+    private func committing<T>(_ body: (SQLiteTransaction) throws -> T) throws -> T {
+        var queued = false
+        let result = try pool.write { db in
+            let transaction = SQLiteTransaction(db: db)
+            let result = try body(transaction)
+            queued = transaction.queued
+            return result
+        }
+        if queued { announcements.announce(.queued) }
+        return result
+    }
+
+    public func changes() -> AsyncStream<StateChange> {
+        announcements.subscribe { [weak self] in try self?.changeMark() ?? 0 }
     }
 
     func reading<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         try pool.read { db in try body(SQLiteConnection(db: db)) }
     }
 
-    /// Other processes see the commit by `data_version` (`changeMark`): nothing to announce.
+    /// Other processes see the commit by `data_version` (`changeMark`); this one's own
+    /// subscribers are told here.
     func writing<T>(announce: Bool, _ body: (any SQLConnection) throws -> T) throws -> T {
-        try pool.write { db in try body(SQLiteConnection(db: db)) }
+        let result = try pool.write { db in try body(SQLiteConnection(db: db)) }
+        if announce { announcements.announce(.changed) }
+        return result
     }
 
     /// SQLite's `data_version` on the writer connection: every write of this process goes
@@ -149,8 +170,12 @@ enum SQL {
 }
 
 /// The writes of one SQLite transaction, through cached statements.
-struct SQLiteTransaction: SQLTransaction {
+final class SQLiteTransaction: SQLTransaction {
     let db: Database
+    /// Whether it queued deliveries or group members.
+    private(set) var queued = false
+
+    init(db: Database) { self.db = db }
 
     var connection: any SQLConnection { SQLiteConnection(db: db) }
 
@@ -180,7 +205,7 @@ struct SQLiteTransaction: SQLTransaction {
     }
 
     func append(_ entry: OutboxEntry, dueAt: Date) throws {
-        try insert(entry, dueAt: dueAt)
+        if try insert(entry, dueAt: dueAt) { queued = true }
     }
 
     /// A success is recorded on the delivery row (`delivered_at`, `last_status`); only

@@ -241,6 +241,9 @@ public protocol OutboxStore: Sendable {
     /// A number that changes whenever another process commits to the state (an operator's
     /// command); this process's own commits leave it as it is.
     func changeMark() throws -> Int64
+    /// The wake-up signal: `.queued` when a commit queued deliveries, `.changed` when another
+    /// process or an operator changed the state. One subscription per call.
+    func changes() -> AsyncStream<StateChange>
 }
 
 /// What paybridge remembers of watches, endpoints and the bank between runs.
