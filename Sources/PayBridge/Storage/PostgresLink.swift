@@ -95,11 +95,11 @@ final class PostgresLink: @unchecked Sendable {
     }
 
     /// Listens on channels; `handler` runs on an event loop and must be quick.
-    func listen(_ channels: [String], handler: @escaping @Sendable (String) -> Void) throws {
+    func listen(_ channels: [String], handler: @escaping @Sendable (_ channel: String, _ payload: String) -> Void) throws {
         try exclusive { link in
             let connection = try link.open()
             for channel in channels {
-                connection.addListener(channel: channel) { _, notification in handler(notification.channel) }
+                connection.addListener(channel: channel) { _, notification in handler(notification.channel, notification.payload) }
                 try link.run("LISTEN \(channel)")
             }
         }

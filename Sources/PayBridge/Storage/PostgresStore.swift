@@ -80,7 +80,7 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
                 guard exists == true else { throw StateMissing(path: "\(url.host):\(url.port)/\(url.database) (no paybridge schema)") }
             }
             try migrate()
-            try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel in self?.notified(channel) }
+            try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel, payload in self?.notified(channel, from: payload) }
         } catch {
             close()
             throw error
@@ -95,11 +95,12 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
         try? group.syncShutdownGracefully()
     }
 
-    private func notified(_ channel: String) {
+    private func notified(_ channel: String, from sender: String) {
         if channel == "paybridge_change" {
             state.withLock { $0.changes += 1 }
             announcements.announce(.changed)
-        } else {
+        } else if sender != instanceId {
+            // This instance's own commits were announced as they committed: one wake-up each.
             announcements.announce(.queued)
         }
     }
@@ -269,10 +270,11 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
             let result = try body(transaction)
             try transaction.flush()
             queued = transaction.queued
-            if queued { try link.run("NOTIFY paybridge_queue") }
+            // Signed with this instance's id: its own listener skips it (announced below).
+            if queued { try link.run("NOTIFY paybridge_queue, '\(instanceId)'") }
             return result
         }
-        // Told here too, not only through the listener (which a one-shot run may not have yet).
+        // Told here, not through the listener (which a one-shot run may not have yet).
         if queued { announcements.announce(.queued) }
         return result
     }
@@ -296,7 +298,7 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     public func changeMark() throws -> Int64 {
         if listener.isClosed {
             // Notifications were missed while disconnected: listen again and count it as a change.
-            try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel in self?.notified(channel) }
+            try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel, payload in self?.notified(channel, from: payload) }
             state.withLock { $0.changes += 1 }
         }
         return state.withLock { $0.changes }
