@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import PayBridge
 
-struct Deliveries: ParsableCommand {
+struct Deliveries: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inspect deliveries; replay or purge them.",
         discussion: """
@@ -13,7 +13,7 @@ struct Deliveries: ParsableCommand {
             """,
         subcommands: [List.self, Show.self, Replay.self, Purge.self], defaultSubcommand: List.self)
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Deliveries, newest first, with counts per endpoint and state.",
             discussion: "Example: paybridge deliveries list --config paybridge.yaml --endpoint erp --state dead --since 24h")
@@ -38,16 +38,16 @@ struct Deliveries: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let operations = try openState(config, common: common)
+        func run() async throws {
+            let operations = try await openState(config, common: common)
             let filterState = try state.map { text -> DeliveryFilter.State in
                 guard let parsed = DeliveryFilter.State(rawValue: text) else {
                     throw CommandError("--state must be one of: \(DeliveryFilter.State.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 return parsed
             }
-            let (rows, counts) = try operating(config) {
-                try operations.deliveries(DeliveryFilter(endpoint: endpoint, state: filterState, since: try ago(since), limit: limit))
+            let (rows, counts) = try await operating(config) {
+                try await operations.deliveries(DeliveryFilter(endpoint: endpoint, state: filterState, since: try ago(since), limit: limit))
             }
             if json {
                 let countsJSON = JSONValue.object(
@@ -78,7 +78,7 @@ struct Deliveries: ParsableCommand {
         }
     }
 
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "One delivery with every attempt: time, HTTP status, latency, error, the receiver's answer.",
             discussion: "Example: paybridge deliveries show 42 --config paybridge.yaml --json")
@@ -94,9 +94,9 @@ struct Deliveries: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let operations = try openState(config, common: common)
-            let detail = try operating(config) { try operations.delivery(id: id) }
+        func run() async throws {
+            let operations = try await openState(config, common: common)
+            let detail = try await operating(config) { try await operations.delivery(id: id) }
             // A group message: the events (payments) it carried.
             let (delivery, attempts, members) = (detail.delivery, detail.attempts, detail.members)
             if json {
@@ -129,7 +129,7 @@ struct Deliveries: ParsableCommand {
         }
     }
 
-    struct Replay: ParsableCommand {
+    struct Replay: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Queue deliveries again, with their original webhook-id.",
             discussion: """
@@ -169,24 +169,24 @@ struct Deliveries: ParsableCommand {
             if !id.isEmpty, state != nil || since != nil { throw ValidationError("--state and --since go with --endpoint, not with --id") }
         }
 
-        func run() throws {
-            let operations = try openState(config, common: common)
+        func run() async throws {
+            let operations = try await openState(config, common: common)
             var ids = id
             if let endpoint {
-                let dead = try operating(config) { try operations.deadLetters(endpoint: endpoint, since: try ago(since)) }
+                let dead = try await operating(config) { try await operations.deadLetters(endpoint: endpoint, since: try ago(since)) }
                 ids = dead.map(\.id).sorted()
                 guard yes else {
                     print("would queue \(Output.count(ids.count, "dead delivery", "dead deliveries")) of \(endpoint) again; add --yes to do it")
                     for row in dead.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
                     if dead.count > 20 { print("  …and \(dead.count - 20) more") }
                     // Said before --yes, while the operator can still choose.
-                    warnOutOfOrder(try operations.planReplay(ids: ids).outOfOrder, would: true)
+                    warnOutOfOrder(try await operations.planReplay(ids: ids).outOfOrder, would: true)
                     return
                 }
             }
-            let plan = try operating(config) { try operations.planReplay(ids: ids) }
+            let plan = try await operating(config) { try await operations.planReplay(ids: ids) }
             warnOutOfOrder(plan.outOfOrder, would: false)
-            let replayed = try operations.replay(ids: ids)
+            let replayed = try await operations.replay(ids: ids)
             let already = ids.count - replayed.count
             print(
                 "\(Output.count(replayed.count, "delivery", "deliveries")) queued again"
@@ -203,7 +203,7 @@ struct Deliveries: ParsableCommand {
         }
     }
 
-    struct Purge: ParsableCommand {
+    struct Purge: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete dead-lettered deliveries of an endpoint.",
             discussion: """
@@ -225,18 +225,18 @@ struct Deliveries: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
+        func run() async throws {
             guard let age = DurationText.parse(olderThan) else { throw ValidationError("--older-than: write a duration like 7d") }
-            let operations = try openState(config, common: common)
+            let operations = try await openState(config, common: common)
             let cutoff = Date().addingTimeInterval(-age.seconds)
             guard yes else {
-                let doomed = try operating(config) { try operations.purgeable(endpoint: endpoint, before: cutoff) }
+                let doomed = try await operating(config) { try await operations.purgeable(endpoint: endpoint, before: cutoff) }
                 print("would delete \(Output.count(doomed.count, "dead delivery", "dead deliveries")) of \(endpoint); add --yes to do it")
                 for row in doomed.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
                 if doomed.count > 20 { print("  …and \(doomed.count - 20) more") }
                 return
             }
-            let count = try operating(config) { try operations.purgeDead(endpoint: endpoint, before: cutoff) }
+            let count = try await operating(config) { try await operations.purgeDead(endpoint: endpoint, before: cutoff) }
             print("\(endpoint): \(Output.count(count, "dead delivery", "dead deliveries")) deleted")
         }
     }
@@ -248,11 +248,11 @@ struct Deliveries: ParsableCommand {
 /// Such a command resolves only the `${NAME}`s it uses: `state.*` (an unset one there is an
 /// error), not the bank's password or the endpoints' secrets, which on a server often live in
 /// an env file only the service reads. It prints no config warnings (`validate` does).
-func openState(_ path: String?, common: CommonOptions) throws -> Operations {
+func openState(_ path: String?, common: CommonOptions) async throws -> Operations {
     let logger = common.bootstrapLogging()
     let configuration = try loadConfiguration(configPath(path), unsetVariables: .deferred, warnings: false)
     do {
-        return try Operations.open(configuration, logger: logger)
+        return try await Operations.open(configuration, logger: logger)
     } catch let missing as StateMissing {
         throw CommandError("\(missing)")
     } catch {
@@ -262,9 +262,9 @@ func openState(_ path: String?, common: CommonOptions) throws -> Operations {
 
 /// Runs an operation; what it cannot do becomes the command's error (an unknown endpoint
 /// names the config it is missing from).
-func operating<T>(_ config: String?, _ body: () throws -> T) throws -> T {
+func operating<T>(_ config: String?, _ body: () async throws -> T) async throws -> T {
     do {
-        return try body()
+        return try await body()
     } catch OperationError.unknownEndpoint(let name, let known) {
         let config = (try? configPath(config)) ?? "the config"
         throw CommandError("no endpoint named '\(name)' in \(config)" + (known.isEmpty ? "" : " (endpoints: \(known.joined(separator: ", ")))"))

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import PayBridge
 
-struct Endpoints: ParsableCommand {
+struct Endpoints: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Endpoints' health and queues; the operator's switch.",
         discussion: """
@@ -13,7 +13,7 @@ struct Endpoints: ParsableCommand {
             """,
         subcommands: [List.self, Enable.self, Disable.self], defaultSubcommand: List.self)
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Each endpoint: health, queue depth, oldest pending, last success and failure, circuit.")
 
@@ -25,9 +25,9 @@ struct Endpoints: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let operations = try openState(config, common: common)
-            let rows = try operations.endpointOverview()
+        func run() async throws {
+            let operations = try await openState(config, common: common)
+            let rows = try await operations.endpointOverview()
             let now = Date()
             if json {
                 Output.print(.object([("endpoints", .array(zip(operations.configuration.endpoints, rows).map { Self.json($0, $1, now: now) }))]))
@@ -79,7 +79,7 @@ struct Endpoints: ParsableCommand {
         }
     }
 
-    struct Enable: ParsableCommand {
+    struct Enable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Re-enable an endpoint; a running paybridge resumes its deliveries within a second.",
             discussion: "Example: paybridge endpoints enable erp --config paybridge.yaml")
@@ -92,14 +92,14 @@ struct Endpoints: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let operations = try openState(config, common: common)
-            let wasDisabled = try operating(config) { try operations.enable(endpoint: endpoint) }
+        func run() async throws {
+            let operations = try await openState(config, common: common)
+            let wasDisabled = try await operating(config) { try await operations.enable(endpoint: endpoint) }
             print(wasDisabled ? "\(endpoint): enabled" : "\(endpoint): was not disabled")
         }
     }
 
-    struct Disable: ParsableCommand {
+    struct Disable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Disable an endpoint: its deliveries are kept and wait; a running paybridge stops sending within a second.",
             discussion: "Example: paybridge endpoints disable erp --config paybridge.yaml --reason \"ERP maintenance\"")
@@ -115,9 +115,9 @@ struct Endpoints: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let operations = try openState(config, common: common)
-            try operating(config) { try operations.disable(endpoint: endpoint, reason: reason) }
+        func run() async throws {
+            let operations = try await openState(config, common: common)
+            try await operating(config) { try await operations.disable(endpoint: endpoint, reason: reason) }
             print("\(endpoint): disabled; its deliveries wait (paybridge endpoints enable \(endpoint) resumes them)")
         }
     }

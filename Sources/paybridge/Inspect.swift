@@ -2,10 +2,10 @@ import ArgumentParser
 import Foundation
 import PayBridge
 
-struct Payments: ParsableCommand {
+struct Payments: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "What paybridge saw of a payment.", subcommands: [Show.self])
 
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "A payment's timeline: every status seen (when, by which watch), each event with its deliveries and their attempts.",
             discussion: "Example: paybridge payments show 0b9f6a52-3c1e-4d8a-9f0e-2a7d5c1b8e44 --config paybridge.yaml")
@@ -21,9 +21,9 @@ struct Payments: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let operations = try openState(config, common: common)
-            let timeline = try operating(config) { try operations.payment(id: id) }
+        func run() async throws {
+            let operations = try await openState(config, common: common)
+            let timeline = try await operating(config) { try await operations.payment(id: id) }
             let (payment, events, deliveries, attempts) = (timeline.payment, timeline.events, timeline.deliveries, timeline.attempts)
             // Grouped endpoints get an event inside a group message, not a delivery of its own.
             let (memberships, messages) = (timeline.groups, timeline.messages)
@@ -89,11 +89,11 @@ struct Payments: ParsableCommand {
     }
 }
 
-struct Events: ParsableCommand {
+struct Events: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List events; queue one again for an endpoint.", subcommands: [List.self, Redeliver.self], defaultSubcommand: List.self)
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Events, newest first.",
             discussion: "Example: paybridge events list --config paybridge.yaml --status Rejected --since 2h")
@@ -121,9 +121,9 @@ struct Events: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let operations = try openState(config, common: common)
-            let (events, members) = try operations.events(EventFilter(type: type, status: status, paymentId: payment, since: try ago(since), limit: limit))
+        func run() async throws {
+            let operations = try await openState(config, common: common)
+            let (events, members) = try await operations.events(EventFilter(type: type, status: status, paymentId: payment, since: try ago(since), limit: limit))
             if json {
                 Output.print(
                     .object([
@@ -159,7 +159,7 @@ struct Events: ParsableCommand {
         }
     }
 
-    struct Redeliver: ParsableCommand {
+    struct Redeliver: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Queue an event again for one endpoint, with the same webhook-id.",
             discussion: "Example: paybridge events redeliver evt_7aad7870c3bd7267caa147ba4d6eda91 --to erp --config paybridge.yaml")
@@ -175,9 +175,9 @@ struct Events: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let operations = try openState(config, common: common)
-            let (id, outOfOrder) = try operating(config) { try operations.redeliver(eventId: eventId, to: to) }
+        func run() async throws {
+            let operations = try await openState(config, common: common)
+            let (id, outOfOrder) = try await operating(config) { try await operations.redeliver(eventId: eventId, to: to) }
             if outOfOrder {
                 printError("warning: delivery \(id): its payment already has a later event delivered to \(to); the receiver will get them out of order")
             }

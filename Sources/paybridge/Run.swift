@@ -57,7 +57,7 @@ struct Run: AsyncParsableCommand {
         while opened == nil {
             do {
                 if lock == nil { lock = try lockState(configuration) }
-                opened = try Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger, console: console)
+                opened = try await Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger, console: console)
             } catch StateLockError.held(let folder) {
                 // Another run or poll delivers from this state: waiting would only deliver twice later.
                 logger.critical("\(StateLockError.held(folder: folder))")
@@ -107,7 +107,7 @@ struct Run: AsyncParsableCommand {
             bridge.close()
             guard failure == nil, let next = signals.takeReload() else { break }
             do {
-                bridge = try Bridge(configuration: next, apiURL: sandbox?.apiURL, logger: logger, console: console)
+                bridge = try await Bridge(configuration: next, apiURL: sandbox?.apiURL, logger: logger, console: console)
             } catch {
                 failure = error
                 logger.critical("stopped: the reloaded config's state cannot be opened: \(error)")

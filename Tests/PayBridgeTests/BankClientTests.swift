@@ -7,8 +7,8 @@ import Testing
 
 /// Token handling, request ids and retries, against the sandbox on 127.0.0.1.
 @Suite(.serialized) struct BankClientTests {
-    func bridge(_ harness: Harness) throws -> Bridge {
-        try harness.bridge(
+    func bridge(_ harness: Harness) async throws -> Bridge {
+        try await harness.bridge(
             Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/none")))
     }
 
@@ -17,7 +17,7 @@ import Testing
         let harness = try await Harness.start(SandboxOptions(tokenLifetime: .seconds(300), processingDelay: .seconds(3600)))
         _ = harness.createPayments(2)
         let time = ManualClock(Date())
-        let bridge = try Bridge(
+        let bridge = try await Bridge(
             configuration: try Fixtures.load(
                 Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/none")),
                 in: harness.directory),
@@ -38,7 +38,7 @@ import Testing
 
     @Test func acceptsExpiresInAsANumber() async throws {
         let harness = try await Harness.start(SandboxOptions(expiresInAsString: false, processingDelay: .seconds(3600)))
-        let bridge = try bridge(harness)
+        let bridge = try await bridge(harness)
         #expect(await bridge.pollOnce().failures.isEmpty)
         bridge.close()
         await harness.stop()
@@ -47,7 +47,7 @@ import Testing
     @Test func a401RenewsTheTokenOnceAndRetries() async throws {
         let harness = try await Harness.start()
         _ = harness.createPayments(2)
-        let bridge = try bridge(harness)
+        let bridge = try await bridge(harness)
         #expect(await bridge.pollOnce().failures.isEmpty)
         harness.bank.bank.revokeTokens()
         #expect(await bridge.pollOnce().failures.isEmpty)
@@ -63,7 +63,7 @@ import Testing
     @Test func a401LoopFailsThePollInsteadOfHammeringAuth() async throws {
         let harness = try await Harness.start()
         harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? SandboxResponse(status: 401) : nil }
-        let bridge = try bridge(harness)
+        let bridge = try await bridge(harness)
         let result = await bridge.pollOnce()
         #expect(result.failures.count == 1)
         #expect(result.failures.first.map { "\($0)".contains("HTTP 401 even with a fresh token") } == true)
@@ -77,7 +77,7 @@ import Testing
         let harness = try await Harness.start()
         let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x"))
             .replacingOccurrences(of: "password: sandbox", with: "password: very-secret-pw")
-        let bridge = try harness.bridge(text)
+        let bridge = try await harness.bridge(text)
         let result = await bridge.pollOnce()
         let message = result.failures.first.map { "\($0)" } ?? ""
         #expect(message.contains("authentication failed: HTTP 401: InvalidCredentials: The username or password is incorrect"))
@@ -98,7 +98,7 @@ import Testing
         }
         let text = Fixtures.config(
             bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x"))
-        let bridge = try harness.bridge(text)
+        let bridge = try await harness.bridge(text)
         #expect(await bridge.pollOnce().failures.isEmpty)
         let ids = harness.bank.bank.requests.map { $0.headers["x-request-id"] ?? "" }
         #expect(ids.count == 9)  // authorize + 4 pages × 2
@@ -116,7 +116,7 @@ import Testing
                   query:
                     InstructedDateFrom: not-a-date
             """
-        let bridge = try harness.bridge(
+        let bridge = try await harness.bridge(
             Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, watches: watch, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x")))
         let result = await bridge.pollOnce()
         let message = result.failures.first.map { "\($0)" } ?? ""

@@ -60,16 +60,16 @@ import Testing
         // Read as an operator's command would, once the state exists.
         var reader: (any Store & Coordination)?
         defer { reader?.close() }
-        func committed(status: String?) throws -> Int {
-            if reader == nil { reader = try? harness.openStore() }
+        func committed(status: String?) async throws -> Int {
+            if reader == nil { reader = try? await harness.openStore() }
             guard let reader else { return 0 }
-            if let status { return try reader.eventsAfter(nil, limit: 100_000, type: nil, status: status).count }
-            return try reader.watchRecord(name: "recent")?.baselinedAt == nil ? 0 : 1
+            if let status { return try await reader.eventsAfter(nil, limit: 100_000, type: nil, status: status).count }
+            return try await reader.watchRecord(name: "recent")?.baselinedAt == nil ? 0 : 1
         }
-        while (try? committed(status: nil)) != 1 { try await Task.sleep(for: .milliseconds(50)) }
+        while await (try? committed(status: nil)) != 1 { try await Task.sleep(for: .milliseconds(50)) }
         for status in statuses {
             for id in ids { harness.bank.bank.setStatus(id, status) }
-            while (try? committed(status: status)) != payments { try await Task.sleep(for: .milliseconds(50)) }
+            while await (try? committed(status: status)) != payments { try await Task.sleep(for: .milliseconds(50)) }
         }
         // Keep killing while the delivery backlog drains (hundreds in flight at each kill).
         while kills.peek() < 12 { try await Task.sleep(for: .milliseconds(100)) }
@@ -81,9 +81,9 @@ import Testing
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let log = LineCollector(errors.fileHandleForReading)
         for _ in 0..<200 where !log.all.contains(where: { $0.contains("started") }) { try await Task.sleep(for: .milliseconds(25)) }
-        let store = try harness.openStore()
+        let store = try await harness.openStore()
         defer { store.close() }
-        while try store.pendingCounts()["erp", default: 0] > 0 { try await Task.sleep(for: .milliseconds(100)) }
+        while try await store.pendingCounts()["erp", default: 0] > 0 { try await Task.sleep(for: .milliseconds(100)) }
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)
 
@@ -107,7 +107,7 @@ import Testing
         #expect(idsByChange.count == figures.changes)
         figures.duplicates = figures.requests - bodyById.count
         figures.seconds = Date().timeIntervalSince(started)
-        #expect(try store.deliveryCounts()["erp"] == [.delivered: figures.changes])
+        #expect(try await store.deliveryCounts()["erp"] == [.delivered: figures.changes])
         #expect(figures.kills >= 12)
         print("\(backend): \(figures)")
         await receiver.stop()
@@ -137,10 +137,10 @@ import Testing
         // Two attempts in flight, each answered after 300 ms: SIGTERM lets them finish.
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)
-        let store = try SQLiteStore(directory: harness.statePath)
-        let delivered = try store.deliveries(endpoint: "erp", state: .delivered, limit: 10).count
+        let store = try await SQLiteStore.open(directory: harness.statePath)
+        let delivered = try await store.deliveries(endpoint: "erp", state: .delivered, limit: 10).count
         #expect(delivered >= 2)
-        #expect(try store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 6 - delivered)
+        #expect(try await store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 6 - delivered)
 
         // Now answers take 4 s: the grace (1 s) runs out, the process still exits 0, and
         // what was in flight stays queued.
@@ -153,13 +153,13 @@ import Testing
         second.terminate()
         #expect(await Binary.exitStatus(of: second) == 0)
         #expect(Date().timeIntervalSince(stopAt) < 3.5)
-        #expect(try store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 6 - delivered)
+        #expect(try await store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 6 - delivered)
 
         // A later run delivers them, with the ids they had.
         gate.withLock { $0 = .zero }
         let final = try await Binary.run(["poll", "--once", "--config", path])
         #expect(final.status == 0)
-        #expect(try store.deliveries(endpoint: "erp", state: .pending, limit: 10).isEmpty)
+        #expect(try await store.deliveries(endpoint: "erp", state: .pending, limit: 10).isEmpty)
         let byId = Dictionary(grouping: receiver.requests, by: \.webhookId)
         #expect(byId.count == 6)
         #expect(Set(receiver.requests.map(\.paymentId)) == Set(ids))

@@ -19,7 +19,7 @@ import Testing
         harness.bank.bank.setStatus(ids[0], "Processed")
         _ = await bridge.pollOnce()
         #expect(receiver.requests.count == 1)
-        var pending = try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
+        var pending = try await bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
         #expect(pending.first?.attempts == 1)
         #expect(pending.first?.lastStatus == 500)
 
@@ -38,9 +38,9 @@ import Testing
             #expect(abs(Double(timestamp) - time.now.timeIntervalSince1970) < 2)  // the attempt's time, on the bridge's clock
             #expect(request.headers["webhook-signature"] == signer.signature(id: request.webhookId, timestamp: timestamp, body: request.body))
         }
-        pending = try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
+        pending = try await bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
         #expect(pending.isEmpty)
-        #expect(try bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 10).first?.attempts == 2)
+        #expect(try await bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 10).first?.attempts == 2)
         await scenario.stop()
     }
 
@@ -107,7 +107,7 @@ import Testing
         time.advance(by: 0.2)
         await bridge.deliverDue()
         #expect(receiver.requests.count == 2)
-        let dead = try bridge.store.deliveries(endpoint: "erp", state: .dead, limit: 10)
+        let dead = try await bridge.store.deliveries(endpoint: "erp", state: .dead, limit: 10)
         #expect(dead.count == 1)
         #expect(dead.first?.lastError?.hasPrefix("HTTP 500") == true)
         time.advance(by: 3600)
@@ -127,7 +127,7 @@ import Testing
         harness.bank.bank.setStatus(ids[0], "Processed")
         _ = await bridge.pollOnce()
         #expect(receiver.requests.count == 1)
-        let pending = try #require(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 1).first)
+        let pending = try await #require(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 1).first)
         #expect(abs(pending.dueAt.timeIntervalSince(time.now) - 2) < 0.01, "due when Retry-After says, not 50 ms later")
         time.advance(by: 0.3)
         await bridge.deliverDue()  // the schedule's 50 ms has passed, Retry-After has not
@@ -174,11 +174,11 @@ import Testing
             for id in ids { harness.bank.bank.setStatus(id, status) }
             _ = await bridge.pollOnce()
         }
-        for _ in 0..<50 where !(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 1).isEmpty) {
+        for _ in 0..<50 where await !(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 1).isEmpty) {
             try await Task.sleep(for: .milliseconds(20))
             await bridge.deliverDue()
         }
-        #expect(try bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 1000).count == 80)
+        #expect(try await bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 1000).count == 80)
         // Each payment's events were delivered (2xx) in its own order.
         var delivered: [String: [String]] = [:]
         let signer = WebhookSigner(secrets: [Secret(Fixtures.secret)])
@@ -209,11 +209,11 @@ import Testing
         let ids = harness.createPayments(1)
         let endpoint = Fixtures.endpoint("stuck", url: "http://127.0.0.1:\(silent.port)/hook", retry: "[1h]")
             .replacingOccurrences(of: "timeout: 5s", with: "timeout: 300ms")
-        let bridge = try harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
+        let bridge = try await harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
         _ = await bridge.pollOnce()
         harness.bank.bank.setStatus(ids[0], "Processed")
         _ = await bridge.pollOnce()
-        let pending = try bridge.store.deliveries(endpoint: "stuck", state: .pending, limit: 1).first
+        let pending = try await bridge.store.deliveries(endpoint: "stuck", state: .pending, limit: 1).first
         #expect(pending?.attempts == 1)
         #expect(pending?.lastError?.hasPrefix("timed out") == true, "\(pending?.lastError ?? "")")
         #expect((pending?.dueAt.timeIntervalSinceNow ?? 0) > 3000)
@@ -228,7 +228,7 @@ import Testing
         // A listener that accepts connections and never answers.
         let silent = try SilentListener()
         let ids = harness.createPayments(5)
-        let bridge = try harness.bridge(
+        let bridge = try await harness.bridge(
             Fixtures.config(
                 bankURL: harness.bank.url, state: harness.statePath,
                 endpoints: Fixtures.endpoint("stuck", url: "http://127.0.0.1:\(silent.port)/hook", concurrency: 2)
@@ -240,7 +240,7 @@ import Testing
         // The stuck endpoint holds its two slots for its whole 5 s timeout; the fast one
         // delivers all five meanwhile.
         #expect(await fast.waitFor(count: 5, timeout: .seconds(4)))
-        #expect(try bridge.store.deliveries(endpoint: "stuck", state: .pending, limit: 10).count == 5)
+        #expect(try await bridge.store.deliveries(endpoint: "stuck", state: .pending, limit: 10).count == 5)
         bridge.dispatcher.stop(grace: .zero)
         await running.value
         bridge.close()

@@ -59,7 +59,7 @@ import Testing
         let erp = try await TestReceiver.start()
         let alerts = try await TestReceiver.start()
         let ids = harness.createPayments(4)
-        let bridge = try harness.bridge(
+        let bridge = try await harness.bridge(
             Fixtures.config(
                 bankURL: harness.bank.url, state: harness.statePath,
                 endpoints: Fixtures.endpoint("erp", url: erp.url) + Fixtures.endpoint("alerts", url: alerts.url),
@@ -128,7 +128,7 @@ import Testing
         #expect(failed.failures.first.map { "\($0)".contains("request id ") } == true)
         #expect(try await bridge.store.paymentStates(for: ids) == before)
         #expect(receiver.requests.isEmpty)
-        #expect(try bridge.store.deliveries(endpoint: nil, state: nil, limit: 10).isEmpty)
+        #expect(try await bridge.store.deliveries(endpoint: nil, state: nil, limit: 10).isEmpty)
 
         harness.bank.bank.setInterceptor { request in
             request.path.hasSuffix("/singles") ? .json(200, #"{"result":[{"paymentId":"\#(ids[1])","status":null}]}"#) : nil
@@ -154,7 +154,7 @@ import Testing
                   query:
                     Status: [Rejected, MissingFunding]
             """
-        let bridge = try harness.bridge(
+        let bridge = try await harness.bridge(
             Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, watches: watch, endpoints: Fixtures.endpoint("alerts", url: receiver.url)))
         let baseline = await bridge.pollOnce()
         #expect(baseline.reports.first?.payments == 1)
@@ -185,7 +185,7 @@ import Testing
         // after a crash (same state, same change) must produce.
         let scenario = try await Scenario.start(payments: 3)
         let other = try await TestReceiver.start()
-        let second = try Bridge(
+        let second = try await Bridge(
             configuration: try Fixtures.load(
                 Fixtures.config(bankURL: scenario.harness.bank.url, state: scenario.harness.directory.file("state-2"), endpoints: Fixtures.endpoint("erp", url: other.url)),
                 in: scenario.harness.directory), logger: Fixtures.quietLogger)

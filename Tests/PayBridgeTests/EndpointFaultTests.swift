@@ -18,13 +18,13 @@ import Testing
         let harness = try await Harness.start()
         let ids = harness.createPayments(1)
         let endpoint = Fixtures.endpoint("erp", url: url, retry: "[1h, 1h]").replacingOccurrences(of: "timeout: 5s", with: timeout)
-        let bridge = try harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
+        let bridge = try await harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
         _ = await bridge.pollOnce()
         harness.bank.bank.setStatus(ids[0], "Processed")
         let started = Date()
         let result = await bridge.pollOnce()
         #expect(result.failures.isEmpty)
-        let delivery = try bridge.store.deliveries(endpoint: "erp", state: nil, limit: 10).first
+        let delivery = try await bridge.store.deliveries(endpoint: "erp", state: nil, limit: 10).first
         bridge.close()
         await harness.stop()
         return (delivery, started)
@@ -101,14 +101,14 @@ import Testing
                   - when: { type: [endpoint.disabled] }
                     to: [ops, erp]
                 """)
-        let bridge = try harness.bridge(text)
+        let bridge = try await harness.bridge(text)
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
         _ = await bridge.pollOnce()
         #expect(gone.requests.count == 1)  // disabled after the first 410: the rest wait
-        let pending = try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
+        let pending = try await bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10)
         #expect(pending.count == 3)
-        #expect(try bridge.store.endpointRecords()["erp"]?.disabledReason == "the endpoint answered 410 Gone")
+        #expect(try await bridge.store.endpointRecords()["erp"]?.disabledReason == "the endpoint answered 410 Gone")
         #expect(bridge.dispatcher.endpointStatuses.first { $0.name == "erp" }?.state == .disabled)
 
         // The announcement went to ops (not to the disabled endpoint itself).
@@ -127,10 +127,10 @@ import Testing
         // An operator re-enables it (what `paybridge endpoints enable erp` writes); the
         // dispatcher picks that up and delivers everything, in order per payment.
         gone.setResponder { _, _ in .ok }
-        try bridge.store.write { try $0.saveEndpointRecord(name: "erp", EndpointRecord()) }
+        try await bridge.store.write { try await $0.saveEndpointRecord(name: "erp", EndpointRecord()) }
         try await Task.sleep(for: .milliseconds(2100))
         await bridge.deliverDue()
-        #expect(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).isEmpty)
+        #expect(try await bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).isEmpty)
         #expect(Set(gone.requests.dropFirst().map(\.paymentId)) == Set(ids))
         bridge.close()
         await gone.stop()
@@ -153,7 +153,7 @@ import Testing
                   - when: { status: [Rejected] }
                     to: [quiet]
                 """)
-        let bridge = try harness.bridge(text)
+        let bridge = try await harness.bridge(text)
         _ = await bridge.pollOnce()
         for id in ids.dropLast(5) { harness.bank.bank.setStatus(id, "Processed") }
         _ = await bridge.pollWatches()  // 395 deliveries for the flooded endpoint
@@ -177,7 +177,7 @@ import Testing
         let receiver = try await TestReceiver.start()
         let ids = harness.createPayments(30)
         let endpoint = Fixtures.endpoint("erp", url: receiver.url, concurrency: 8, extra: "    rateLimit: 10/s")
-        let bridge = try harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
+        let bridge = try await harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Processed") }
         _ = await bridge.pollWatches()

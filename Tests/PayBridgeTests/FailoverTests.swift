@@ -87,8 +87,8 @@ import Testing
             }
             return nil
         }
-        func committed(_ status: String) throws -> Int {
-            try store.eventsAfter(nil, limit: 100_000, type: nil, status: status).count
+        func committed(_ status: String) async throws -> Int {
+            try await store.eventsAfter(nil, limit: 100_000, type: nil, status: status).count
         }
 
         // The baseline, by whichever instance leads.
@@ -118,11 +118,11 @@ import Testing
                 counter += 1
             }
             let deadline = ContinuousClock.now + .seconds(30)
-            while try committed(status) < payments, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-            #expect(try committed(status) == payments, "wave \(wave): every \(status) detected")
+            while try await committed(status) < payments, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(try await committed(status) == payments, "wave \(wave): every \(status) detected")
         }
         let deadline = ContinuousClock.now + .seconds(60)
-        while try store.pendingCounts().values.reduce(0, +) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        while try await store.pendingCounts().values.reduce(0, +) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         for instance in instances { await instance.kill() }
 
         // Every change reached both receivers with a 2xx, each under one id.
@@ -136,7 +136,7 @@ import Testing
             figures.redeliveries += receiver.requests.count - idsByChange.count
         }
         #expect(figures.lost == 0)
-        let counts = try store.deliveryCounts()
+        let counts = try await store.deliveryCounts()
         #expect(counts["erp"] == [.delivered: figures.changes])
         #expect(counts["ledger"] == [.delivered: figures.changes])
 
@@ -173,7 +173,8 @@ import Testing
         let store = try await harness.openStoreWhenReady()
         defer { store.close() }
         try await until("the first instance leads and records the baseline") {
-            try first.leads && store.watchRecord(name: "recent")?.baselinedAt != nil
+            let baselined = try await store.watchRecord(name: "recent")?.baselinedAt != nil
+            return try first.leads && baselined
         }
         let second = try Instance("second", config: path)
 
@@ -187,7 +188,7 @@ import Testing
         #expect(takeover < 4, "replaced within 2 × the 2 s lease (took \(takeover) s)")
 
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
-        try await until("the new leader detects the wave: \(second.log.all.suffix(12).joined(separator: "\n"))") { try store.eventsAfter(nil, limit: 1000, type: nil, status: "Rejected").count == 20 }
+        try await until("the new leader detects the wave: \(second.log.all.suffix(12).joined(separator: "\n"))") { try await store.eventsAfter(nil, limit: 1000, type: nil, status: "Rejected").count == 20 }
         // The old leader wakes believing it leads: its next commit is refused.
         kill(first.process.processIdentifier, SIGCONT)
         try await until("the old leader learns it lost the lease: \(first.log.all.suffix(5))") {
@@ -195,7 +196,9 @@ import Testing
         }
         for id in ids { harness.bank.bank.setStatus(id, "Processed") }
         try await until("the second wave is detected and delivered") {
-            try store.pendingCounts().values.reduce(0, +) == 0 && store.eventsAfter(nil, limit: 1000, type: nil, status: "Processed").count == 20
+            let pending = try await store.pendingCounts().values.reduce(0, +)
+            let processed = try await store.eventsAfter(nil, limit: 1000, type: nil, status: "Processed").count
+            return pending == 0 && processed == 20
         }
         #expect(!first.leads)
         await first.kill()
@@ -210,10 +213,10 @@ import Testing
 }
 
 /// Waits up to `timeout` for `condition`; records `what` as the issue when it never holds.
-func until(_ what: @autoclosure () -> String, timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async throws {
+func until(_ what: @autoclosure () -> String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if try condition() { return }
+        if try await condition() { return }
         try await Task.sleep(for: .milliseconds(50))
     }
     Issue.record("timed out waiting: \(what())")
@@ -223,9 +226,9 @@ extension Harness {
     /// The state once the first instance has created it.
     func openStoreWhenReady() async throws -> any Store & Coordination {
         for _ in 0..<200 {
-            if let store = try? openStore() { return store }
+            if let store = try? await openStore() { return store }
             try await Task.sleep(for: .milliseconds(50))
         }
-        return try openStore()
+        return try await openStore()
     }
 }

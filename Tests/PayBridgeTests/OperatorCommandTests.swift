@@ -137,7 +137,7 @@ import Testing
         let dry = try await state.run(["deliveries", "replay", "--endpoint", "flaky", "--state", "dead", "--since", "1h"])
         #expect(dry.status == 0)
         #expect(dry.stdout.contains("would queue 2 dead deliveries of flaky again; add --yes to do it"), "\(dry.stdout)")
-        #expect(try state.harness.bridgeStoreCounts()["flaky"]?[.dead] == 2, "nothing changed")
+        #expect(try await state.harness.bridgeStoreCounts()["flaky"]?[.dead] == 2, "nothing changed")
 
         state.flaky.setResponder { _, _ in .ok }
         let done = try await state.run(["deliveries", "replay", "--endpoint", "flaky", "--state", "dead", "--yes"])
@@ -222,9 +222,9 @@ import Testing
 
 extension Harness {
     /// The state's delivery counts, read as a test reads a database.
-    func bridgeStoreCounts() throws -> [String: [DeliveryState: Int]] {
-        let store = try openStore()
+    func bridgeStoreCounts() async throws -> [String: [DeliveryState: Int]] {
+        let store = try await openStore()
         defer { store.close() }
-        return try store.deliveryCounts()
+        return try await store.deliveryCounts()
     }
 }

@@ -24,7 +24,7 @@ import Testing
         let ids = harness.createPayments(3)
         let rotation = "[\(Fixtures.secret), whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD]"
         let endpoint = Fixtures.endpoint("erp", url: receiver.url).replacingOccurrences(of: "secret: \(Fixtures.secret)", with: "secret: \(rotation)")
-        let bridge = try harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
+        let bridge = try await harness.bridge(Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoint))
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
         _ = await bridge.pollOnce()

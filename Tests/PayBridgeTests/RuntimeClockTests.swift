@@ -13,7 +13,7 @@ import Testing
         let ids = harness.createPayments(1)
         let config = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url))
             .replacingOccurrences(of: "every: 1s", with: "every: 1h")
-        let bridge = try harness.bridge(config, clock: time.clock)
+        let bridge = try await harness.bridge(config, clock: time.clock)
         let group = ServiceGroup(services: bridge.services(), logger: Fixtures.quietLogger)
         let running = Task { try await group.run() }
 

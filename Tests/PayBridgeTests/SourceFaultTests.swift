@@ -16,7 +16,7 @@ import Testing
             bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("ops", url: ops.url),
             routes: "  - when: { type: [source.unavailable, source.recovered] }\n    to: [ops]",
             extraSource: "  unavailableAfter: 300ms")
-        let bridge = try harness.bridge(text)
+        let bridge = try await harness.bridge(text)
         _ = await bridge.pollOnce()
         harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? .json(503, "{}") : nil }
         for _ in 0..<4 {
@@ -36,12 +36,12 @@ import Testing
 
         // A restart during an outage does not announce it again.
         harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? .json(503, "{}") : nil }
-        let first = try harness.bridge(text)
+        let first = try await harness.bridge(text)
         _ = await first.pollOnce()
         try await Task.sleep(for: .milliseconds(350))
         _ = await first.pollOnce()
         first.close()
-        let second = try harness.bridge(text)
+        let second = try await harness.bridge(text)
         _ = await second.pollOnce()
         #expect(ops.requests.map(\.type) == ["source.unavailable", "source.recovered", "source.unavailable"])
         second.close()
@@ -85,7 +85,7 @@ import Testing
         let harness = try await Harness.start()
         let receiver = try await TestReceiver.start()
         let ids = harness.createPayments(25)
-        let bridge = try harness.bridge(
+        let bridge = try await harness.bridge(
             Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: receiver.url)))
         _ = await bridge.pollOnce()
 
@@ -144,21 +144,21 @@ import Testing
         try await Task.sleep(for: .milliseconds(100))
         await scenario.bridge.deliverDue()
         let store = scenario.bridge.store
-        #expect(try store.deliveryCounts()["erp"] == [.delivered: 2, .dead: 1])
+        #expect(try await store.deliveryCounts()["erp"] == [.delivered: 2, .dead: 1])
 
         // Within the retention period nothing goes; after it, delivered events and their logs do.
         #expect(await scenario.bridge.prune(now: Date().addingTimeInterval(29 * 86400)) == PruneReport())
         let report = try #require(await scenario.bridge.prune(now: Date().addingTimeInterval(31 * 86400)))
         #expect(report == PruneReport(deliveries: 2, attempts: 2, events: 2))
-        #expect(try store.deliveryCounts()["erp"] == [.dead: 1])
+        #expect(try await store.deliveryCounts()["erp"] == [.dead: 1])
 
         // The dead letter stays until replayed…
         scenario.receiver.setResponder { _, _ in .ok }
-        let dead = try #require(try store.deliveries(endpoint: "erp", state: .dead, limit: 1).first)
-        #expect(try store.replay(ids: [dead.id], at: Date()) == [dead.id])
+        let dead = try await #require(try store.deliveries(endpoint: "erp", state: .dead, limit: 1).first)
+        #expect(try await store.replay(ids: [dead.id], at: Date()) == [dead.id])
         await scenario.bridge.deliverDue()
         #expect(scenario.receiver.requests.last?.webhookId == dead.eventId)
-        #expect(try store.deliveryCounts()["erp"] == [.delivered: 1])
+        #expect(try await store.deliveryCounts()["erp"] == [.delivered: 1])
 
         // …or purged.
         scenario.bank.setStatus(scenario.ids[2], "Reversed")
@@ -166,8 +166,8 @@ import Testing
         _ = await scenario.bridge.pollOnce()
         try await Task.sleep(for: .milliseconds(100))
         await scenario.bridge.deliverDue()
-        #expect(try store.purgeDead(endpoint: "erp", before: Date().addingTimeInterval(1)) == 1)
-        #expect(try store.deliveryCounts()["erp"] == [.delivered: 1])
+        #expect(try await store.purgeDead(endpoint: "erp", before: Date().addingTimeInterval(1)) == 1)
+        #expect(try await store.deliveryCounts()["erp"] == [.delivered: 1])
         await scenario.stop()
     }
 
@@ -181,14 +181,14 @@ import Testing
         let listed = try await Binary.run(["deliveries", "list", "--config", path, "--state", "dead"])
         #expect(listed.stdout.contains("erp: pending=0 delivered=0 dead=2"))
         #expect(listed.stdout.contains("payment.status_changed"))
-        let dead = try scenario.bridge.store.deliveries(endpoint: "erp", state: .dead, limit: 10)
+        let dead = try await scenario.bridge.store.deliveries(endpoint: "erp", state: .dead, limit: 10)
         let replayed = try await Binary.run(["deliveries", "replay", "--config", path, "--id", "\(dead[0].id)"])
         #expect(replayed.stdout.contains("1 delivery queued again"), "\(replayed.stdout)\(replayed.stderr)")
         let dryRun = try await Binary.run(["deliveries", "purge", "--config", path, "--endpoint", "erp"])
         #expect(dryRun.stdout.contains("would delete 1 dead delivery of erp; add --yes to do it"), "\(dryRun.stdout)")
         let purged = try await Binary.run(["deliveries", "purge", "--config", path, "--endpoint", "erp", "--yes"])
         #expect(purged.stdout.contains("erp: 1 dead delivery deleted"))
-        #expect(try scenario.bridge.store.deliveryCounts()["erp"] == [.pending: 1])
+        #expect(try await scenario.bridge.store.deliveryCounts()["erp"] == [.pending: 1])
         await scenario.stop()
     }
 }
@@ -240,16 +240,16 @@ import Testing
         return (scenario, calls)
     }
 
-    func withTimeout(_ scenario: Scenario) throws -> Bridge {
+    func withTimeout(_ scenario: Scenario) async throws -> Bridge {
         let text = Fixtures.config(
             bankURL: scenario.harness.bank.url, state: scenario.harness.directory.file("state-timeouts"),
             endpoints: Fixtures.endpoint("erp", url: scenario.receiver.url), extraSource: "  timeout: 300ms")
-        return try scenario.harness.bridge(text)
+        return try await scenario.harness.bridge(text)
     }
 
     @Test func aSlowPageIsRetriedWithAFreshRequestId() async throws {
         let (scenario, _) = try await scenario(slowAttempts: 1)
-        let bridge = try withTimeout(scenario)
+        let bridge = try await withTimeout(scenario)
         let result = await bridge.pollOnce()
         #expect(result.failures.isEmpty, "\(result.failures)")
         #expect(result.reports.first?.recorded == 3)
@@ -262,7 +262,7 @@ import Testing
 
     @Test func pagesThatAlwaysTimeOutFailThePollWithoutEvents() async throws {
         let (scenario, _) = try await scenario(slowAttempts: 1000)
-        let bridge = try withTimeout(scenario)
+        let bridge = try await withTimeout(scenario)
         let result = await bridge.pollOnce()
         let message = result.failures.first.map { "\($0)" } ?? ""
         #expect(message.contains("timed out") && message.contains("request id ") && message.contains("after 2 attempts"), "\(message)")

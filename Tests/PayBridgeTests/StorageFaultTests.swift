@@ -37,7 +37,7 @@ import Testing
         let harness = try await Harness.start()
         let receiver = try await TestReceiver.start()
         let ids = harness.createPayments(4)
-        let bridge = try harness.bridge(config(harness, receiver: receiver, state: harness.statePath))
+        let bridge = try await harness.bridge(config(harness, receiver: receiver, state: harness.statePath))
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
 
@@ -65,7 +65,7 @@ import Testing
         slow.delay = .milliseconds(300)
         let receiver = try await TestReceiver.start { [slow] _, _ in slow }
         let ids = harness.createPayments(2)
-        let bridge = try harness.bridge(config(harness, receiver: receiver, state: harness.statePath))
+        let bridge = try await harness.bridge(config(harness, receiver: receiver, state: harness.statePath))
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Processed") }
         _ = await bridge.pollWatches()
@@ -75,11 +75,11 @@ import Testing
         try await Task.sleep(for: .milliseconds(1500))
         #expect(!bridge.storage.isAvailable)
         #expect(receiver.requests.count == 2)  // held, not sent again
-        #expect(try bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 2)
+        #expect(try await bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 2)
         lock.unlock()
         try await Task.sleep(for: .milliseconds(1500))
         #expect(bridge.storage.isAvailable)
-        #expect(try bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 10).count == 2)
+        #expect(try await bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 10).count == 2)
         #expect(receiver.requests.count == 2)
         bridge.dispatcher.stop(grace: .zero)
         await running.value
@@ -98,7 +98,7 @@ import Testing
         defer { Self.run("/bin/umount", ["-l", mountPoint]) }
         // More changes than the WAL (reused after each checkpoint) can hold without growing.
         let ids = harness.createPayments(400)
-        let bridge = try harness.bridge(config(harness, receiver: receiver, state: mountPoint + "/state"))
+        let bridge = try await harness.bridge(config(harness, receiver: receiver, state: mountPoint + "/state"))
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
 

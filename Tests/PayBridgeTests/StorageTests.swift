@@ -13,9 +13,9 @@ import Testing
         ("deliveredBefore", RetentionSQL.deliveredBefore),
         ("deleteOrphanEvents", RetentionSQL.deleteOrphanEvents),
     ])
-    func queriesUseIndexes(name: String, sql: String) throws {
+    func queriesUseIndexes(name: String, sql: String) async throws {
         let directory = try TemporaryDirectory()
-        let store = try SQLiteStore(directory: directory.path)
+        let store = try await SQLiteStore.open(directory: directory.path)
         let queue = try DatabaseQueue(path: store.path)
         let placeholders = sql.filter { $0 == "?" }.count
         let plan = try queue.inDatabase { db in

@@ -10,7 +10,7 @@ import Testing
 @Suite struct StorageThreadsTests {
     @Test func writersWaitingForTheDatabaseLeaveTheCooperativePoolFree() async throws {
         let directory = try TemporaryDirectory()
-        let store = try SQLiteStore(directory: directory.path, busyTimeout: .seconds(20))
+        let store = try await SQLiteStore.open(directory: directory.path, busyTimeout: .seconds(20))
         // Another connection (an operator's sqlite3, another process) holds the write lock.
         let holder = try WriteLock(path: store.path)
 
@@ -26,7 +26,7 @@ import Testing
                         started.add()
                         defer { returned.add() }
                         do {
-                            try await store.detecting { try $0.recordWatchPoll(name: "watch-\(index)", at: Date(), baselined: true) }
+                            try await store.detect { try await $0.recordWatchPoll(name: "watch-\(index)", at: Date(), baselined: true) }
                             return true
                         } catch {
                             return false
@@ -58,10 +58,10 @@ import Testing
     /// runs, so a poll's commit never turns into a CancellationError reported as a fault.
     @Test func aCancelledTasksStoreCallsStillRun() async throws {
         let directory = try TemporaryDirectory()
-        let store = try SQLiteStore(directory: directory.path)
+        let store = try await SQLiteStore.open(directory: directory.path)
         let task = Task {
             while !Task.isCancelled { await Task.yield() }
-            try await store.detecting { try $0.recordWatchPoll(name: "stopping", at: Date(), baselined: true) }
+            try await store.detect { try await $0.recordWatchPoll(name: "stopping", at: Date(), baselined: true) }
             return try await store.watchRecord(name: "stopping")
         }
         task.cancel()

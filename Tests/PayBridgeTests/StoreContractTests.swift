@@ -12,20 +12,20 @@ import Testing
         let state: String
         let store: any Store & Coordination
 
-        init(_ backend: Backend, lease: Duration = .seconds(10)) throws {
+        init(_ backend: Backend, lease: Duration = .seconds(10)) async throws {
             directory = try TemporaryDirectory()
             state = try backend.freshState(in: directory)
-            store = try StateStore.open(Backend.configuration(state, lease: lease), logger: Fixtures.quietLogger)
+            store = try await StateStore.open(Backend.configuration(state, lease: lease), logger: Fixtures.quietLogger)
         }
 
         /// Another process's view of the same state (an operator's command, a second instance).
-        func second(lease: Duration = .seconds(10)) throws -> any Store & Coordination {
-            try StateStore.open(Backend.configuration(state, lease: lease), logger: Fixtures.quietLogger)
+        func second(lease: Duration = .seconds(10)) async throws -> any Store & Coordination {
+            try await StateStore.open(Backend.configuration(state, lease: lease), logger: Fixtures.quietLogger)
         }
 
         /// Detection writes need the poller lease on a shared state.
-        func lead() throws {
-            #expect(try store.holdPollerLease())
+        func lead() async throws {
+            #expect(try await store.holdPollerLease())
         }
     }
 
@@ -43,10 +43,10 @@ import Testing
     }
 
     /// Records a change as the poller does: the payment's state and its event together.
-    static func detect(_ store: any Store, _ payment: String, _ sequence: Int, _ status: String, at date: Date = start) throws {
-        try store.detect { transaction in
-            try transaction.savePaymentState(paymentId: payment, state: PaymentState(status: status, sequence: sequence), watch: "recent", at: date)
-            try transaction.append(entry(event(payment, sequence, status, at: date)), dueAt: date)
+    static func detect(_ store: any Store, _ payment: String, _ sequence: Int, _ status: String, at date: Date = start) async throws {
+        try await store.detect { transaction in
+            try await transaction.savePaymentState(paymentId: payment, state: PaymentState(status: status, sequence: sequence), watch: "recent", at: date)
+            try await transaction.append(entry(event(payment, sequence, status, at: date)), dueAt: date)
         }
     }
 
@@ -60,23 +60,23 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)), arguments: Backend.available)
     func theStoreSignalsQueuedWorkAndOtherProcessesChanges(backend: Backend) async throws {
-        let fixture = try Fixture(backend)
-        try fixture.lead()
+        let fixture = try await Fixture(backend)
+        try await fixture.lead()
         var changes = fixture.store.changes().makeAsyncIterator()
         // The first reading of the change mark counts as a change (nothing is missed at start).
         #expect(await changes.next() == .changed)
 
         // This process's commit that queues a delivery: said as it commits.
-        try Self.detect(fixture.store, "p-1", 1, "PendingProcessing")
+        try await Self.detect(fixture.store, "p-1", 1, "PendingProcessing")
         #expect(await changes.next() == .queued)
         // A commit that queues nothing (results, records) is not news.
-        try fixture.store.write { try $0.saveEndpointStats(name: "erp", EndpointStats(failures: 1)) }
+        try await fixture.store.write { try await $0.saveEndpointStats(name: "erp", EndpointStats(failures: 1)) }
 
         // Another process's correction (an operator disables the endpoint): heard within a
         // poll of the change mark.
-        let operatorView = try fixture.second()
+        let operatorView = try await fixture.second()
         defer { operatorView.close() }
-        try operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "maintenance", at: Self.start)
+        try await operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "maintenance", at: Self.start)
         var heard: [StateChange] = []
         while !heard.contains(.changed), let next = await changes.next() { heard.append(next) }
         #expect(heard.last == .changed)
@@ -84,200 +84,200 @@ import Testing
     }
 
     @Test(arguments: Backend.available)
-    func anOutboxWriteCommitsWholeOrNothing(backend: Backend) throws {
-        let fixture = try Fixture(backend)
+    func anOutboxWriteCommitsWholeOrNothing(backend: Backend) async throws {
+        let fixture = try await Fixture(backend)
         defer { fixture.store.close() }
-        try fixture.lead()
+        try await fixture.lead()
         let store = fixture.store
-        #expect(throws: Refused.self) {
-            try store.detect { transaction in
-                try transaction.savePaymentState(paymentId: "p1", state: PaymentState(status: "Processed", sequence: 1), watch: "recent", at: Self.start)
-                try transaction.append(Self.entry(Self.event("p1", 1, "Processed")), dueAt: Self.start)
+        await #expect(throws: Refused.self) {
+            try await store.detect { transaction in
+                try await transaction.savePaymentState(paymentId: "p1", state: PaymentState(status: "Processed", sequence: 1), watch: "recent", at: Self.start)
+                try await transaction.append(Self.entry(Self.event("p1", 1, "Processed")), dueAt: Self.start)
                 throw Refused()
             }
         }
-        #expect(try store.paymentStates(for: ["p1"]).isEmpty)
-        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).isEmpty)
-        #expect(try store.eventsAfter(nil, limit: 10, type: nil, status: nil).isEmpty)
+        #expect(try await store.paymentStates(for: ["p1"]).isEmpty)
+        #expect(try await store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).isEmpty)
+        #expect(try await store.eventsAfter(nil, limit: 10, type: nil, status: nil).isEmpty)
 
-        try Self.detect(store, "p1", 1, "Processed")
-        #expect(try store.paymentStates(for: ["p1", "p2"]) == ["p1": PaymentState(status: "Processed", sequence: 1)])
-        let due = try store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: [])
+        try await Self.detect(store, "p1", 1, "Processed")
+        #expect(try await store.paymentStates(for: ["p1", "p2"]) == ["p1": PaymentState(status: "Processed", sequence: 1)])
+        let due = try await store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: [])
         #expect(due.map(\.eventId) == [Self.event("p1", 1, "Processed").id])
         #expect(due.first.map { String(decoding: $0.body, as: UTF8.self) } == String(decoding: Self.event("p1", 1, "Processed").body, as: UTF8.self))
     }
 
     @Test(arguments: Backend.available)
-    func theSameChangeIsStoredOnceUnderOneId(backend: Backend) throws {
-        let fixture = try Fixture(backend)
+    func theSameChangeIsStoredOnceUnderOneId(backend: Backend) async throws {
+        let fixture = try await Fixture(backend)
         defer { fixture.store.close() }
-        try fixture.lead()
+        try await fixture.lead()
         // A poll re-run after a crash records the same change again.
-        try Self.detect(fixture.store, "p1", 1, "Processed")
-        try Self.detect(fixture.store, "p1", 1, "Processed")
-        #expect(try fixture.store.eventsAfter(nil, limit: 10, type: nil, status: nil).count == 1)
-        #expect(try fixture.store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).count == 1)
+        try await Self.detect(fixture.store, "p1", 1, "Processed")
+        try await Self.detect(fixture.store, "p1", 1, "Processed")
+        #expect(try await fixture.store.eventsAfter(nil, limit: 10, type: nil, status: nil).count == 1)
+        #expect(try await fixture.store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).count == 1)
     }
 
     @Test(arguments: Backend.available)
-    func eachPaymentsEventsAreDueInOrder(backend: Backend) throws {
-        let fixture = try Fixture(backend)
+    func eachPaymentsEventsAreDueInOrder(backend: Backend) async throws {
+        let fixture = try await Fixture(backend)
         defer { fixture.store.close() }
-        try fixture.lead()
+        try await fixture.lead()
         let store = fixture.store
-        try Self.detect(store, "p1", 1, "PendingProcessing")
-        try Self.detect(store, "p1", 2, "Processed", at: Self.start.addingTimeInterval(1))
-        try Self.detect(store, "p2", 1, "Rejected", at: Self.start.addingTimeInterval(2))
+        try await Self.detect(store, "p1", 1, "PendingProcessing")
+        try await Self.detect(store, "p1", 2, "Processed", at: Self.start.addingTimeInterval(1))
+        try await Self.detect(store, "p2", 1, "Rejected", at: Self.start.addingTimeInterval(2))
         let later = Self.start.addingTimeInterval(10)
-        let due = try store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [])
+        let due = try await store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [])
         #expect(due.map(\.subject) == ["p1", "p2"], "p1's second event waits for its first")
-        #expect(try store.dueDeliveries(endpoint: "other", dueBy: later, limit: 10, excluding: []).isEmpty)
-        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(-1), limit: 10, excluding: []).isEmpty)
+        #expect(try await store.dueDeliveries(endpoint: "other", dueBy: later, limit: 10, excluding: []).isEmpty)
+        #expect(try await store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(-1), limit: 10, excluding: []).isEmpty)
         guard let first = due.first else { return }
-        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [first.id]).map(\.subject) == ["p2"])
-        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 1, excluding: []).count == 1)
+        #expect(try await store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [first.id]).map(\.subject) == ["p2"])
+        #expect(try await store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 1, excluding: []).count == 1)
 
-        try store.write { try $0.recordAttempts([Self.attempt(first, .delivered)], at: later) }
-        let next = try store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [])
+        try await store.write { try await $0.recordAttempts([Self.attempt(first, .delivered)], at: later) }
+        let next = try await store.dueDeliveries(endpoint: "erp", dueBy: later, limit: 10, excluding: [])
         #expect(next.map { "\($0.subject)#\($0.sequence)" } == ["p1#2", "p2#1"])
     }
 
     @Test(arguments: Backend.available)
-    func attemptsMoveADeliveryToRetryThenDead(backend: Backend) throws {
-        let fixture = try Fixture(backend)
+    func attemptsMoveADeliveryToRetryThenDead(backend: Backend) async throws {
+        let fixture = try await Fixture(backend)
         defer { fixture.store.close() }
-        try fixture.lead()
+        try await fixture.lead()
         let store = fixture.store
-        try Self.detect(store, "p1", 1, "Rejected")
-        guard let delivery = try store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).first else {
+        try await Self.detect(store, "p1", 1, "Rejected")
+        guard let delivery = try await store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).first else {
             Issue.record("nothing due")
             return
         }
         let retryAt = Self.start.addingTimeInterval(30)
-        try store.write { try $0.recordAttempts([Self.attempt(delivery, .retry(at: retryAt))], at: Self.start) }
-        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(29), limit: 10, excluding: []).isEmpty)
-        #expect(try store.nextDueDate(after: Self.start, endpoints: ["erp"]) == retryAt)
-        let retry = try store.dueDeliveries(endpoint: "erp", dueBy: retryAt, limit: 10, excluding: [])
+        try await store.write { try await $0.recordAttempts([Self.attempt(delivery, .retry(at: retryAt))], at: Self.start) }
+        #expect(try await store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(29), limit: 10, excluding: []).isEmpty)
+        #expect(try await store.nextDueDate(after: Self.start, endpoints: ["erp"]) == retryAt)
+        let retry = try await store.dueDeliveries(endpoint: "erp", dueBy: retryAt, limit: 10, excluding: [])
         #expect(retry.map(\.attempts) == [1])
         #expect(retry.map(\.eventId) == [delivery.eventId], "the retry carries the same event id")
 
         guard let second = retry.first else { return }
-        try store.write { try $0.recordAttempts([Self.attempt(second, .dead, status: 400, at: retryAt)], at: retryAt) }
-        #expect(try store.dueDeliveries(endpoint: "erp", dueBy: retryAt.addingTimeInterval(3600), limit: 10, excluding: []).isEmpty)
-        let record = try store.delivery(id: delivery.id)
+        try await store.write { try await $0.recordAttempts([Self.attempt(second, .dead, status: 400, at: retryAt)], at: retryAt) }
+        #expect(try await store.dueDeliveries(endpoint: "erp", dueBy: retryAt.addingTimeInterval(3600), limit: 10, excluding: []).isEmpty)
+        let record = try await store.delivery(id: delivery.id)
         #expect(record?.state == .dead)
         #expect(record?.attempts == 2)
         #expect(record?.lastStatus == 400)
-        #expect(try store.attempts(deliveryId: delivery.id).map(\.httpStatus) == [500, 400])
-        #expect(try store.deliveryCounts()["erp"]?[.dead] == 1)
+        #expect(try await store.attempts(deliveryId: delivery.id).map(\.httpStatus) == [500, 400])
+        #expect(try await store.deliveryCounts()["erp"]?[.dead] == 1)
     }
 
     @Test(arguments: Backend.available)
     func aReplayQueuesAgainAndOtherProcessesSeeTheChange(backend: Backend) async throws {
-        let fixture = try Fixture(backend)
+        let fixture = try await Fixture(backend)
         defer { fixture.store.close() }
-        try fixture.lead()
+        try await fixture.lead()
         let store = fixture.store
-        try Self.detect(store, "p1", 1, "Rejected")
-        guard let delivery = try store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).first else { return }
-        try store.write { try $0.recordAttempts([Self.attempt(delivery, .dead)], at: Self.start) }
+        try await Self.detect(store, "p1", 1, "Rejected")
+        guard let delivery = try await store.dueDeliveries(endpoint: "erp", dueBy: Self.start, limit: 10, excluding: []).first else { return }
+        try await store.write { try await $0.recordAttempts([Self.attempt(delivery, .dead)], at: Self.start) }
 
-        let before = try store.changeMark()
+        let before = try await store.changeMark()
         // An operator's command, another process on the same state.
-        let operatorView = try fixture.second()
+        let operatorView = try await fixture.second()
         defer { operatorView.close() }
         let now = Self.start.addingTimeInterval(60)
-        #expect(try operatorView.replay(ids: [delivery.id], at: now) == [delivery.id])
-        try operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "maintenance", at: now)
+        #expect(try await operatorView.replay(ids: [delivery.id], at: now) == [delivery.id])
+        try await operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "maintenance", at: now)
 
         var seen = false
         for _ in 0..<40 where !seen {
-            seen = try store.changeMark() != before
+            seen = try await store.changeMark() != before
             if !seen { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(seen, "the change mark moves within 2 s of another process's commit")
-        let replayed = try store.dueDeliveries(endpoint: "erp", dueBy: now, limit: 10, excluding: [])
+        let replayed = try await store.dueDeliveries(endpoint: "erp", dueBy: now, limit: 10, excluding: [])
         #expect(replayed.map(\.id) == [delivery.id])
         #expect(replayed.first?.scheduleBase == 1, "the retry schedule starts again after a replay")
-        #expect(try store.endpointRecords()["erp"]?.disabledReason == "maintenance")
-        try operatorView.setEndpointDisabled(name: "erp", disabled: false, reason: nil, at: now)
-        #expect(try store.endpointRecords()["erp"]?.disabledAt == nil)
+        #expect(try await store.endpointRecords()["erp"]?.disabledReason == "maintenance")
+        try await operatorView.setEndpointDisabled(name: "erp", disabled: false, reason: nil, at: now)
+        #expect(try await store.endpointRecords()["erp"]?.disabledAt == nil)
     }
 
     @Test(arguments: Backend.available)
-    func recordsRoundTrip(backend: Backend) throws {
-        let fixture = try Fixture(backend)
+    func recordsRoundTrip(backend: Backend) async throws {
+        let fixture = try await Fixture(backend)
         defer { fixture.store.close() }
-        try fixture.lead()
+        try await fixture.lead()
         let store = fixture.store
         let at = Self.start
-        try store.detect { transaction in
-            try transaction.recordWatchPoll(name: "recent", at: at, baselined: true)
-            try transaction.replaceWatchMembers(name: "recent", paymentIds: ["a", "b"])
-            try transaction.saveEndpointRecord(name: "erp", EndpointRecord(failingSince: at))
-            try transaction.saveEndpointStats(name: "erp", EndpointStats(lastFailureAt: at, failures: 3, circuit: .open))
-            try transaction.saveSourceRecord(SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
+        try await store.detect { transaction in
+            try await transaction.recordWatchPoll(name: "recent", at: at, baselined: true)
+            try await transaction.replaceWatchMembers(name: "recent", paymentIds: ["a", "b"])
+            try await transaction.saveEndpointRecord(name: "erp", EndpointRecord(failingSince: at))
+            try await transaction.saveEndpointStats(name: "erp", EndpointStats(lastFailureAt: at, failures: 3, circuit: .open))
+            try await transaction.saveSourceRecord(SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
         }
-        #expect(try store.watchRecord(name: "recent") == WatchRecord(baselinedAt: at, lastSuccessAt: at))
-        #expect(try store.watchRecord(name: "other") == nil)
-        #expect(try store.watchMembers(name: "recent") == ["a", "b"])
-        let record = try store.endpointRecords()["erp"]
+        #expect(try await store.watchRecord(name: "recent") == WatchRecord(baselinedAt: at, lastSuccessAt: at))
+        #expect(try await store.watchRecord(name: "other") == nil)
+        #expect(try await store.watchMembers(name: "recent") == ["a", "b"])
+        let record = try await store.endpointRecords()["erp"]
         #expect(record?.failingSince == at)
         #expect(record?.stats.failures == 3)
         #expect(record?.stats.circuit == .open)
-        #expect(try store.sourceRecord() == SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
-        try store.detect { try $0.replaceWatchMembers(name: "recent", paymentIds: ["c"]) }
-        #expect(try store.watchMembers(name: "recent") == ["c"])
+        #expect(try await store.sourceRecord() == SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
+        try await store.detect { try await $0.replaceWatchMembers(name: "recent", paymentIds: ["c"]) }
+        #expect(try await store.watchMembers(name: "recent") == ["c"])
     }
 
     @Test(arguments: Backend.available)
-    func retentionKeepsDeadLettersAndPendingDeliveries(backend: Backend) throws {
-        let fixture = try Fixture(backend)
+    func retentionKeepsDeadLettersAndPendingDeliveries(backend: Backend) async throws {
+        let fixture = try await Fixture(backend)
         defer { fixture.store.close() }
-        try fixture.lead()
+        try await fixture.lead()
         let store = fixture.store
         for (index, payment) in ["delivered", "dead", "pending"].enumerated() {
-            try Self.detect(store, payment, 1, "Processed", at: Self.start.addingTimeInterval(Double(index)))
+            try await Self.detect(store, payment, 1, "Processed", at: Self.start.addingTimeInterval(Double(index)))
         }
-        let due = try store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(10), limit: 10, excluding: [])
+        let due = try await store.dueDeliveries(endpoint: "erp", dueBy: Self.start.addingTimeInterval(10), limit: 10, excluding: [])
         let bySubject = Dictionary(uniqueKeysWithValues: due.map { ($0.subject, $0) })
         guard let delivered = bySubject["delivered"], let dead = bySubject["dead"] else { return }
-        try store.write { try $0.recordAttempts([Self.attempt(delivered, .delivered), Self.attempt(dead, .dead)], at: Self.start) }
+        try await store.write { try await $0.recordAttempts([Self.attempt(delivered, .delivered), Self.attempt(dead, .dead)], at: Self.start) }
 
-        let report = try store.prune(before: Self.start.addingTimeInterval(3600))
+        let report = try await store.prune(before: Self.start.addingTimeInterval(3600))
         #expect(report.deliveries == 1)
         #expect(report.events == 1)
-        let counts = try store.deliveryCounts()["erp"]
+        let counts = try await store.deliveryCounts()["erp"]
         #expect(counts?[.dead] == 1)
         #expect(counts?[.pending] == 1)
         #expect(counts?[.delivered] ?? 0 == 0)
-        #expect(try store.purgeDead(endpoint: "erp", before: Self.start.addingTimeInterval(3600)) == 1)
-        #expect(try store.deliveryCounts()["erp"]?[.dead] ?? 0 == 0)
+        #expect(try await store.purgeDead(endpoint: "erp", before: Self.start.addingTimeInterval(3600)) == 1)
+        #expect(try await store.deliveryCounts()["erp"]?[.dead] ?? 0 == 0)
     }
 
     @Test(arguments: Backend.available)
-    func groupMembersWaitForTheirMessage(backend: Backend) throws {
-        let fixture = try Fixture(backend)
+    func groupMembersWaitForTheirMessage(backend: Backend) async throws {
+        let fixture = try await Fixture(backend)
         defer { fixture.store.close() }
-        try fixture.lead()
+        try await fixture.lead()
         let store = fixture.store
         let membership = GroupMembership(
             endpoint: "alerts", key: #"["Rejected"]"#, values: .object([(key: "status", value: .string("Rejected"))]), wait: .seconds(30), interval: .seconds(300))
         for payment in ["p1", "p2"] {
-            try store.write { transaction in
-                try transaction.append(OutboxEntry(event: Self.event(payment, 1, "Rejected"), memberships: [membership]), dueAt: Self.start)
+            try await store.write { transaction in
+                try await transaction.append(OutboxEntry(event: Self.event(payment, 1, "Rejected"), memberships: [membership]), dueAt: Self.start)
             }
         }
-        #expect(try store.nextGroupFlush(endpoint: "alerts") == Self.start.addingTimeInterval(30))
-        #expect(try store.dueGroups(endpoint: "alerts", dueBy: Self.start.addingTimeInterval(29)).isEmpty)
+        #expect(try await store.nextGroupFlush(endpoint: "alerts") == Self.start.addingTimeInterval(30))
+        #expect(try await store.dueGroups(endpoint: "alerts", dueBy: Self.start.addingTimeInterval(29)).isEmpty)
         let flushAt = Self.start.addingTimeInterval(30)
-        let groups = try store.dueGroups(endpoint: "alerts", dueBy: flushAt)
+        let groups = try await store.dueGroups(endpoint: "alerts", dueBy: flushAt)
         #expect(groups.map(\.members.count) == [2])
         guard let group = groups.first else { return }
         let message = Event.operational(type: .paymentGroup, subject: "grp", sequence: 1, createdAt: flushAt, data: [:])
-        try store.write { try $0.appendGroupMessage(Self.entry(message, to: ["alerts"]), for: group, interval: .seconds(300), at: flushAt) }
-        #expect(try store.nextGroupFlush(endpoint: "alerts") == nil, "no member waits")
-        #expect(try store.dueDeliveries(endpoint: "alerts", dueBy: flushAt, limit: 10, excluding: []).map(\.eventId) == [message.id])
+        try await store.write { try await $0.appendGroupMessage(Self.entry(message, to: ["alerts"]), for: group, interval: .seconds(300), at: flushAt) }
+        #expect(try await store.nextGroupFlush(endpoint: "alerts") == nil, "no member waits")
+        #expect(try await store.dueDeliveries(endpoint: "alerts", dueBy: flushAt, limit: 10, excluding: []).map(\.eventId) == [message.id])
     }
 }
 
@@ -296,8 +296,8 @@ import Testing
     func oneInstanceLeadsAndAPausedOneCannotCommitAfterLosingTheLease(backend: Backend) async throws {
         // Long enough that the second instance asks within it even on a loaded machine (the
         // whole suite runs in parallel), short enough to wait for it to expire.
-        let fixture = try Contract.Fixture(backend, lease: .seconds(3))
-        let other = try fixture.second(lease: .seconds(3))
+        let fixture = try await Contract.Fixture(backend, lease: .seconds(3))
+        let other = try await fixture.second(lease: .seconds(3))
         defer {
             fixture.store.close()
             other.close()
@@ -305,45 +305,45 @@ import Testing
         _ = try await other.paymentStates(for: [])  // its connection is open before the lease is taken
         #expect(try await fixture.store.holdPollerLease())
         #expect(try await !other.holdPollerLease(), "the lease is held")
-        try Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
+        try await Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
 
         // The leader pauses (no renewal) while its session stays connected: the lease
         // expires and the other instance takes it.
         try await Task.sleep(for: .milliseconds(3300))
         #expect(try await other.holdPollerLease())
-        #expect(throws: StorageError.leaseLost) {
-            try Contract.detect(fixture.store, "p1", 2, "Processed")
+        await #expect(throws: StorageError.leaseLost) {
+            try await Contract.detect(fixture.store, "p1", 2, "Processed")
         }
         #expect(try await other.paymentStates(for: ["p1"])["p1"]?.sequence == 1, "the old leader committed nothing")
         #expect(try await !fixture.store.holdPollerLease(), "the old leader learns it lost the lease")
-        try Contract.detect(other, "p1", 2, "Processed")
+        try await Contract.detect(other, "p1", 2, "Processed")
         #expect(try await other.paymentStates(for: ["p1"])["p1"]?.sequence == 2)
     }
 
     /// The database's check, not only the instance's own account of its lease: a token that
     /// moved on in the lease row fences the old holder even while its local lease still runs.
     @Test(arguments: Backend.shared)
-    func aTokenMovedOnInTheDatabaseFencesWhileTheLocalLeaseStillRuns(backend: Backend) throws {
-        let fixture = try Contract.Fixture(backend, lease: .seconds(60))
-        let other = try fixture.second(lease: .seconds(60))
+    func aTokenMovedOnInTheDatabaseFencesWhileTheLocalLeaseStillRuns(backend: Backend) async throws {
+        let fixture = try await Contract.Fixture(backend, lease: .seconds(60))
+        let other = try await fixture.second(lease: .seconds(60))
         defer {
             fixture.store.close()
             other.close()
         }
-        #expect(try fixture.store.holdPollerLease())
-        try Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
+        #expect(try await fixture.store.holdPollerLease())
+        try await Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
         let session = try #require(other as? PostgresStore)
-        _ = try session.writing(announce: false) { try $0.execute("UPDATE lease SET token = token + 1 WHERE name = 'poller'", []) }
-        #expect(throws: StorageError.leaseLost) {
-            try Contract.detect(fixture.store, "p1", 2, "Processed")
+        _ = try await session.writing(announce: false) { try await $0.execute("UPDATE lease SET token = token + 1 WHERE name = 'poller'", []) }
+        await #expect(throws: StorageError.leaseLost) {
+            try await Contract.detect(fixture.store, "p1", 2, "Processed")
         }
-        #expect(try other.paymentStates(for: ["p1"])["p1"]?.sequence == 1, "nothing of the fenced transaction was committed")
+        #expect(try await other.paymentStates(for: ["p1"])["p1"]?.sequence == 1, "nothing of the fenced transaction was committed")
     }
 
     @Test(arguments: Backend.shared)
     func aDeadInstancesLeasesAreFreeAtOnce(backend: Backend) async throws {
-        let fixture = try Contract.Fixture(backend)
-        let survivor = try fixture.second()
+        let fixture = try await Contract.Fixture(backend)
+        let survivor = try await fixture.second()
         defer { survivor.close() }
         #expect(try await fixture.store.holdPollerLease())
         #expect(try await fixture.store.holdEndpointLeases(["erp"], takeAllFree: true) == ["erp"])
@@ -361,17 +361,17 @@ import Testing
 
     @Test(arguments: Backend.shared)
     func aClaimIsOneInstancesUntilItsOwnerGoes(backend: Backend) async throws {
-        let fixture = try Contract.Fixture(backend)
-        let other = try fixture.second()
+        let fixture = try await Contract.Fixture(backend)
+        let other = try await fixture.second()
         defer { other.close() }
-        try fixture.lead()
-        try Contract.detect(fixture.store, "p1", 1, "Rejected")
-        try Contract.detect(fixture.store, "p2", 1, "Rejected")
+        try await fixture.lead()
+        try await Contract.detect(fixture.store, "p1", 1, "Rejected")
+        try await Contract.detect(fixture.store, "p2", 1, "Rejected")
         #expect(try await fixture.store.holdEndpointLeases(["erp"], takeAllFree: true) == ["erp"])
         #expect(try await other.holdEndpointLeases(["erp"], takeAllFree: true).isEmpty, "one owner per endpoint")
-        let claimed = try fixture.store.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: [])
+        let claimed = try await fixture.store.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: [])
         #expect(claimed.count == 2)
-        #expect(try other.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: []).isEmpty, "claimed deliveries are skipped")
+        #expect(try await other.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: []).isEmpty, "claimed deliveries are skipped")
 
         fixture.store.close()
         var owned: Set<String> = []
@@ -380,25 +380,25 @@ import Testing
             if owned.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(owned == ["erp"])
-        let taken = try other.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: [])
+        let taken = try await other.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: [])
         #expect(Set(taken.map(\.id)) == Set(claimed.map(\.id)), "the dead owner's claims return to the queue")
     }
 
     @Test(arguments: Backend.shared)
-    func endpointsAreSharedOutAmongInstances(backend: Backend) throws {
-        let fixture = try Contract.Fixture(backend)
-        let other = try fixture.second()
+    func endpointsAreSharedOutAmongInstances(backend: Backend) async throws {
+        let fixture = try await Contract.Fixture(backend)
+        let other = try await fixture.second()
         defer {
             fixture.store.close()
             other.close()
         }
         let endpoints = ["a", "b", "c", "d"]
-        var first = try fixture.store.holdEndpointLeases(endpoints, takeAllFree: false)
+        var first = try await fixture.store.holdEndpointLeases(endpoints, takeAllFree: false)
         #expect(first.count == 4, "alone, an instance delivers every endpoint")
         var second: Set<String> = []
         for _ in 0..<6 {
-            second = try other.holdEndpointLeases(endpoints, takeAllFree: false)
-            first = try fixture.store.holdEndpointLeases(endpoints, takeAllFree: false)
+            second = try await other.holdEndpointLeases(endpoints, takeAllFree: false)
+            first = try await fixture.store.holdEndpointLeases(endpoints, takeAllFree: false)
         }
         #expect(first.count == 2)
         #expect(second.count == 2)
@@ -412,28 +412,28 @@ import Testing
     static let caFile: String? = ProcessInfo.processInfo.environment["PAYBRIDGE_TEST_POSTGRES_CA"].flatMap { $0.isEmpty ? nil : $0 }
     static let available = Backend.serverURL != nil && caFile != nil
 
-    func open(host: String, tls: StateConfiguration.TLSMode, caFile: String?) throws -> any Store & Coordination {
+    func open(host: String, tls: StateConfiguration.TLSMode, caFile: String?) async throws -> any Store & Coordination {
         let state = try Backend.postgres.freshState(in: TemporaryDirectory())
         var components = try #require(URLComponents(string: state))
         components.host = host
         let url = try #require(components.string)
-        return try StateStore.open(
+        return try await StateStore.open(
             StateConfiguration(path: "", kind: .postgres, url: Secret(url), tls: tls, caFile: caFile), logger: Fixtures.quietLogger, create: true)
     }
 
     @Test(.enabled(if: available, "needs the test cluster's CA (scripts/test starts one)"))
-    func verifyFullConnectsWithTheServersCAAndRefusesAnyOther() throws {
+    func verifyFullConnectsWithTheServersCAAndRefusesAnyOther() async throws {
         let ca = try #require(Self.caFile)
         for host in ["127.0.0.1", "localhost"] {
-            let store = try open(host: host, tls: .verifyFull, caFile: ca)
-            #expect(try store.watchRecord(name: "recent") == nil)
+            let store = try await open(host: host, tls: .verifyFull, caFile: ca)
+            #expect(try await store.watchRecord(name: "recent") == nil)
             store.close()
         }
         // A CA that did not sign the server's certificate, and the system's roots: refused.
         let other = (ca as NSString).deletingLastPathComponent + "/other-ca.pem"
         for trust in [other, nil] {
-            #expect {
-                try open(host: "localhost", tls: .verifyFull, caFile: trust).close()
+            await #expect {
+                try await open(host: "localhost", tls: .verifyFull, caFile: trust).close()
             } throws: { error in
                 "\(error)".contains("cannot connect to PostgreSQL")
             }
@@ -441,9 +441,9 @@ import Testing
     }
 
     @Test(.enabled(if: available, "needs the test cluster's CA (scripts/test starts one)"))
-    func requireEncryptsWithoutCheckingTheCertificate() throws {
-        let store = try open(host: "localhost", tls: .require, caFile: nil)
-        #expect(try store.watchRecord(name: "recent") == nil)
+    func requireEncryptsWithoutCheckingTheCertificate() async throws {
+        let store = try await open(host: "localhost", tls: .require, caFile: nil)
+        #expect(try await store.watchRecord(name: "recent") == nil)
         store.close()
     }
 }

@@ -79,7 +79,7 @@ import Testing
         let directory = certificates.directory
 
         let mutual = source(url, "  caFile: \(certificates.ca)\n  clientCertificate: \(certificates.clientCertificate)\n  clientKey: \(certificates.clientKey)")
-        let bridge = try Bridge(configuration: try Fixtures.load(mutual, in: directory), logger: Fixtures.quietLogger)
+        let bridge = try await Bridge(configuration: try Fixtures.load(mutual, in: directory), logger: Fixtures.quietLogger)
         let result = await bridge.pollOnce()
         bridge.close()
         #expect(result.failures.isEmpty, "\(result.failures)")
@@ -87,14 +87,14 @@ import Testing
 
         // Without the client certificate the server refuses the handshake.
         let anonymous = source(url, "  caFile: \(certificates.ca)")
-        let refused = try Bridge(configuration: try Fixtures.load(anonymous, in: directory), logger: Fixtures.quietLogger)
+        let refused = try await Bridge(configuration: try Fixtures.load(anonymous, in: directory), logger: Fixtures.quietLogger)
         let failed = await refused.pollOnce()
         refused.close()
         #expect(failed.failures.count == 1)
 
         // Without the CA the server's certificate is not trusted: verification is always on.
         let untrusted = source(url, "  clientCertificate: \(certificates.clientCertificate)\n  clientKey: \(certificates.clientKey)")
-        let unverified = try Bridge(configuration: try Fixtures.load(untrusted, in: directory), logger: Fixtures.quietLogger)
+        let unverified = try await Bridge(configuration: try Fixtures.load(untrusted, in: directory), logger: Fixtures.quietLogger)
         let rejected = await unverified.pollOnce()
         unverified.close()
         #expect(rejected.failures.first.map { "\($0)".contains("TLS error") } == true, "\(rejected.failures)")
@@ -107,17 +107,17 @@ import Testing
                 bankURL: bank.url, state: directory.file(state),
                 endpoints: "  hook:\n    url: \(url)/hook\n    secret: \(Fixtures.secret)\n    retry: [1h]\n    caFile: \(certificates.ca)\n\(tls)")
         }
-        let signed = try Bridge(
+        let signed = try await Bridge(
             configuration: try Fixtures.load(
                 endpointConfig("    clientCertificate: \(certificates.clientCertificate)\n    clientKey: \(certificates.clientKey)\n", state: "s1"),
                 in: directory), logger: Fixtures.quietLogger)
-        let anonymousEndpoint = try Bridge(
+        let anonymousEndpoint = try await Bridge(
             configuration: try Fixtures.load(endpointConfig("", state: "s2"), in: directory), logger: Fixtures.quietLogger)
         for bridge in [signed, anonymousEndpoint] { _ = await bridge.pollOnce() }
         bank.bank.setStatus(paymentId, "Processed")
         for bridge in [signed, anonymousEndpoint] { _ = await bridge.pollOnce() }
-        #expect(try signed.store.deliveries(endpoint: "hook", state: .delivered, limit: 1).count == 1)
-        let refusedDelivery = try anonymousEndpoint.store.deliveries(endpoint: "hook", state: .pending, limit: 1).first
+        #expect(try await signed.store.deliveries(endpoint: "hook", state: .delivered, limit: 1).count == 1)
+        let refusedDelivery = try await anonymousEndpoint.store.deliveries(endpoint: "hook", state: .pending, limit: 1).first
         #expect(refusedDelivery?.attempts == 1)
         #expect(lines.all.contains("hook paybridge-client"))
         signed.close()

@@ -77,8 +77,8 @@ public actor Dispatcher {
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         console: @escaping @Sendable ([UInt8]) -> Void = { FileHandle.standardOutput.write(Data($0 + [0x0A])) },
         owned: Set<String>? = nil
-    ) throws {
-        let records = try store.endpointRecords()
+    ) async throws {
+        let records = try await store.endpointRecords()
         self.store = store
         self.http = http
         self.pipeline = pipeline ?? Pipeline(routes: RouteTable(routes: []), endpoints: endpoints)
@@ -308,8 +308,7 @@ public actor Dispatcher {
         if taken.queued { inputs.append(.deliveriesQueued) }
         if taken.externalChange || taken.ownership != nil {
             do {
-                let store = self.store
-                let records = try await StorageThreads.run { try store.endpointRecords() }
+                let records = try await store.endpointRecords()
                 if let owned = taken.ownership { inputs.append(.ownership(owned: owned, records: records)) }
                 if taken.externalChange { inputs.append(.externalChange(records: records)) }
             } catch {
@@ -340,8 +339,7 @@ public actor Dispatcher {
                 feedback.append(await refill(lane, dueBy: dueBy, limit: limit, excluding: excluding, askNextDue: askNextDue))
             case .readGroupSchedule(let lane):
                 do {
-                    let store = self.store, name = lanes[lane].endpoint.name
-                    feedback.append(.groupSchedule(lane: lane, next: try await StorageThreads.run { try store.nextGroupFlush(endpoint: name) }))
+                    feedback.append(.groupSchedule(lane: lane, next: try await store.nextGroupFlush(endpoint: lanes[lane].endpoint.name)))
                 } catch {
                     storage.reportFault(error)
                     feedback.append(.groupsFailed(lane: lane))
@@ -374,11 +372,8 @@ public actor Dispatcher {
     private func refill(_ lane: Int, dueBy: Date, limit: Int, excluding: Set<Int64>, askNextDue: Bool) async -> DeliveryStateMachine.Input {
         let (store, name) = (self.store, lanes[lane].endpoint.name)
         do {
-            let (due, nextDue) = try await StorageThreads.run { () -> ([QueuedDelivery], Date?) in
-                let due = try store.dueDeliveries(endpoint: name, dueBy: dueBy, limit: limit, excluding: excluding)
-                let exhausted = due.count < limit
-                return (due, exhausted && askNextDue ? try store.nextDueDate(after: dueBy, endpoints: [name]) : nil)
-            }
+            let due = try await store.dueDeliveries(endpoint: name, dueBy: dueBy, limit: limit, excluding: excluding)
+            let nextDue = due.count < limit && askNextDue ? try await store.nextDueDate(after: dueBy, endpoints: [name]) : nil
             return .refilled(lane: lane, deliveries: due, exhausted: due.count < limit, nextDue: nextDue)
         } catch {
             storage.reportFault(error)
@@ -394,17 +389,17 @@ public actor Dispatcher {
         let store = self.store
         do {
             var messages = 0
-            for group in try await StorageThreads.run({ try store.dueGroups(endpoint: endpoint.name, dueBy: dueBy) }) where !group.members.isEmpty {
+            for group in try await store.dueGroups(endpoint: endpoint.name, dueBy: dueBy) where !group.members.isEmpty {
                 let now = clock.now()
                 let message = GroupMessage.event(for: group, max: settings.max, at: now)
                 let entry = pipeline.groupEntry(for: message, endpoint: endpoint.name)
-                try await StorageThreads.run { try store.write { try $0.appendGroupMessage(entry, for: group, interval: settings.interval, at: now) } }
+                try await store.write { try await $0.appendGroupMessage(entry, for: group, interval: settings.interval, at: now) }
                 messages += 1
                 logger.info(
                     "group message queued",
                     metadata: ["endpoint": "\(endpoint.name)", "eventId": "\(message.id)", "group": "\(group.key)", "events": .stringConvertible(group.members.count)])
             }
-            let next = try await StorageThreads.run { try store.nextGroupFlush(endpoint: endpoint.name) }
+            let next = try await store.nextGroupFlush(endpoint: endpoint.name)
             return .groupsFlushed(lane: lane, messages: messages, next: next)
         } catch {
             storage.reportFault(error)
@@ -526,7 +521,7 @@ public actor Dispatcher {
             return
         }
         let (store, name) = (self.store, lanes[index].endpoint.name)
-        let pending = (try? await StorageThreads.run { try store.pendingCounts()[name] }) ?? 0
+        let pending = (try? await store.pendingCounts()[name]) ?? 0
         report.announce(announcement, lane: index, at: date, pending: pending)
         let event = Event.operational(
             type: .endpointDisabled, subject: "endpoint:\(name)", sequence: Int(date.timeIntervalSince1970 * 1000),

@@ -127,19 +127,15 @@ final class Recorder: Sendable {
 
     private func commit(_ batch: Batch) async -> Bool {
         do {
-            let (store, clock) = (self.store, self.clock)
-            let now = try await StorageThreads.run { () -> Date in
-                let now = clock.now()
-                try store.write { transaction in
-                    for (name, record) in batch.endpointRecords { try transaction.saveEndpointRecord(name: name, record) }
-                    for disabled in batch.disabled {
-                        try transaction.saveEndpointRecord(name: disabled.endpoint, disabled.record)
-                        try transaction.append(disabled.entry, dueAt: disabled.entry.event.createdAt)
-                    }
-                    try transaction.recordAttempts(batch.records, at: now)
-                    for (name, stats) in batch.stats { try transaction.saveEndpointStats(name: name, stats) }
+            let now = clock.now()
+            try await store.write { transaction in
+                for (name, record) in batch.endpointRecords { try await transaction.saveEndpointRecord(name: name, record) }
+                for disabled in batch.disabled {
+                    try await transaction.saveEndpointRecord(name: disabled.endpoint, disabled.record)
+                    try await transaction.append(disabled.entry, dueAt: disabled.entry.event.createdAt)
                 }
-                return now
+                try await transaction.recordAttempts(batch.records, at: now)
+                for (name, stats) in batch.stats { try await transaction.saveEndpointStats(name: name, stats) }
             }
             storage.reportHealthy(at: now)
             acknowledge(

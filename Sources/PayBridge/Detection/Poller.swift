@@ -176,9 +176,9 @@ public struct Poller: Sendable {
         }
         let stillMembers = members
         try await attempt(watch, page: nil) {
-            try await store.detecting { transaction in
-                if statusFilter != nil { try transaction.replaceWatchMembers(name: watch.name, paymentIds: stillMembers) }
-                try transaction.recordWatchPoll(name: watch.name, at: startedAt, baselined: true)
+            try await store.detect { transaction in
+                if statusFilter != nil { try await transaction.replaceWatchMembers(name: watch.name, paymentIds: stillMembers) }
+                try await transaction.recordWatchPoll(name: watch.name, at: startedAt, baselined: true)
             }
         }
         return report
@@ -239,11 +239,12 @@ public struct Poller: Sendable {
             decided[ChangeKey(change)] = entry
         }
         let prepared = decided
-        let outcome = try await store.detecting { [self] transaction -> CommitOutcome in
-            let current = try transaction.paymentStates(for: ids)
+        let poller = self
+        let outcome: CommitOutcome = try await store.detect { transaction in
+            let current = try await transaction.paymentStates(for: ids)
             var outcome = CommitOutcome()
             for change in ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew) {
-                try transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, watch: watch.name, at: committedAt)
+                try await transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, watch: watch.name, at: committedAt)
                 switch change.kind {
                 case .recorded:
                     outcome.recorded += 1
@@ -251,8 +252,8 @@ public struct Poller: Sendable {
                 case .created: outcome.created += 1
                 case .statusChanged: outcome.changed += 1
                 }
-                guard let entry = prepared[ChangeKey(change)] ?? entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
-                try transaction.append(entry, dueAt: committedAt)
+                guard let entry = prepared[ChangeKey(change)] ?? poller.entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
+                try await transaction.append(entry, dueAt: committedAt)
                 outcome.appended.append(entry.event)
             }
             return outcome

@@ -16,8 +16,8 @@ public struct Operations: Sendable {
 
     /// Opens the configuration's state for reading and correcting: a state that does not
     /// exist is `StateMissing`, never created.
-    public static func open(_ configuration: Configuration, logger: Logger) throws -> Operations {
-        Operations(configuration: configuration, store: try StateStore.open(configuration.state, logger: logger, create: false))
+    public static func open(_ configuration: Configuration, logger: Logger) async throws -> Operations {
+        Operations(configuration: configuration, store: try await StateStore.open(configuration.state, logger: logger, create: false))
     }
 
     /// Closes the state's connections (PostgreSQL).
@@ -50,31 +50,31 @@ public struct Operations: Sendable {
         public var messages: [String: DeliveryRecord]
     }
 
-    public func payment(id: String) throws -> PaymentTimeline {
-        guard let payment = try store.payment(id: id) else { throw OperationError.unknownPayment(id) }
-        let events = Array(try store.events(EventFilter(paymentId: id, limit: 10_000)).reversed())
+    public func payment(id: String) async throws -> PaymentTimeline {
+        guard let payment = try await store.payment(id: id) else { throw OperationError.unknownPayment(id) }
+        let events = Array(try await store.events(EventFilter(paymentId: id, limit: 10_000)).reversed())
         var deliveries: [String: [DeliveryRecord]] = [:]
         var attempts: [Int64: [AttemptLog]] = [:]
         for event in events {
-            let rows = Array(try store.deliveries(DeliveryFilter(eventId: event.id, limit: 1000)).reversed())
+            let rows = Array(try await store.deliveries(DeliveryFilter(eventId: event.id, limit: 1000)).reversed())
             deliveries[event.id] = rows
-            for row in rows { attempts[row.id] = try store.attempts(deliveryId: row.id) }
+            for row in rows { attempts[row.id] = try await store.attempts(deliveryId: row.id) }
         }
         // Grouped endpoints get an event inside a group message, not a delivery of its own.
-        let groups = Dictionary(grouping: try store.groupHolds(eventIds: events.map(\.id)), by: \.eventId)
+        let groups = Dictionary(grouping: try await store.groupHolds(eventIds: events.map(\.id)), by: \.eventId)
         var messages: [String: DeliveryRecord] = [:]
         for hold in groups.values.joined() {
             guard let message = hold.messageId else { continue }
-            messages[message] = try store.deliveries(DeliveryFilter(endpoint: hold.endpoint, eventId: message, limit: 1)).first
+            messages[message] = try await store.deliveries(DeliveryFilter(endpoint: hold.endpoint, eventId: message, limit: 1)).first
         }
         return PaymentTimeline(payment: payment, events: events, deliveries: deliveries, attempts: attempts, groups: groups, messages: messages)
     }
 
     /// Events, newest first, with the events each group message (`payment.group`) carried.
-    public func events(_ filter: EventFilter) throws -> (events: [EventSummary], members: [String: [EventSummary]]) {
-        let events = try store.events(filter)
+    public func events(_ filter: EventFilter) async throws -> (events: [EventSummary], members: [String: [EventSummary]]) {
+        let events = try await store.events(filter)
         var members: [String: [EventSummary]] = [:]
-        for event in events where event.type == EventType.paymentGroup.rawValue { members[event.id] = try store.groupMembers(messageId: event.id) }
+        for event in events where event.type == EventType.paymentGroup.rawValue { members[event.id] = try await store.groupMembers(messageId: event.id) }
         return (events, members)
     }
 
@@ -82,29 +82,29 @@ public struct Operations: Sendable {
     /// body: the catch-up feed.
     public func eventsAfter(_ after: String?, limit: Int, type: String?, status: String?) async throws -> [(id: String, body: [UInt8])] {
         let store = self.store
-        return try await StorageThreads.run { try store.eventsAfter(after, limit: limit, type: type, status: status) }
+        return try await store.eventsAfter(after, limit: limit, type: type, status: status)
     }
 
     /// Queues an event again for one endpoint under its webhook-id, rendered as the endpoint's
     /// format says now; returns the delivery and whether its payment already has a later event
     /// delivered there (the receiver will get them out of order).
-    public func redeliver(eventId: String, to name: String, at date: Date = Date()) throws -> (delivery: Int64, outOfOrder: Bool) {
+    public func redeliver(eventId: String, to name: String, at date: Date = Date()) async throws -> (delivery: Int64, outOfOrder: Bool) {
         let endpoint = try endpoint(named: name)
-        guard try store.event(id: eventId) != nil else { throw OperationError.unknownEvent(eventId) }
+        guard try await store.event(id: eventId) != nil else { throw OperationError.unknownEvent(eventId) }
         var rendering: Rendering?
-        if !endpoint.format.sendsStoredBody, let body = try store.eventBody(id: eventId) {
+        if !endpoint.format.sendsStoredBody, let body = try await store.eventBody(id: eventId) {
             rendering = endpoint.format.render(try EventDocument(id: eventId, standardBody: body))
         }
-        let id = try store.redeliver(eventId: eventId, endpoint: name, rendering: rendering, at: date)
-        return (id, try store.overtaken(ids: [id]).contains(id))
+        let id = try await store.redeliver(eventId: eventId, endpoint: name, rendering: rendering, at: date)
+        return (id, try await store.overtaken(ids: [id]).contains(id))
     }
 
     // MARK: Deliveries
 
     /// Deliveries, newest first, and the counts per endpoint and state.
-    public func deliveries(_ filter: DeliveryFilter) throws -> (deliveries: [DeliveryRecord], counts: [String: [DeliveryState: Int]]) {
+    public func deliveries(_ filter: DeliveryFilter) async throws -> (deliveries: [DeliveryRecord], counts: [String: [DeliveryState: Int]]) {
         if let endpoint = filter.endpoint { try self.endpoint(named: endpoint) }
-        return (try store.deliveries(filter), try store.deliveryCounts())
+        return (try await store.deliveries(filter), try await store.deliveryCounts())
     }
 
     /// One delivery with every attempt, and the events it carried if it is a group message.
@@ -114,16 +114,16 @@ public struct Operations: Sendable {
         public var members: [EventSummary]?
     }
 
-    public func delivery(id: Int64) throws -> DeliveryDetail {
-        guard let delivery = try store.delivery(id: id) else { throw OperationError.unknownDeliveries([id]) }
-        let members = delivery.eventType == EventType.paymentGroup.rawValue ? try store.groupMembers(messageId: delivery.eventId) : nil
-        return DeliveryDetail(delivery: delivery, attempts: try store.attempts(deliveryId: id), members: members)
+    public func delivery(id: Int64) async throws -> DeliveryDetail {
+        guard let delivery = try await store.delivery(id: id) else { throw OperationError.unknownDeliveries([id]) }
+        let members = delivery.eventType == EventType.paymentGroup.rawValue ? try await store.groupMembers(messageId: delivery.eventId) : nil
+        return DeliveryDetail(delivery: delivery, attempts: try await store.attempts(deliveryId: id), members: members)
     }
 
     /// An endpoint's dead letters dead-lettered since `since` (nil: all), newest first.
-    public func deadLetters(endpoint name: String, since: Date? = nil) throws -> [DeliveryRecord] {
+    public func deadLetters(endpoint name: String, since: Date? = nil) async throws -> [DeliveryRecord] {
         try endpoint(named: name)
-        return try store.deliveries(DeliveryFilter(endpoint: name, state: .dead, since: since, limit: 100_000))
+        return try await store.deliveries(DeliveryFilter(endpoint: name, state: .dead, since: since, limit: 100_000))
     }
 
     /// What a replay of these deliveries would do: which exist, and which would reach their
@@ -133,50 +133,51 @@ public struct Operations: Sendable {
         public var outOfOrder: [Int64]
     }
 
-    public func planReplay(ids: [Int64]) throws -> ReplayPlan {
-        let unknown = try ids.filter { try store.delivery(id: $0) == nil }
+    public func planReplay(ids: [Int64]) async throws -> ReplayPlan {
+        var unknown: [Int64] = []
+        for id in ids where try await store.delivery(id: id) == nil { unknown.append(id) }
         guard unknown.isEmpty else { throw OperationError.unknownDeliveries(unknown) }
-        return ReplayPlan(ids: ids, outOfOrder: try store.overtaken(ids: ids).sorted())
+        return ReplayPlan(ids: ids, outOfOrder: try await store.overtaken(ids: ids).sorted())
     }
 
     /// Queues the deliveries again under their webhook-ids; returns those replayed (pending
     /// ones are left as they are).
-    public func replay(ids: [Int64], at date: Date = Date()) throws -> [Int64] {
-        try store.replay(ids: ids, at: date)
+    public func replay(ids: [Int64], at date: Date = Date()) async throws -> [Int64] {
+        try await store.replay(ids: ids, at: date)
     }
 
     /// Dead letters of an endpoint last touched before `before` (what a purge would delete).
-    public func purgeable(endpoint name: String, before: Date) throws -> [DeliveryRecord] {
-        try deadLetters(endpoint: name).filter { $0.updatedAt < before }
+    public func purgeable(endpoint name: String, before: Date) async throws -> [DeliveryRecord] {
+        try await deadLetters(endpoint: name).filter { $0.updatedAt < before }
     }
 
     /// Deletes them; returns how many.
-    public func purgeDead(endpoint name: String, before: Date) throws -> Int {
+    public func purgeDead(endpoint name: String, before: Date) async throws -> Int {
         try endpoint(named: name)
-        return try store.purgeDead(endpoint: name, before: before)
+        return try await store.purgeDead(endpoint: name, before: before)
     }
 
     // MARK: Endpoints
 
     /// Every configured endpoint's queue, health and record, in the config's order.
-    public func endpointOverview() throws -> [EndpointOverview] {
-        let overview = try store.endpointOverview()
+    public func endpointOverview() async throws -> [EndpointOverview] {
+        let overview = try await store.endpointOverview()
         return configuration.endpoints.map { overview[$0.name] ?? EndpointOverview(name: $0.name) }
     }
 
     /// Re-enables an endpoint; returns whether it was disabled.
     @discardableResult
-    public func enable(endpoint name: String, at date: Date = Date()) throws -> Bool {
+    public func enable(endpoint name: String, at date: Date = Date()) async throws -> Bool {
         try endpoint(named: name)
-        let wasDisabled = try store.endpointRecords()[name]?.disabledAt != nil
-        try store.setEndpointDisabled(name: name, disabled: false, reason: nil, at: date)
+        let wasDisabled = try await store.endpointRecords()[name]?.disabledAt != nil
+        try await store.setEndpointDisabled(name: name, disabled: false, reason: nil, at: date)
         return wasDisabled
     }
 
     /// Disables an endpoint: its deliveries are kept and wait.
-    public func disable(endpoint name: String, reason: String, at date: Date = Date()) throws {
+    public func disable(endpoint name: String, reason: String, at date: Date = Date()) async throws {
         try endpoint(named: name)
-        try store.setEndpointDisabled(name: name, disabled: true, reason: reason, at: date)
+        try await store.setEndpointDisabled(name: name, disabled: true, reason: reason, at: date)
     }
 
     // MARK: Figures

@@ -31,7 +31,7 @@ public final class Bridge: Sendable {
     public init(
         configuration: Configuration, apiURL: String? = nil, logger: Logger,
         console: (@Sendable ([UInt8]) -> Void)? = nil, clock: WallClock = .system
-    ) throws {
+    ) async throws {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
@@ -39,7 +39,7 @@ public final class Bridge: Sendable {
         let http = CurlHTTPClient()
         self.http = http
         do {
-            let store = try StateStore.open(configuration.state, logger: logger)
+            let store = try await StateStore.open(configuration.state, logger: logger)
             self.store = store
             leadership = Mutex(Leadership(shared: store.isShared))
             // Shared state: endpoints are delivered once their leases are held.
@@ -50,15 +50,15 @@ public final class Bridge: Sendable {
             let client = BankingCircleClient(
                 source: configuration.source, apiURL: apiURL, authURL: apiURL, http: http, logger: logger, clock: clock)
             if let console {
-                dispatcher = try Dispatcher(
+                dispatcher = try await Dispatcher(
                     endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
                     clock: clock, console: console, owned: owned)
             } else {
-                dispatcher = try Dispatcher(
+                dispatcher = try await Dispatcher(
                     endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
                     clock: clock, owned: owned)
             }
-            source = try SourceMonitor(
+            source = try await SourceMonitor(
                 store: store, pipeline: pipeline, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock)
             poller = Poller(
                 source: client, store: store, pipeline: pipeline, pageSize: configuration.source.pageSize, logger: logger,

@@ -75,8 +75,8 @@ public actor SourceMonitor {
     /// announced is never forgotten (nor announced twice) because the record was unreadable.
     public init(
         store: any OutboxStore & RecordStore, pipeline: Pipeline, threshold: Duration, logger: Logger, clock: WallClock = .system
-    ) throws {
-        let record = try store.sourceRecord()
+    ) async throws {
+        let record = try await store.sourceRecord()
         health = SourceHealth(record: record, threshold: threshold)
         self.threshold = threshold
         self.store = store
@@ -151,9 +151,9 @@ public actor SourceMonitor {
         // Routed and rendered before the transaction: the transaction only persists.
         let entry = event.map { pipeline.entry(for: $0) }
         do {
-            try await store.detecting { transaction in
-                try transaction.saveSourceRecord(next.record)
-                if let entry { try transaction.append(entry, dueAt: date) }
+            try await store.detect { transaction in
+                try await transaction.saveSourceRecord(next.record)
+                if let entry { try await transaction.append(entry, dueAt: date) }
             }
             health = next
         } catch {

@@ -7,13 +7,13 @@ public protocol Coordination: Sendable {
     /// Whether the state is shared by several processes (then the leases below matter).
     var isShared: Bool { get }
     /// Takes or renews the poller lease; true while this instance is the one that polls.
-    func holdPollerLease() throws -> Bool
-    func releasePollerLease()
+    func holdPollerLease() async throws -> Bool
+    func releasePollerLease() async
     /// Takes or renews the leases of the endpoints this instance delivers (a fair share of
     /// them among the live instances, or every free one with `takeAllFree`); returns those
     /// it holds.
-    func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String>
-    func releaseEndpointLeases()
+    func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> Set<String>
+    func releaseEndpointLeases() async
     /// How long a lease lasts without renewal.
     var leaseDuration: Duration { get }
     /// Closes the connections (PostgreSQL); the store is not used afterwards.
@@ -22,10 +22,10 @@ public protocol Coordination: Sendable {
 
 extension SQLiteStore: Coordination {
     public var isShared: Bool { false }
-    public func holdPollerLease() throws -> Bool { true }
-    public func releasePollerLease() {}
-    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String> { Set(endpoints) }
-    public func releaseEndpointLeases() {}
+    public func holdPollerLease() async throws -> Bool { true }
+    public func releasePollerLease() async {}
+    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> Set<String> { Set(endpoints) }
+    public func releaseEndpointLeases() async {}
     public var leaseDuration: Duration { .seconds(10) }
     public func close() {}
 }
@@ -33,10 +33,10 @@ extension SQLiteStore: Coordination {
 /// Opens the state the configuration names.
 public enum StateStore {
     /// - Parameter create: false for commands that read or correct state (nothing is created).
-    public static func open(_ state: StateConfiguration, logger: Logger, create: Bool = true) throws -> any Store & Coordination {
+    public static func open(_ state: StateConfiguration, logger: Logger, create: Bool = true) async throws -> any Store & Coordination {
         switch state.kind {
-        case .sqlite: return try SQLiteStore(directory: state.path, busyTimeout: state.busyTimeout, create: create)
-        case .postgres: return try PostgresStore(configuration: state, logger: logger, create: create)
+        case .sqlite: return try await SQLiteStore.open(directory: state.path, busyTimeout: state.busyTimeout, create: create)
+        case .postgres: return try await PostgresStore.open(configuration: state, logger: logger, create: create)
         }
     }
 
@@ -53,5 +53,13 @@ public enum StateStore {
             guard let text = state.url?.value, let url = try? PostgresURL(text) else { return "PostgreSQL" }
             return "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"
         }
+    }
+}
+
+extension Coordination {
+    /// Lets the leases go (best effort: a lease not released runs out).
+    public func releaseLeases(poller: Bool, endpoints: Bool) async {
+        if poller { await releasePollerLease() }
+        if endpoints { await releaseEndpointLeases() }
     }
 }

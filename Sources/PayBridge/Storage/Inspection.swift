@@ -4,46 +4,46 @@ import Foundation
 /// `endpoints list`, the catch-up API): reads that are safe while `run` runs, and the
 /// operator's own writes (replay, redeliver, enable, disable).
 public protocol InspectionStore: Sendable {
-    func payment(id: String) throws -> PaymentRecord?
+    func payment(id: String) async throws -> PaymentRecord?
     /// Events, newest first.
-    func events(_ filter: EventFilter) throws -> [EventSummary]
-    func event(id: String) throws -> EventSummary?
+    func events(_ filter: EventFilter) async throws -> [EventSummary]
+    func event(id: String) async throws -> EventSummary?
     /// The event's stored (standard) body.
-    func eventBody(id: String) throws -> [UInt8]?
+    func eventBody(id: String) async throws -> [UInt8]?
     /// Events in commit order after `after` (nil: from the first), for the catch-up API;
     /// each with its standard body. Throws `InspectionError.unknownEvent` for an unknown `after`.
-    func eventsAfter(_ after: String?, limit: Int, type: String?, status: String?) throws -> [(id: String, body: [UInt8])]
+    func eventsAfter(_ after: String?, limit: Int, type: String?, status: String?) async throws -> [(id: String, body: [UInt8])]
     /// Deliveries, newest first.
-    func deliveries(_ filter: DeliveryFilter) throws -> [DeliveryRecord]
-    func delivery(id: Int64) throws -> DeliveryRecord?
+    func deliveries(_ filter: DeliveryFilter) async throws -> [DeliveryRecord]
+    func delivery(id: Int64) async throws -> DeliveryRecord?
     /// Every attempt of a delivery, oldest first (a first-try success comes from the delivery row).
-    func attempts(deliveryId: Int64) throws -> [AttemptLog]
+    func attempts(deliveryId: Int64) async throws -> [AttemptLog]
     /// Per endpoint: queue depth, oldest pending, last success and failure, its record.
-    func endpointOverview() throws -> [String: EndpointOverview]
-    func deliveryCounts() throws -> [String: [DeliveryState: Int]]
+    func endpointOverview() async throws -> [String: EndpointOverview]
+    func deliveryCounts() async throws -> [String: [DeliveryState: Int]]
     /// Events recorded since `date` (the live status line's "events today").
-    func eventCount(since date: Date) throws -> Int
+    func eventCount(since date: Date) async throws -> Int
     /// Per endpoint: pending deliveries and when the oldest was queued (index-backed: cheap).
-    func queueFigures() throws -> [String: (pending: Int, oldest: Date?)]
+    func queueFigures() async throws -> [String: (pending: Int, oldest: Date?)]
     /// Payments paybridge remembers.
-    func trackedPayments() throws -> Int
+    func trackedPayments() async throws -> Int
     /// Which groups of grouped endpoints these events joined, and the message that carried
     /// each (none yet while the group waits).
-    func groupHolds(eventIds: [String]) throws -> [GroupHold]
+    func groupHolds(eventIds: [String]) async throws -> [GroupHold]
     /// The events a group message (`payment.group`, grp_…) carried, oldest first.
-    func groupMembers(messageId: String) throws -> [EventSummary]
+    func groupMembers(messageId: String) async throws -> [EventSummary]
 
     /// Makes these deliveries pending again, due at `date`, keeping their webhook-id and their
     /// attempt history; returns the ids that were replayed (pending ones are left as they are).
-    func replay(ids: [Int64], at date: Date) throws -> [Int64]
+    func replay(ids: [Int64], at date: Date) async throws -> [Int64]
     /// Of these deliveries, those whose payment already has a later event delivered to the
     /// same endpoint (a replay would reach the receiver out of order).
-    func overtaken(ids: [Int64]) throws -> Set<Int64>
+    func overtaken(ids: [Int64]) async throws -> Set<Int64>
     /// Queues `event` again for `endpoint` (a new delivery with the same webhook-id, or its
     /// existing one made pending again); returns the delivery id.
-    func redeliver(eventId: String, endpoint: String, rendering: Rendering?, at date: Date) throws -> Int64
+    func redeliver(eventId: String, endpoint: String, rendering: Rendering?, at date: Date) async throws -> Int64
     /// An operator's enable or disable.
-    func setEndpointDisabled(name: String, disabled: Bool, reason: String?, at date: Date) throws
+    func setEndpointDisabled(name: String, disabled: Bool, reason: String?, at date: Date) async throws
 }
 
 public enum InspectionError: Error, Sendable, CustomStringConvertible {

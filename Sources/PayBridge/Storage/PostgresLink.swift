@@ -94,6 +94,13 @@ final class PostgresLink: @unchecked Sendable {
         }
     }
 
+    /// Runs a statement from async code, on a storage thread (the link is this caller's:
+    /// taken from its pool for a transaction or a read).
+    @discardableResult
+    func send(_ sql: String, _ values: [SQLValue] = []) async throws -> (rows: [PostgresRow], affected: Int) {
+        try await StorageThreads.run { try self.exclusive { try $0.run(sql, values) } }
+    }
+
     /// Listens on channels; `handler` runs on an event loop and must be quick.
     func listen(_ channels: [String], handler: @escaping @Sendable (_ channel: String, _ payload: String) -> Void) throws {
         try exclusive { link in
@@ -133,16 +140,16 @@ extension PostgresLink: SQLConnection {
     var dialect: SQLDialect { .postgres }
 
     @discardableResult
-    func execute(_ sql: String, _ values: [SQLValue]) throws -> Int {
-        try run(Self.numbered(sql), values).affected
+    nonisolated(nonsending) func execute(_ sql: String, _ values: [SQLValue]) async throws -> Int {
+        try await send(Self.numbered(sql), values).affected
     }
 
-    func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
-        for each in try run(Self.numbered(sql), values).rows { try row(PostgresSQLRow(row: each.makeRandomAccess())) }
+    nonisolated(nonsending) func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) async throws {
+        for each in try await send(Self.numbered(sql), values).rows { try row(PostgresSQLRow(row: each.makeRandomAccess())) }
     }
 
-    func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) throws -> Int64? {
-        try int64(sql + " RETURNING " + rowId, values)
+    nonisolated(nonsending) func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) async throws -> Int64? {
+        try await int64(sql + " RETURNING " + rowId, values)
     }
 
     /// `?` placeholders as PostgreSQL's `$1`, `$2`… (paybridge's SQL has no `?` of its own).
@@ -199,6 +206,32 @@ final class PostgresLinkPool: Sendable {
 
     func exclusive<T>(_ body: (PostgresLink) throws -> T) throws -> T {
         try withLink { link in try link.exclusive(body) }
+    }
+
+    /// A free link for async work: waited for on a storage thread, held until `body` ends.
+    func withLink<T: Sendable>(_ body: nonisolated(nonsending) (PostgresLink) async throws -> T) async throws -> T {
+        try await StorageThreads.run { self.available.wait() }
+        let index = free.withLock { $0.removeLast() }
+        defer {
+            free.withLock { $0.append(index) }
+            available.signal()
+        }
+        return try await body(links[index])
+    }
+
+    /// `body` in a transaction on a free link: all of it commits, or none.
+    func transaction<T: Sendable>(_ body: nonisolated(nonsending) (PostgresLink) async throws -> T) async throws -> T {
+        try await withLink { link in
+            try await link.send("BEGIN")
+            do {
+                let result = try await body(link)
+                try await link.send("COMMIT")
+                return result
+            } catch {
+                _ = try? await link.send("ROLLBACK")
+                throw error
+            }
+        }
     }
 
     func transaction<T>(_ body: (PostgresLink) throws -> T) throws -> T {

@@ -43,7 +43,22 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     /// Connects, then creates or migrates the schema (versioned; one instance at a time).
     /// - Parameter create: false for commands that read or correct state: a database without
     ///   paybridge's schema is then `StateMissing`.
-    public init(configuration: StateConfiguration, logger: Logger, create: Bool = true) throws {
+    public static func open(configuration: StateConfiguration, logger: Logger, create: Bool = true) async throws -> PostgresStore {
+        // Connecting waits for the server: on a storage thread, as every blocking call.
+        let store = try await StorageThreads.run { try PostgresStore(configuration: configuration, logger: logger, create: create) }
+        do {
+            try await store.migrate()
+            try await StorageThreads.run {
+                try store.listener.listen(["paybridge_queue", "paybridge_change"]) { [weak store] channel, payload in store?.notified(channel, from: payload) }
+            }
+        } catch {
+            store.close()
+            throw error
+        }
+        return store
+    }
+
+    private init(configuration: StateConfiguration, logger: Logger, create: Bool) throws {
         guard let text = configuration.url?.value else { throw StorageError.url("state.url is required for kind: postgres") }
         let url = try PostgresURL(text)
         var tls = PostgresConnection.Configuration.TLS.disable
@@ -79,8 +94,6 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
                 let exists = try reader.exclusive { try $0.run("SELECT to_regclass('paybridge_schema') IS NOT NULL").rows.first?.value(0) as Bool? }
                 guard exists == true else { throw StateMissing(path: "\(url.host):\(url.port)/\(url.database) (no paybridge schema)") }
             }
-            try migrate()
-            try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel, payload in self?.notified(channel, from: payload) }
         } catch {
             close()
             throw error
@@ -108,16 +121,16 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     /// Every instance's commits that queue work NOTIFY, this one's included: its listener
     /// hears them all.
     public func changes() -> AsyncStream<StateChange> {
-        announcements.subscribe { [weak self] in try self?.changeMark() ?? 0 }
+        announcements.subscribe { [weak self] in try await self?.changeMark() ?? 0 }
     }
 
     // MARK: Schema
 
-    private func migrate() throws {
-        try writer.transaction { link in
+    private func migrate() async throws {
+        _ = try await writer.transaction { link in
             // One instance migrates at a time; the others wait, then find it done.
-            try link.run("SELECT pg_advisory_xact_lock(7461234)")
-            try Schema.migrate(link)
+            try await link.send("SELECT pg_advisory_xact_lock(7461234)")
+            return try await Schema.migrate(link)
         }
     }
 
@@ -151,7 +164,11 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
         ).rows.first?.value(0)
     }
 
-    public func holdPollerLease() throws -> Bool {
+    public func holdPollerLease() async throws -> Bool {
+        try await StorageThreads.run { try self.holdPollerLeaseNow() }
+    }
+
+    private func holdPollerLeaseNow() throws -> Bool {
         let askedAt = ContinuousClock.now
         let token: Int64?
         do {
@@ -166,14 +183,22 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
         }
     }
 
-    public func releasePollerLease() {
+    public func releasePollerLease() async {
+        _ = try? await StorageThreads.run { self.releasePollerLeaseNow() }
+    }
+
+    private func releasePollerLeaseNow() {
         state.withLock { $0.poller.released() }
         _ = try? coordinator.exclusive { link in
             try link.run("DELETE FROM lease WHERE name = 'poller' AND holder = $1", [.text(instanceId)])
         }
     }
 
-    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String> {
+    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> Set<String> {
+        try await StorageThreads.run { try self.holdEndpointLeasesNow(endpoints, takeAllFree: takeAllFree) }
+    }
+
+    private func holdEndpointLeasesNow(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String> {
         let askedAt = ContinuousClock.now
         let duration = leaseDuration
         let tokens: [String: Int64]
@@ -223,7 +248,11 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
         return held
     }
 
-    public func releaseEndpointLeases() {
+    public func releaseEndpointLeases() async {
+        _ = try? await StorageThreads.run { self.releaseEndpointLeasesNow() }
+    }
+
+    private func releaseEndpointLeasesNow() {
         state.withLock { state in
             for name in state.endpoints.keys { state.endpoints[name]?.released() }
         }
@@ -241,61 +270,66 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
 
     // MARK: Detection
 
-    public func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
-        try reader.exclusive { try Self.paymentStates($0, paymentIds) }
+    public func paymentStates(for paymentIds: [String]) async throws -> [String: PaymentState] {
+        try await reader.withLink { try await Self.paymentStates($0, paymentIds) }
     }
 
-    static func paymentStates(_ link: PostgresLink, _ ids: [String]) throws -> [String: PaymentState] {
+    nonisolated(nonsending) static func paymentStates(_ link: PostgresLink, _ ids: [String]) async throws -> [String: PaymentState] {
         guard !ids.isEmpty else { return [:] }
         var states: [String: PaymentState] = [:]
-        for row in try link.run("SELECT id, status, sequence FROM payment WHERE id = ANY($1)", [.texts(ids)]).rows {
+        for row in try await link.send("SELECT id, status, sequence FROM payment WHERE id = ANY($1)", [.texts(ids)]).rows {
             states[try row.value(0)] = PaymentState(status: try row.value(1), sequence: try row.value(2))
         }
         return states
     }
 
-    public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
-        try transact(fenced: false, body)
+    public func write<T: Sendable>(_ body: nonisolated(nonsending) @Sendable (any StoreTransaction) async throws -> T) async throws -> T {
+        try await transact(fenced: false) { try await body($0) }
     }
 
-    public func detect<T>(_ body: (any DetectionTransaction) throws -> T) throws -> T {
-        try transact(fenced: true, body)
+    public func detect<T: Sendable>(_ body: nonisolated(nonsending) @Sendable (any DetectionTransaction) async throws -> T) async throws -> T {
+        try await transact(fenced: true) { try await body($0) }
     }
 
-    private func transact<T>(fenced: Bool, _ body: (PostgresTransaction) throws -> T) throws -> T {
-        var queued = false
-        let result = try writer.transaction { link in
+    private func transact<T: Sendable>(
+        fenced: Bool, _ body: nonisolated(nonsending) @Sendable (PostgresTransaction) async throws -> T
+    ) async throws -> T {
+        let instanceId = instanceId
+        let (result, queued) = try await writer.transaction { link in
             let transaction = PostgresTransaction(link: link, store: self)
-            if fenced { try transaction.fence() }
-            let result = try body(transaction)
-            try transaction.flush()
-            queued = transaction.queued
+            if fenced { try await transaction.fence() }
+            let result = try await body(transaction)
+            try await transaction.flush()
             // Signed with this instance's id: its own listener skips it (announced below).
-            if queued { try link.run("NOTIFY paybridge_queue, '\(instanceId)'") }
-            return result
+            if transaction.queued { try await link.send("NOTIFY paybridge_queue, '\(instanceId)'") }
+            return (result, transaction.queued)
         }
         // Told here, not through the listener (which a one-shot run may not have yet).
         if queued { announcements.announce(.queued) }
         return result
     }
 
-    func reading<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
-        try reader.exclusive { try body($0) }
+    func reading<T: Sendable>(_ body: SQLWork<T>) async throws -> T {
+        try await reader.withLink { try await body($0) }
     }
 
     /// Every instance listens: a correction wakes their dispatchers and re-reads records.
-    func writing<T>(announce: Bool, _ body: (any SQLConnection) throws -> T) throws -> T {
-        try writer.transaction { link in
-            let result = try body(link)
+    func writing<T: Sendable>(announce: Bool, _ body: SQLWork<T>) async throws -> T {
+        try await writer.transaction { link in
+            let result = try await body(link)
             if announce {
-                try link.run("NOTIFY paybridge_change")
-                try link.run("NOTIFY paybridge_queue")
+                try await link.send("NOTIFY paybridge_change")
+                try await link.send("NOTIFY paybridge_queue")
             }
             return result
         }
     }
 
-    public func changeMark() throws -> Int64 {
+    public func changeMark() async throws -> Int64 {
+        try await StorageThreads.run { try self.changeMarkNow() }
+    }
+
+    private func changeMarkNow() throws -> Int64 {
         if listener.isClosed {
             // Notifications were missed while disconnected: listen again and count it as a change.
             try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel, payload in self?.notified(channel, from: payload) }
@@ -306,7 +340,11 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
 
     // MARK: Delivery queue
 
-    public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery] {
+    public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) async throws -> [QueuedDelivery] {
+        try await StorageThreads.run { try self.dueDeliveriesNow(endpoint: endpoint, dueBy: dueBy, limit: limit, excluding: excluding) }
+    }
+
+    private func dueDeliveriesNow(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery] {
         try writer.exclusive { link in
             try link.run(
                 """
@@ -372,7 +410,7 @@ final class PostgresTransaction: SQLTransaction {
     }
 
     /// Sends what waits in the buffers.
-    func flush() throws {
+    nonisolated(nonsending) func flush() async throws {
         if !stateOrder.isEmpty {
             var ids: [String] = [], statuses: [String] = [], sequences: [Int64] = [], dates: [Double] = [], watches: [String] = []
             for id in stateOrder {
@@ -385,7 +423,7 @@ final class PostgresTransaction: SQLTransaction {
             }
             states.removeAll(keepingCapacity: true)
             stateOrder.removeAll(keepingCapacity: true)
-            try link.run(
+            try await link.send(
                 """
                 INSERT INTO payment (id, status, sequence, updated_at, first_seen_at, first_status, first_watch)
                 SELECT id, status, seq, at, at, status, watch
@@ -400,7 +438,7 @@ final class PostgresTransaction: SQLTransaction {
             deliveries.removeAll(keepingCapacity: true)
             // The same change under the same id is stored once, whoever commits it; its
             // deliveries are created only with the event row.
-            try link.run(
+            try await link.send(
                 """
                 WITH input AS (
                     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
@@ -430,25 +468,25 @@ final class PostgresTransaction: SQLTransaction {
     /// Detection writes need the poller lease: checked when the transaction opens, under a
     /// share lock, so a new leader's takeover waits for this commit and a paused old leader,
     /// whose token has moved on or whose lease expired, commits nothing.
-    func fence() throws {
+    nonisolated(nonsending) func fence() async throws {
         guard let token = store.fencingToken else { throw StorageError.leaseLost }
-        let held = try link.run(
+        let held = try await link.send(
             "SELECT 1 FROM lease WHERE name = 'poller' AND holder = $1 AND token = $2 AND expires_at > \(PostgresStore.now) FOR SHARE",
             [.text(store.instanceId), .int(token)]
         ).rows
         guard !held.isEmpty else { throw StorageError.leaseLost }
     }
 
-    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
-        try flush()
-        return try PostgresStore.paymentStates(link, paymentIds)
+    nonisolated(nonsending) func paymentStates(for paymentIds: [String]) async throws -> [String: PaymentState] {
+        try await flush()
+        return try await PostgresStore.paymentStates(link, paymentIds)
     }
 
-    func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws {
+    nonisolated(nonsending) func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) async throws {
         if states.updateValue((state, watch, date), forKey: paymentId) == nil { stateOrder.append(paymentId) }
     }
 
-    func append(_ entry: OutboxEntry, dueAt: Date) throws {
+    nonisolated(nonsending) func append(_ entry: OutboxEntry, dueAt: Date) async throws {
         let event = entry.event
         if entry.renderings.isEmpty, entry.memberships.isEmpty {
             events.append(event)
@@ -456,17 +494,17 @@ final class PostgresTransaction: SQLTransaction {
             if entry.queuesWork { queued = true }
             return
         }
-        try flush()
+        try await flush()
         // The same change under the same id is stored once, whoever commits it.
-        if try insert(entry, dueAt: dueAt) { queued = true }
+        if try await insert(entry, dueAt: dueAt) { queued = true }
     }
 
-    func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws {
+    nonisolated(nonsending) func recordAttempts(_ attempts: [AttemptRecord], at date: Date) async throws {
         guard !attempts.isEmpty else { return }
         // Two statements for the whole batch: the attempt log, then the deliveries.
         let logged = attempts.filter { $0.next != .delivered || $0.attempt > 1 }
         if !logged.isEmpty {
-            try link.run(
+            try await link.send(
                 """
                 INSERT INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error, response)
                 SELECT id, number, started_at, duration_ms, NULLIF(http_status, -1), error, response
@@ -501,7 +539,7 @@ final class PostgresTransaction: SQLTransaction {
                 deliveredAts.append(-1)
             }
         }
-        try link.run(
+        try await link.send(
             """
             UPDATE delivery d SET state = u.state, attempts = u.attempts, due_at = COALESCE(NULLIF(u.due_at, -1), d.due_at),
                 last_status = NULLIF(u.last_status, -1), last_error = CASE WHEN u.has_error THEN u.last_error END, updated_at = $11,

@@ -145,14 +145,18 @@ struct SQLiteConnection: SQLConnection {
     var dialect: SQLDialect { .sqlite }
 
     @discardableResult
-    func execute(_ sql: String, _ values: [SQLValue]) throws -> Int {
+    nonisolated(nonsending) func execute(_ sql: String, _ values: [SQLValue]) async throws -> Int {
+        try run(sql, values)
+    }
+
+    private func run(_ sql: String, _ values: [SQLValue]) throws -> Int {
         var raw = RawStatement(try db.cachedStatement(sql: sql))
         for value in values { raw.bind(value) }
         try raw.run()
         return db.changesCount
     }
 
-    func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
+    nonisolated(nonsending) func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) async throws {
         var raw = RawStatement(try db.cachedStatement(sql: sql))
         for value in values { raw.bind(value) }
         try raw.forEachRow { try row(SQLiteRow(row: $0)) }
@@ -160,7 +164,7 @@ struct SQLiteConnection: SQLConnection {
 
     /// The row id SQLite keeps for the connection (`rowId` is its alias in every table that
     /// has one): no RETURNING, which cost B1 about a fifth of its speed.
-    func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) throws -> Int64? {
-        try execute(sql, values) > 0 ? db.lastInsertedRowID : nil
+    nonisolated(nonsending) func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) async throws -> Int64? {
+        try run(sql, values) > 0 ? db.lastInsertedRowID : nil
     }
 }

@@ -74,57 +74,66 @@ extension SQLRow {
 
 /// A connection as the statements written once see it: inside a transaction when a store's
 /// `writing` gave it, a consistent read when `reading` did.
+///
+/// Its methods are `nonisolated(nonsending)`: they run where their caller runs. For SQLite
+/// that is the store's writer, whose executor is GRDB's writer queue, so a transaction's
+/// statements run one after another on that queue without a hop each; for PostgreSQL, the
+/// caller's task, awaiting the server.
 protocol SQLConnection {
     var dialect: SQLDialect { get }
     /// Runs a statement; returns how many rows it changed.
     @discardableResult
-    func execute(_ sql: String, _ values: [SQLValue]) throws -> Int
+    nonisolated(nonsending) func execute(_ sql: String, _ values: [SQLValue]) async throws -> Int
     /// Runs a query; `row` reads each of its rows in turn.
-    func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) throws
+    nonisolated(nonsending) func query(_ sql: String, _ values: [SQLValue], _ row: (any SQLRow) throws -> Void) async throws
     /// Runs an INSERT of one row; returns its `rowId` column (the table's row id), nil when it
     /// inserted nothing (`ON CONFLICT DO NOTHING`).
-    func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) throws -> Int64?
+    nonisolated(nonsending) func insert(_ sql: String, _ values: [SQLValue], returning rowId: String) async throws -> Int64?
 }
 
 extension SQLConnection {
-    func rows<T>(_ sql: String, _ values: [SQLValue] = [], _ map: (any SQLRow) throws -> T) throws -> [T] {
+    nonisolated(nonsending) func rows<T>(_ sql: String, _ values: [SQLValue] = [], _ map: (any SQLRow) throws -> T) async throws -> [T] {
         var result: [T] = []
-        try query(sql, values) { result.append(try map($0)) }
+        try await query(sql, values) { result.append(try map($0)) }
         return result
     }
 
-    func first<T>(_ sql: String, _ values: [SQLValue] = [], _ map: (any SQLRow) throws -> T) throws -> T? {
+    nonisolated(nonsending) func first<T>(_ sql: String, _ values: [SQLValue] = [], _ map: (any SQLRow) throws -> T) async throws -> T? {
         var result: T?
-        try query(sql, values) { row in if result == nil { result = try map(row) } }
+        try await query(sql, values) { row in if result == nil { result = try map(row) } }
         return result
     }
 
     /// The first column of the first row (a count, an id, an aggregate).
-    func int64(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {
-        try first(sql, values) { try $0.int64(0) } ?? nil
+    nonisolated(nonsending) func int64(_ sql: String, _ values: [SQLValue] = []) async throws -> Int64? {
+        try await first(sql, values) { try $0.int64(0) } ?? nil
     }
 
-    func double(_ sql: String, _ values: [SQLValue] = []) throws -> Double? {
-        try first(sql, values) { try $0.double(0) } ?? nil
+    nonisolated(nonsending) func double(_ sql: String, _ values: [SQLValue] = []) async throws -> Double? {
+        try await first(sql, values) { try $0.double(0) } ?? nil
     }
 }
+
+/// The work a store runs on one of its connections: it runs where the store runs it (see
+/// `SQLConnection`).
+typealias SQLWork<T> = nonisolated(nonsending) @Sendable (any SQLConnection) async throws -> T
 
 /// A store whose operations are SQL written once (`SQLStore+Records`, `SQLStore+Inspection`):
 /// each backend gives connections, and keeps to itself what differs in meaning (claims,
 /// leases, wake-ups) or in what is fast (its hot paths).
 protocol SQLStore: Store {
     /// Runs `body` on a connection that sees one consistent state.
-    func reading<T>(_ body: (any SQLConnection) throws -> T) throws -> T
+    func reading<T: Sendable>(_ body: SQLWork<T>) async throws -> T
     /// Runs `body` in one write transaction outside detection and delivery (retention, an
     /// operator's correction, the storage probe); with `announce`, the other processes sharing
     /// the state hear of the change at once (SQLite's readers see it by `data_version`).
-    func writing<T>(announce: Bool, _ body: (any SQLConnection) throws -> T) throws -> T
+    func writing<T: Sendable>(announce: Bool, _ body: SQLWork<T>) async throws -> T
 }
 
 extension SQLStore {
     /// An operator's correction, or retention: the others hear of it.
-    func correcting<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
-        try writing(announce: true, body)
+    func correcting<T: Sendable>(_ body: SQLWork<T>) async throws -> T {
+        try await writing(announce: true, body)
     }
 }
 

@@ -4,9 +4,9 @@ import Foundation
 /// writes (SQLite's WAL readers, PostgreSQL's MVCC); corrections are announced, so a running
 /// `run` picks them up within a second on either backend.
 extension SQLStore {
-    public func payment(id: String) throws -> PaymentRecord? {
-        try reading { connection in
-            try connection.first(
+    public func payment(id: String) async throws -> PaymentRecord? {
+        try await reading { connection in
+            try await connection.first(
                 "SELECT id, status, sequence, updated_at, first_seen_at, first_status, first_watch FROM payment WHERE id = ?", [.text(id)]
             ) { row in
                 PaymentRecord(
@@ -24,7 +24,7 @@ extension SQLStore {
             previousStatus: try row.text(5), watch: try row.text(6), createdAt: try row.instant(7))
     }
 
-    public func events(_ filter: EventFilter) throws -> [EventSummary] {
+    public func events(_ filter: EventFilter) async throws -> [EventSummary] {
         var conditions: [String] = []
         var values: [SQLValue] = []
         if let type = filter.type { (conditions, values) = (conditions + ["e.type = ?"], values + [.text(type)]) }
@@ -32,25 +32,25 @@ extension SQLStore {
         if let payment = filter.paymentId { (conditions, values) = (conditions + ["e.subject = ?"], values + [.text(payment)]) }
         if let since = filter.since { (conditions, values) = (conditions + ["e.created_at >= ?"], values + [.date(since)]) }
         let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        return try reading { connection in
-            try connection.rows(
-                "SELECT \(Self.eventColumns) FROM event e \(clause) ORDER BY e.row_id DESC LIMIT ?", values + [.int(filter.limit)], Self.event)
+        let bound = values + [.int(filter.limit)]
+        return try await reading { connection in
+            try await connection.rows("SELECT \(Self.eventColumns) FROM event e \(clause) ORDER BY e.row_id DESC LIMIT ?", bound, Self.event)
         }
     }
 
-    public func event(id: String) throws -> EventSummary? {
-        try reading { connection in try connection.first("SELECT \(Self.eventColumns) FROM event e WHERE e.id = ?", [.text(id)], Self.event) }
+    public func event(id: String) async throws -> EventSummary? {
+        try await reading { connection in try await connection.first("SELECT \(Self.eventColumns) FROM event e WHERE e.id = ?", [.text(id)], Self.event) }
     }
 
-    public func eventBody(id: String) throws -> [UInt8]? {
-        try reading { connection in try connection.first("SELECT body FROM event WHERE id = ?", [.text(id)]) { try $0.bytes(0) ?? [] } }
+    public func eventBody(id: String) async throws -> [UInt8]? {
+        try await reading { connection in try await connection.first("SELECT body FROM event WHERE id = ?", [.text(id)]) { try $0.bytes(0) ?? [] } }
     }
 
-    public func eventsAfter(_ after: String?, limit: Int, type: String?, status: String?) throws -> [(id: String, body: [UInt8])] {
-        try reading { connection in
+    public func eventsAfter(_ after: String?, limit: Int, type: String?, status: String?) async throws -> [(id: String, body: [UInt8])] {
+        try await reading { connection in
             var start: Int64 = 0
             if let after {
-                guard let row = try connection.int64("SELECT row_id FROM event WHERE id = ?", [.text(after)]) else {
+                guard let row = try await connection.int64("SELECT row_id FROM event WHERE id = ?", [.text(after)]) else {
                     throw InspectionError.unknownEvent(after)
                 }
                 start = row
@@ -59,14 +59,14 @@ extension SQLStore {
             var values: [SQLValue] = [.int(start)]
             if let type { (sql, values) = (sql + " AND type = ?", values + [.text(type)]) }
             if let status { (sql, values) = (sql + " AND status = ?", values + [.text(status)]) }
-            return try connection.rows(sql + " ORDER BY row_id LIMIT ?", values + [.int(limit)]) { (try $0.string(0), try $0.bytes(1) ?? []) }
+            return try await connection.rows(sql + " ORDER BY row_id LIMIT ?", values + [.int(limit)]) { (try $0.string(0), try $0.bytes(1) ?? []) }
         }
     }
 
-    public func groupHolds(eventIds: [String]) throws -> [GroupHold] {
+    public func groupHolds(eventIds: [String]) async throws -> [GroupHold] {
         guard !eventIds.isEmpty else { return [] }
-        return try reading { connection in
-            try connection.rows(
+        return try await reading { connection in
+            try await connection.rows(
                 """
                 SELECT e.id, m.endpoint, m.group_key, message.id, g.flush_at FROM group_member m
                 JOIN event e ON e.row_id = m.event_row
@@ -83,9 +83,9 @@ extension SQLStore {
         }
     }
 
-    public func groupMembers(messageId: String) throws -> [EventSummary] {
-        try reading { connection in
-            try connection.rows(
+    public func groupMembers(messageId: String) async throws -> [EventSummary] {
+        try await reading { connection in
+            try await connection.rows(
                 """
                 SELECT \(Self.eventColumns) FROM group_member m JOIN event e ON e.row_id = m.event_row
                 JOIN event message ON message.row_id = m.message_row WHERE message.id = ? ORDER BY m.event_row
@@ -109,7 +109,7 @@ extension SQLStore {
             lastDurationMs: try row.double(15))
     }
 
-    public func deliveries(_ filter: DeliveryFilter) throws -> [DeliveryRecord] {
+    public func deliveries(_ filter: DeliveryFilter) async throws -> [DeliveryRecord] {
         var conditions: [String] = []
         var values: [SQLValue] = []
         if let endpoint = filter.endpoint { (conditions, values) = (conditions + ["d.endpoint = ?"], values + [.text(endpoint)]) }
@@ -117,23 +117,24 @@ extension SQLStore {
         if let since = filter.since { (conditions, values) = (conditions + ["d.updated_at >= ?"], values + [.date(since)]) }
         if let eventId = filter.eventId { (conditions, values) = (conditions + ["d.event_row = (SELECT row_id FROM event WHERE id = ?)"], values + [.text(eventId)]) }
         let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        return try reading { connection in
-            try connection.rows(
+        let bound = values + [.int(filter.limit)]
+        return try await reading { connection in
+            try await connection.rows(
                 "SELECT \(Self.deliveryColumns) FROM delivery d JOIN event e ON e.row_id = d.event_row \(clause) ORDER BY d.id DESC LIMIT ?",
-                values + [.int(filter.limit)], Self.delivery)
+                bound, Self.delivery)
         }
     }
 
-    public func delivery(id: Int64) throws -> DeliveryRecord? {
-        try reading { connection in
-            try connection.first(
+    public func delivery(id: Int64) async throws -> DeliveryRecord? {
+        try await reading { connection in
+            try await connection.first(
                 "SELECT \(Self.deliveryColumns) FROM delivery d JOIN event e ON e.row_id = d.event_row WHERE d.id = ?", [.int(id)], Self.delivery)
         }
     }
 
-    public func attempts(deliveryId: Int64) throws -> [AttemptLog] {
-        try reading { connection in
-            var logs = try connection.rows(
+    public func attempts(deliveryId: Int64) async throws -> [AttemptLog] {
+        try await reading { connection in
+            var logs = try await connection.rows(
                 "SELECT number, started_at, duration_ms, http_status, error, response FROM attempt WHERE delivery_id = ? ORDER BY number",
                 [.int(deliveryId)]
             ) { row in
@@ -142,7 +143,7 @@ extension SQLStore {
                     error: try row.text(4), response: try row.text(5))
             }
             // A first-try success is recorded on the delivery row only.
-            let last = try connection.first(
+            let last = try await connection.first(
                 "SELECT attempts, last_attempt_at, last_duration_ms, last_status, last_error FROM delivery WHERE id = ?", [.int(deliveryId)]
             ) { row in
                 (number: try row.number(0), at: try row.date(1), duration: try row.double(2), status: try row.int(3), error: try row.text(4))
@@ -157,22 +158,22 @@ extension SQLStore {
         }
     }
 
-    public func endpointOverview() throws -> [String: EndpointOverview] {
-        let records = try endpointRecords()
-        let queues = try queueFigures()
-        let dead = try reading { connection in
+    public func endpointOverview() async throws -> [String: EndpointOverview] {
+        let records = try await endpointRecords()
+        let queues = try await queueFigures()
+        let dead = try await reading { connection in
             Dictionary(
-                try connection.rows("SELECT endpoint, COUNT(*) FROM delivery WHERE state = 'dead' GROUP BY endpoint") {
+                try await connection.rows("SELECT endpoint, COUNT(*) FROM delivery WHERE state = 'dead' GROUP BY endpoint") {
                     (try $0.string(0), try $0.number(1))
                 }, uniquingKeysWith: +)
         }
         return EndpointOverview.merge(records: records, queues: queues, dead: dead)
     }
 
-    public func deliveryCounts() throws -> [String: [DeliveryState: Int]] {
-        try reading { connection in
+    public func deliveryCounts() async throws -> [String: [DeliveryState: Int]] {
+        try await reading { connection in
             var counts: [String: [DeliveryState: Int]] = [:]
-            try connection.query("SELECT endpoint, state, COUNT(*) FROM delivery GROUP BY endpoint, state", []) { row in
+            try await connection.query("SELECT endpoint, state, COUNT(*) FROM delivery GROUP BY endpoint, state", []) { row in
                 guard let state = DeliveryState(rawValue: try row.string(1)) else { return }
                 counts[try row.string(0), default: [:]][state] = try row.number(2)
             }
@@ -180,29 +181,29 @@ extension SQLStore {
         }
     }
 
-    public func queueFigures() throws -> [String: (pending: Int, oldest: Date?)] {
-        try reading { connection in
+    public func queueFigures() async throws -> [String: (pending: Int, oldest: Date?)] {
+        try await reading { connection in
             var figures: [String: (pending: Int, oldest: Date?)] = [:]
-            try connection.query("SELECT endpoint, COUNT(*), MIN(created_at) FROM delivery WHERE state = 'pending' GROUP BY endpoint", []) { row in
+            try await connection.query("SELECT endpoint, COUNT(*), MIN(created_at) FROM delivery WHERE state = 'pending' GROUP BY endpoint", []) { row in
                 figures[try row.string(0)] = (try row.number(1), try row.date(2))
             }
             return figures
         }
     }
 
-    public func trackedPayments() throws -> Int {
-        try reading { connection in Int(try connection.int64("SELECT COUNT(*) FROM payment") ?? 0) }
+    public func trackedPayments() async throws -> Int {
+        try await reading { connection in Int(try await connection.int64("SELECT COUNT(*) FROM payment") ?? 0) }
     }
 
-    public func eventCount(since date: Date) throws -> Int {
-        try reading { connection in Int(try connection.int64("SELECT COUNT(*) FROM event WHERE created_at >= ?", [.date(date)]) ?? 0) }
+    public func eventCount(since date: Date) async throws -> Int {
+        try await reading { connection in Int(try await connection.int64("SELECT COUNT(*) FROM event WHERE created_at >= ?", [.date(date)]) ?? 0) }
     }
 
-    public func overtaken(ids: [Int64]) throws -> Set<Int64> {
+    public func overtaken(ids: [Int64]) async throws -> Set<Int64> {
         guard !ids.isEmpty else { return [] }
-        return try reading { connection in
+        return try await reading { connection in
             Set(
-                try connection.rows(
+                try await connection.rows(
                     """
                     SELECT d.id FROM delivery d WHERE \(connection.dialect.isIn("d.id")) AND EXISTS (
                       SELECT 1 FROM delivery later WHERE later.endpoint = d.endpoint AND later.subject = d.subject
@@ -214,22 +215,22 @@ extension SQLStore {
 
     // MARK: Operators' writes
 
-    public func replay(ids: [Int64], at date: Date) throws -> [Int64] {
+    public func replay(ids: [Int64], at date: Date) async throws -> [Int64] {
         guard !ids.isEmpty else { return [] }
-        return try correcting { connection in
-            let replayed = try connection.rows(
+        return try await correcting { connection in
+            let replayed = try await connection.rows(
                 "SELECT id FROM delivery WHERE state != 'pending' AND \(connection.dialect.isIn("id")) ORDER BY id", [.ints(ids)]
             ) { try $0.int64(0) ?? 0 }
-            try Self.keepLastAttempt(connection, ids)
-            try Self.queueAgain(connection, ids, at: date)
+            try await Self.keepLastAttempt(connection, ids)
+            try await Self.queueAgain(connection, ids, at: date)
             return replayed
         }
     }
 
     /// Pending again, due at `date`: the attempt count and its history stay, the retry schedule
     /// starts again, and any claim of an instance is void.
-    private static func queueAgain(_ connection: any SQLConnection, _ ids: [Int64], at date: Date) throws {
-        try connection.execute(
+    private nonisolated(nonsending) static func queueAgain(_ connection: any SQLConnection, _ ids: [Int64], at date: Date) async throws {
+        try await connection.execute(
             """
             UPDATE delivery SET state = 'pending', schedule_base = attempts, due_at = ?, updated_at = ?, delivered_at = NULL,
                 claimed_by = NULL, claimed_until = NULL
@@ -239,8 +240,8 @@ extension SQLStore {
 
     /// A first-try success lives on the delivery row only; before the row is used again, its
     /// attempt is written down so the history stays whole.
-    private static func keepLastAttempt(_ connection: any SQLConnection, _ ids: [Int64]) throws {
-        try connection.execute(
+    private nonisolated(nonsending) static func keepLastAttempt(_ connection: any SQLConnection, _ ids: [Int64]) async throws {
+        try await connection.execute(
             """
             INSERT INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error)
             SELECT id, attempts, last_attempt_at, COALESCE(last_duration_ms, 0), last_status, last_error FROM delivery
@@ -249,27 +250,27 @@ extension SQLStore {
             """, [.ints(ids)])
     }
 
-    public func redeliver(eventId: String, endpoint: String, rendering: Rendering?, at date: Date) throws -> Int64 {
-        try correcting { connection in
+    public func redeliver(eventId: String, endpoint: String, rendering: Rendering?, at date: Date) async throws -> Int64 {
+        try await correcting { connection in
             guard
-                let event = try connection.first("SELECT row_id, subject, sequence FROM event WHERE id = ?", [.text(eventId)], {
+                let event = try await connection.first("SELECT row_id, subject, sequence FROM event WHERE id = ?", [.text(eventId)], {
                     (row: try $0.int64(0) ?? 0, subject: try $0.string(1), sequence: try $0.number(2))
                 })
             else { throw InspectionError.unknownEvent(eventId) }
-            if let existing = try connection.int64(
+            if let existing = try await connection.int64(
                 "SELECT id FROM delivery WHERE event_row = ? AND endpoint = ? ORDER BY id DESC LIMIT 1", [.int(event.row), .text(endpoint)])
             {
-                try Self.keepLastAttempt(connection, [existing])
-                try Self.queueAgain(connection, [existing], at: date)
+                try await Self.keepLastAttempt(connection, [existing])
+                try await Self.queueAgain(connection, [existing], at: date)
                 return existing
             }
             var renderingId: Int64?
             if let rendering {
-                renderingId = try connection.insert(
+                renderingId = try await connection.insert(
                     "INSERT INTO rendering (event_row, content_type, headers, body) VALUES (?, ?, ?, ?)",
                     [.int(event.row), .text(rendering.contentType), .text(rendering.headerText), .bytes(rendering.body)], returning: "id")
             }
-            return try connection.insert(
+            return try await connection.insert(
                 """
                 INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at, rendering_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -281,9 +282,9 @@ extension SQLStore {
         }
     }
 
-    public func setEndpointDisabled(name: String, disabled: Bool, reason: String?, at date: Date) throws {
-        try correcting { connection in
-            try SQLWrites.saveEndpointRecord(
+    public func setEndpointDisabled(name: String, disabled: Bool, reason: String?, at date: Date) async throws {
+        try await correcting { connection in
+            try await SQLWrites.saveEndpointRecord(
                 connection, name: name,
                 EndpointRecord(disabledAt: disabled ? date : nil, disabledReason: disabled ? reason ?? "disabled by an operator" : nil))
         }

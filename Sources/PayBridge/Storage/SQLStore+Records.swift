@@ -2,31 +2,31 @@ import Foundation
 
 // Records, the queue's cheap questions and retention, written once for both backends.
 extension SQLStore {
-    public func checkWritable(at date: Date) throws {
-        try writing(announce: false) { connection in
-            _ = try connection.execute(
+    public func checkWritable(at date: Date) async throws {
+        try await writing(announce: false) { connection in
+            _ = try await connection.execute(
                 "INSERT INTO heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at", [.date(date)])
         }
     }
 
-    public func watchRecord(name: String) throws -> WatchRecord? {
-        try reading { connection in
-            try connection.first("SELECT baselined_at, last_success_at FROM watch WHERE name = ?", [.text(name)]) { row in
+    public func watchRecord(name: String) async throws -> WatchRecord? {
+        try await reading { connection in
+            try await connection.first("SELECT baselined_at, last_success_at FROM watch WHERE name = ?", [.text(name)]) { row in
                 WatchRecord(baselinedAt: try row.date(0), lastSuccessAt: try row.date(1))
             }
         }
     }
 
-    public func watchMembers(name: String) throws -> Set<String> {
-        try reading { connection in
-            Set(try connection.rows("SELECT payment_id FROM watch_member WHERE watch = ?", [.text(name)]) { try $0.string(0) })
+    public func watchMembers(name: String) async throws -> Set<String> {
+        try await reading { connection in
+            Set(try await connection.rows("SELECT payment_id FROM watch_member WHERE watch = ?", [.text(name)]) { try $0.string(0) })
         }
     }
 
-    public func endpointRecords() throws -> [String: EndpointRecord] {
-        try reading { connection in
+    public func endpointRecords() async throws -> [String: EndpointRecord] {
+        try await reading { connection in
             var records: [String: EndpointRecord] = [:]
-            try connection.query(
+            try await connection.query(
                 "SELECT name, disabled_at, disabled_reason, failing_since, last_success_at, last_failure_at, failures, circuit FROM endpoint_state",
                 []
             ) { row in
@@ -39,9 +39,9 @@ extension SQLStore {
         }
     }
 
-    public func sourceRecord() throws -> SourceRecord {
-        try reading { connection in
-            try connection.first("SELECT failing_since, announced_at, sequence FROM source_state WHERE name = 'source'") { row in
+    public func sourceRecord() async throws -> SourceRecord {
+        try await reading { connection in
+            try await connection.first("SELECT failing_since, announced_at, sequence FROM source_state WHERE name = 'source'") { row in
                 SourceRecord(failingSince: try row.date(0), announcedAt: try row.date(1), sequence: try row.number(2))
             } ?? SourceRecord()
         }
@@ -49,73 +49,75 @@ extension SQLStore {
 
     // MARK: The queue
 
-    public func nextDueDate(after date: Date, endpoints: [String]) throws -> Date? {
-        try reading { connection in
-            try connection.double(
+    public func nextDueDate(after date: Date, endpoints: [String]) async throws -> Date? {
+        try await reading { connection in
+            try await connection.double(
                 "SELECT MIN(due_at) FROM delivery WHERE state = 'pending' AND \(connection.dialect.isIn("endpoint")) AND due_at > ?",
                 [.texts(endpoints), .date(date)]
             ).map(Date.init(timeIntervalSince1970:))
         }
     }
 
-    public func nextGroupFlush(endpoint: String) throws -> Date? {
-        try reading { connection in
-            try connection.double("SELECT MIN(flush_at) FROM event_group WHERE endpoint = ? AND flush_at IS NOT NULL", [.text(endpoint)])
+    public func nextGroupFlush(endpoint: String) async throws -> Date? {
+        try await reading { connection in
+            try await connection.double("SELECT MIN(flush_at) FROM event_group WHERE endpoint = ? AND flush_at IS NOT NULL", [.text(endpoint)])
                 .map(Date.init(timeIntervalSince1970:))
         }
     }
 
-    public func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup] {
-        try reading { connection in
-            let groups = try connection.rows(
+    public func dueGroups(endpoint: String, dueBy: Date) async throws -> [PendingGroup] {
+        try await reading { connection in
+            let groups = try await connection.rows(
                 "SELECT group_key, sequence FROM event_group WHERE endpoint = ? AND flush_at IS NOT NULL AND flush_at <= ? ORDER BY flush_at",
                 [.text(endpoint), .date(dueBy)]
             ) { (key: try $0.string(0), sequence: try $0.number(1)) }
-            return try groups.map { group in
-                let members = try connection.rows(
+            var pending: [PendingGroup] = []
+            for group in groups {
+                let members = try await connection.rows(
                     """
                     SELECT m.event_row, e.id, e.body FROM group_member m JOIN event e ON e.row_id = m.event_row
                     WHERE m.endpoint = ? AND m.group_key = ? AND m.message_row IS NULL ORDER BY m.event_row
                     """, [.text(endpoint), .text(group.key)]
                 ) { PendingGroup.Member(eventRow: try $0.int64(0) ?? 0, eventId: try $0.string(1), body: try $0.bytes(2) ?? []) }
-                return PendingGroup(endpoint: endpoint, key: group.key, sequence: group.sequence, members: members)
+                pending.append(PendingGroup(endpoint: endpoint, key: group.key, sequence: group.sequence, members: members))
             }
+            return pending
         }
     }
 
-    public func pendingCounts() throws -> [String: Int] {
-        try queueFigures().mapValues(\.pending)
+    public func pendingCounts() async throws -> [String: Int] {
+        try await queueFigures().mapValues(\.pending)
     }
 
     // MARK: Retention
 
-    public func purgeDead(endpoint: String, before: Date) throws -> Int {
-        try correcting { connection in
+    public func purgeDead(endpoint: String, before: Date) async throws -> Int {
+        try await correcting { connection in
             let doomed = "SELECT id FROM delivery WHERE endpoint = ? AND state = 'dead' AND updated_at < ?"
-            try connection.execute("DELETE FROM attempt WHERE delivery_id IN (\(doomed))", [.text(endpoint), .date(before)])
-            let count = try connection.execute("DELETE FROM delivery WHERE id IN (\(doomed))", [.text(endpoint), .date(before)])
-            try Self.deleteOrphans(connection, before: before)
+            try await connection.execute("DELETE FROM attempt WHERE delivery_id IN (\(doomed))", [.text(endpoint), .date(before)])
+            let count = try await connection.execute("DELETE FROM delivery WHERE id IN (\(doomed))", [.text(endpoint), .date(before)])
+            try await Self.deleteOrphans(connection, before: before)
             return count
         }
     }
 
-    public func prune(before: Date) throws -> PruneReport {
-        try correcting { connection in
+    public func prune(before: Date) async throws -> PruneReport {
+        try await correcting { connection in
             var report = PruneReport()
-            report.attempts = try connection.execute("DELETE FROM attempt WHERE delivery_id IN (\(RetentionSQL.deliveredBefore))", [.date(before)])
-            report.deliveries = try connection.execute("DELETE FROM delivery WHERE id IN (\(RetentionSQL.deliveredBefore))", [.date(before)])
-            report.events = try Self.deleteOrphans(connection, before: before)
+            report.attempts = try await connection.execute("DELETE FROM attempt WHERE delivery_id IN (\(RetentionSQL.deliveredBefore))", [.date(before)])
+            report.deliveries = try await connection.execute("DELETE FROM delivery WHERE id IN (\(RetentionSQL.deliveredBefore))", [.date(before)])
+            report.events = try await Self.deleteOrphans(connection, before: before)
             return report
         }
     }
 
     /// Events older than `before` that no delivery refers to any more, and what hung on them.
     @discardableResult
-    static func deleteOrphans(_ connection: any SQLConnection, before: Date) throws -> Int {
-        let events = try connection.execute(RetentionSQL.deleteOrphanEvents, [.date(before)])
+    nonisolated(nonsending) static func deleteOrphans(_ connection: any SQLConnection, before: Date) async throws -> Int {
+        let events = try await connection.execute(RetentionSQL.deleteOrphanEvents, [.date(before)])
         if events > 0 {
-            try connection.execute(RetentionSQL.deleteOrphanRenderings, [])
-            try connection.execute(RetentionSQL.deleteSentMembers, [])
+            try await connection.execute(RetentionSQL.deleteOrphanRenderings, [])
+            try await connection.execute(RetentionSQL.deleteSentMembers, [])
         }
         return events
     }

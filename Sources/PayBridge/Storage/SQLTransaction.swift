@@ -6,12 +6,12 @@ import Foundation
 protocol SQLTransaction: DetectionTransaction {
     var connection: any SQLConnection { get }
     /// Sends writes the backend buffered, before a statement that must follow them.
-    func flush() throws
+    nonisolated(nonsending) func flush() async throws
 }
 
 extension SQLTransaction {
-    func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws {
-        try connection.execute(
+    nonisolated(nonsending) func recordWatchPoll(name: String, at date: Date, baselined: Bool) async throws {
+        try await connection.execute(
             """
             INSERT INTO watch (name, baselined_at, last_success_at) VALUES (?, ?, ?)
             ON CONFLICT (name) DO UPDATE SET baselined_at = COALESCE(watch.baselined_at, excluded.baselined_at),
@@ -19,16 +19,16 @@ extension SQLTransaction {
             """, [.text(name), .date(baselined ? date : nil), .date(date)])
     }
 
-    func replaceWatchMembers(name: String, paymentIds: Set<String>) throws {
-        try connection.execute("DELETE FROM watch_member WHERE watch = ?", [.text(name)])
+    nonisolated(nonsending) func replaceWatchMembers(name: String, paymentIds: Set<String>) async throws {
+        try await connection.execute("DELETE FROM watch_member WHERE watch = ?", [.text(name)])
         guard !paymentIds.isEmpty else { return }
-        try connection.execute(
+        try await connection.execute(
             "INSERT INTO watch_member (watch, payment_id) SELECT ?, value FROM (\(connection.dialect.listRows)) AS ids WHERE true ON CONFLICT DO NOTHING",
             [.text(name), .texts(Array(paymentIds))])
     }
 
-    func saveSourceRecord(_ record: SourceRecord) throws {
-        try connection.execute(
+    nonisolated(nonsending) func saveSourceRecord(_ record: SourceRecord) async throws {
+        try await connection.execute(
             """
             INSERT INTO source_state (name, failing_since, announced_at, sequence) VALUES ('source', ?, ?, ?)
             ON CONFLICT (name) DO UPDATE SET failing_since = excluded.failing_since, announced_at = excluded.announced_at,
@@ -36,12 +36,12 @@ extension SQLTransaction {
             """, [.date(record.failingSince), .date(record.announcedAt), .int(record.sequence)])
     }
 
-    func saveEndpointRecord(name: String, _ record: EndpointRecord) throws {
-        try SQLWrites.saveEndpointRecord(connection, name: name, record)
+    nonisolated(nonsending) func saveEndpointRecord(name: String, _ record: EndpointRecord) async throws {
+        try await SQLWrites.saveEndpointRecord(connection, name: name, record)
     }
 
-    func saveEndpointStats(name: String, _ stats: EndpointStats) throws {
-        try connection.execute(
+    nonisolated(nonsending) func saveEndpointStats(name: String, _ stats: EndpointStats) async throws {
+        try await connection.execute(
             """
             INSERT INTO endpoint_state (name, last_success_at, last_failure_at, failures, circuit) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT (name) DO UPDATE SET last_success_at = COALESCE(excluded.last_success_at, endpoint_state.last_success_at),
@@ -54,10 +54,10 @@ extension SQLTransaction {
     /// whether it queued work (false when the event was stored before: appending it again is
     /// a no-op, so re-running a poll after a crash appends nothing twice).
     @discardableResult
-    func insert(_ entry: OutboxEntry, dueAt: Date) throws -> Bool {
+    nonisolated(nonsending) func insert(_ entry: OutboxEntry, dueAt: Date) async throws -> Bool {
         let event = entry.event
         guard
-            let eventRow = try connection.insert(
+            let eventRow = try await connection.insert(
                 """
                 INSERT INTO event (id, type, subject, sequence, status, previous_status, watch, created_at, body)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING
@@ -69,13 +69,13 @@ extension SQLTransaction {
         else { return false }
         var renderingIds: [Int64] = []
         for rendering in entry.renderings {
-            let id = try connection.insert(
+            let id = try await connection.insert(
                 "INSERT INTO rendering (event_row, content_type, headers, body) VALUES (?, ?, ?, ?)",
                 [.int(eventRow), .text(rendering.contentType), .text(rendering.headerText), .bytes(rendering.body)], returning: "id")
             renderingIds.append(id ?? 0)
         }
         for (endpoint, rendering) in entry.deliveries {
-            try connection.execute(
+            try await connection.execute(
                 """
                 INSERT INTO delivery (event_id, event_row, endpoint, subject, sequence, due_at, created_at, updated_at, rendering_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -87,12 +87,12 @@ extension SQLTransaction {
         }
         for membership in entry.memberships {
             let at = dueAt.timeIntervalSince1970
-            try connection.execute(
+            try await connection.execute(
                 "INSERT INTO group_member (endpoint, group_key, event_row, added_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [.text(membership.endpoint), .text(membership.key), .int(eventRow), .double(at)])
             // The first waiting member sets the group's time: `wait` from now, and never
             // sooner than `interval` after its previous message.
-            try connection.execute(
+            try await connection.execute(
                 """
                 INSERT INTO event_group (endpoint, group_key, flush_at) VALUES (?, ?, ?)
                 ON CONFLICT (endpoint, group_key) DO UPDATE SET flush_at = COALESCE(event_group.flush_at,
@@ -103,17 +103,17 @@ extension SQLTransaction {
         return true
     }
 
-    func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) throws {
-        try append(entry, dueAt: date)
-        try flush()
-        guard let messageRow = try connection.int64("SELECT row_id FROM event WHERE id = ?", [.text(entry.event.id)]) else { return }
-        try connection.execute(
+    nonisolated(nonsending) func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) async throws {
+        try await append(entry, dueAt: date)
+        try await flush()
+        guard let messageRow = try await connection.int64("SELECT row_id FROM event WHERE id = ?", [.text(entry.event.id)]) else { return }
+        try await connection.execute(
             "UPDATE group_member SET message_row = ? WHERE endpoint = ? AND group_key = ? AND message_row IS NULL AND \(connection.dialect.isIn("event_row"))",
             [.int(messageRow), .text(group.endpoint), .text(group.key), .ints(group.members.map(\.eventRow))])
-        let waiting = try connection.int64(
+        let waiting = try await connection.int64(
             "SELECT COUNT(*) FROM group_member WHERE endpoint = ? AND group_key = ? AND message_row IS NULL", [.text(group.endpoint), .text(group.key)])
         let now = date.timeIntervalSince1970
-        try connection.execute(
+        try await connection.execute(
             "UPDATE event_group SET sequence = ?, last_sent_at = ?, flush_at = ? WHERE endpoint = ? AND group_key = ?",
             [
                 .int(group.sequence + 1), .double(now), .double((waiting ?? 0) > 0 ? now + interval.seconds : nil), .text(group.endpoint),
@@ -125,8 +125,8 @@ extension SQLTransaction {
 /// Writes shared by transactions and operators' corrections.
 enum SQLWrites {
     /// Whether the endpoint is disabled and since when it fails (not its stats).
-    static func saveEndpointRecord(_ connection: any SQLConnection, name: String, _ record: EndpointRecord) throws {
-        try connection.execute(
+    nonisolated(nonsending) static func saveEndpointRecord(_ connection: any SQLConnection, name: String, _ record: EndpointRecord) async throws {
+        try await connection.execute(
             """
             INSERT INTO endpoint_state (name, disabled_at, disabled_reason, failing_since) VALUES (?, ?, ?, ?)
             ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason,

@@ -12,6 +12,7 @@ public final class SQLiteStore: SQLStore {
     public static let fileName = "paybridge.sqlite"
 
     private let pool: DatabasePool
+    private let writer: SQLiteWriter
     private let checkpointer: Checkpointer
     private let announcements = StateChanges()
     public let path: String
@@ -23,7 +24,13 @@ public final class SQLiteStore: SQLStore {
     /// and its database `0600` (SQLite gives the WAL and shared-memory files the same mode).
     /// - Parameter create: false for commands that only read or correct state: a missing
     ///   database is then `StateMissing`, and nothing is created.
-    public init(directory: String, busyTimeout: Duration = .seconds(5), create: Bool = true) throws {
+    public static func open(directory: String, busyTimeout: Duration = .seconds(5), create: Bool = true) async throws -> SQLiteStore {
+        let store = try SQLiteStore(directory: directory, busyTimeout: busyTimeout, create: create)
+        _ = try await store.writer.transaction { db in try await Schema.migrate(SQLiteConnection(db: db)) }
+        return store
+    }
+
+    private init(directory: String, busyTimeout: Duration, create: Bool) throws {
         path = StateStore.databaseFile(inFolder: directory)
         if !FileManager.default.fileExists(atPath: path) {
             guard create else { throw StateMissing(path: path) }
@@ -44,6 +51,8 @@ public final class SQLiteStore: SQLStore {
         configuration.label = "paybridge"
         // Two readers are plenty (the dispatcher's queries, the poller's diffs); each costs a cache.
         configuration.maximumReaderCount = 2
+        // `SQLiteWriter` opens and closes its transactions itself, possibly across accesses.
+        configuration.allowsUnsafeTransactions = true
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
             // Checkpoints are the Checkpointer's job; this is only a backstop should it stall.
@@ -53,7 +62,7 @@ public final class SQLiteStore: SQLStore {
             try db.execute(sql: "PRAGMA soft_heap_limit = 8388608")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
-        try pool.write { db in _ = try Schema.migrate(SQLiteConnection(db: db)) }
+        writer = try SQLiteWriter(pool: pool)
         checkpointer = try Checkpointer(path: path)
     }
 
@@ -61,52 +70,59 @@ public final class SQLiteStore: SQLStore {
 
     // MARK: Detection
 
-    public func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
-        try pool.read { db in try Self.paymentStates(db, paymentIds) }
+    public func paymentStates(for paymentIds: [String]) async throws -> [String: PaymentState] {
+        try await read { db in try Self.paymentStates(db, paymentIds) }
     }
 
-    public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
-        try committing { try body($0) }
+    /// A read on one of GRDB's reader connections, on its queue. Not GRDB's `async` read, which
+    /// throws once its task is cancelled: a graceful stop cancels the watches' tasks, and a
+    /// poll's read must not turn into a CancellationError that looks like a storage fault.
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            pool.asyncRead { db in continuation.resume(with: Result { try body(db.get()) }) }
+        }
+    }
+
+    public func write<T: Sendable>(_ body: nonisolated(nonsending) @Sendable (any StoreTransaction) async throws -> T) async throws -> T {
+        try await committing { try await body($0) }
     }
 
     /// One process writes a SQLite state (`StateLock`): nothing to fence.
-    public func detect<T>(_ body: (any DetectionTransaction) throws -> T) throws -> T {
-        try committing { try body($0) }
+    public func detect<T: Sendable>(_ body: nonisolated(nonsending) @Sendable (any DetectionTransaction) async throws -> T) async throws -> T {
+        try await committing { try await body($0) }
     }
 
     /// Runs a write transaction; once it committed work to deliver, says so.
-    private func committing<T>(_ body: (SQLiteTransaction) throws -> T) throws -> T {
-        var queued = false
-        let result = try pool.write { db in
+    private func committing<T: Sendable>(_ body: nonisolated(nonsending) @Sendable (SQLiteTransaction) async throws -> T) async throws -> T {
+        let (result, queued) = try await writer.transaction { db in
             let transaction = SQLiteTransaction(db: db)
-            let result = try body(transaction)
-            queued = transaction.queued
-            return result
+            let result = try await body(transaction)
+            return (result, transaction.queued)
         }
         if queued { announcements.announce(.queued) }
         return result
     }
 
     public func changes() -> AsyncStream<StateChange> {
-        announcements.subscribe { [weak self] in try self?.changeMark() ?? 0 }
+        announcements.subscribe { [weak self] in try await self?.changeMark() ?? 0 }
     }
 
-    func reading<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
-        try pool.read { db in try body(SQLiteConnection(db: db)) }
+    func reading<T: Sendable>(_ body: SQLWork<T>) async throws -> T {
+        try await writer.read { db in try await body(SQLiteConnection(db: db)) }
     }
 
     /// Other processes see the commit by `data_version` (`changeMark`); this one's own
     /// subscribers are told here.
-    func writing<T>(announce: Bool, _ body: (any SQLConnection) throws -> T) throws -> T {
-        let result = try pool.write { db in try body(SQLiteConnection(db: db)) }
+    func writing<T: Sendable>(announce: Bool, _ body: SQLWork<T>) async throws -> T {
+        let result = try await writer.transaction { db in try await body(SQLiteConnection(db: db)) }
         if announce { announcements.announce(.changed) }
         return result
     }
 
     /// SQLite's `data_version` on the writer connection: every write of this process goes
     /// through that one connection, so only other processes' commits change it.
-    public func changeMark() throws -> Int64 {
-        try pool.writeWithoutTransaction { db in try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
+    public func changeMark() async throws -> Int64 {
+        try await writer.read { db in try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
     }
 
     static func paymentStates(_ db: Database, _ paymentIds: [String]) throws -> [String: PaymentState] {
@@ -124,8 +140,8 @@ public final class SQLiteStore: SQLStore {
 
     // MARK: Delivery queue
 
-    public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery] {
-        try pool.read { db in
+    public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) async throws -> [QueuedDelivery] {
+        try await read { db in
             let statement = try db.cachedStatement(sql: SQL.dueDeliveries)
             let excluded = "[" + excluding.map(String.init).joined(separator: ",") + "]"
             var raw = RawStatement(statement)
@@ -179,13 +195,13 @@ final class SQLiteTransaction: SQLTransaction {
 
     var connection: any SQLConnection { SQLiteConnection(db: db) }
 
-    func flush() {}
+    nonisolated(nonsending) func flush() async {}
 
-    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState] {
+    nonisolated(nonsending) func paymentStates(for paymentIds: [String]) async throws -> [String: PaymentState] {
         try SQLiteStore.paymentStates(db, paymentIds)
     }
 
-    func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws {
+    nonisolated(nonsending) func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) async throws {
         let statement = try db.cachedStatement(
             sql: """
                 INSERT INTO payment (id, status, sequence, updated_at, first_seen_at, first_status, first_watch)
@@ -204,14 +220,14 @@ final class SQLiteTransaction: SQLTransaction {
         try raw.run()
     }
 
-    func append(_ entry: OutboxEntry, dueAt: Date) throws {
-        if try insert(entry, dueAt: dueAt) { queued = true }
+    nonisolated(nonsending) func append(_ entry: OutboxEntry, dueAt: Date) async throws {
+        if try await insert(entry, dueAt: dueAt) { queued = true }
     }
 
     /// A success is recorded on the delivery row (`delivered_at`, `last_status`); only
     /// failures and the attempts that follow them get an `attempt` row, which keeps the common
     /// case to one write per delivery.
-    func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws {
+    nonisolated(nonsending) func recordAttempts(_ attempts: [AttemptRecord], at date: Date) async throws {
         let insert = try db.cachedStatement(
             sql: """
                 INSERT OR REPLACE INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error, response)
@@ -283,33 +299,24 @@ public struct StateMissing: Error, Sendable, CustomStringConvertible {
 /// Copies the WAL back into the database file every 200 ms from a connection of its own, in
 /// PASSIVE mode: it never blocks a writer or a reader, so commits (the poller's, the
 /// recorder's) never pay for a checkpoint. Measured: B4's p99 detection→2xx fell from 88 ms
-/// (32 MB checkpoints on the committing thread) and B1 rose by a tenth.
-final class Checkpointer: @unchecked Sendable {
-    // @unchecked: `queue` is used only by the checkpoint thread; `wake` is thread-safe.
-    private let queue: DatabaseQueue
-    private let wake = DispatchSemaphore(value: 0)
-    private let stopped = Mutex(false)
+/// (32 MB checkpoints on the committing thread) and B1 rose by a tenth. The checkpoints run
+/// on the connection's own GRDB queue; the task only waits between them.
+final class Checkpointer: Sendable {
+    private let task: Task<Void, Never>
 
     init(path: String) throws {
         var configuration = GRDB.Configuration()
         configuration.label = "paybridge-checkpoint"
         configuration.busyMode = .timeout(1)
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        queue = try DatabaseQueue(path: path, configuration: configuration)
-        let thread = Thread { [self] in run() }
-        thread.name = "paybridge-checkpoint"
-        thread.start()
-    }
-
-    func stop() {
-        stopped.withLock { $0 = true }
-        wake.signal()
-    }
-
-    private func run() {
-        while !stopped.withLock({ $0 }) {
-            _ = try? queue.inDatabase { db in try db.checkpoint(.passive) }
-            _ = wake.wait(timeout: .now() + .milliseconds(200))
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        task = Task.detached {
+            while !Task.isCancelled {
+                _ = try? await queue.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
         }
     }
+
+    func stop() { task.cancel() }
 }

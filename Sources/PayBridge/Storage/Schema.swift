@@ -67,14 +67,14 @@ enum Schema {
 
     /// Brings the schema up to date; returns the version it found (0: an empty database).
     @discardableResult
-    static func migrate(_ connection: any SQLConnection) throws -> Int {
-        try connection.execute("CREATE TABLE IF NOT EXISTS paybridge_schema (version INTEGER NOT NULL)", [])
-        let found = Int(try connection.int64("SELECT COALESCE(MAX(version), 0) FROM paybridge_schema") ?? 0)
+    nonisolated(nonsending) static func migrate(_ connection: any SQLConnection) async throws -> Int {
+        try await connection.execute("CREATE TABLE IF NOT EXISTS paybridge_schema (version INTEGER NOT NULL)", [])
+        let found = Int(try await connection.int64("SELECT COALESCE(MAX(version), 0) FROM paybridge_schema") ?? 0)
         var version = found
-        if version == 0, connection.dialect == .sqlite, try adoptGRDBSchema(connection) { version = 1 }
+        if version == 0, connection.dialect == .sqlite, try await adoptGRDBSchema(connection) { version = 1 }
         for (index, migration) in migrations(connection.dialect).enumerated() where index + 1 > version {
-            for statement in statements(migration) { try connection.execute(statement, []) }
-            try connection.execute("INSERT INTO paybridge_schema (version) VALUES (?)", [.int(index + 1)])
+            for statement in statements(migration) { try await connection.execute(statement, []) }
+            try await connection.execute("INSERT INTO paybridge_schema (version) VALUES (?)", [.int(index + 1)])
         }
         return found
     }
@@ -92,10 +92,10 @@ enum Schema {
     /// row id as a column of its own (the same numbers: deliveries, renderings and group
     /// members keep pointing at their events); deliveries get the claim columns; the tables
     /// only PostgreSQL used appear, empty. Returns false when there is no such state.
-    private static func adoptGRDBSchema(_ connection: any SQLConnection) throws -> Bool {
-        let grdb = try connection.int64("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'grdb_migrations'") ?? 0
+    private nonisolated(nonsending) static func adoptGRDBSchema(_ connection: any SQLConnection) async throws -> Bool {
+        let grdb = try await connection.int64("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'grdb_migrations'") ?? 0
         guard grdb > 0 else { return false }
-        let applied = Set(try connection.rows("SELECT identifier FROM grdb_migrations") { try $0.string(0) })
+        let applied = Set(try await connection.rows("SELECT identifier FROM grdb_migrations") { try $0.string(0) })
         guard applied == ["v1", "v2-pipeline", "v3-operations"] else {
             throw StorageError.unsupportedSchema(
                 "the state was made by a release older than 2026-12 (its migrations: \(applied.sorted().joined(separator: ", "))); "
@@ -107,8 +107,8 @@ enum Schema {
             guard let statement = base.first(where: { $0.hasPrefix(prefix) }) else { throw StorageError.unsupportedSchema("no \(prefix)") }
             return statement
         }
-        try connection.execute(try created("CREATE TABLE event (").replacingOccurrences(of: "CREATE TABLE event (", with: "CREATE TABLE event_v1 ("), [])
-        try connection.execute(
+        try await connection.execute(try created("CREATE TABLE event (").replacingOccurrences(of: "CREATE TABLE event (", with: "CREATE TABLE event_v1 ("), [])
+        try await connection.execute(
             """
             INSERT INTO event_v1 (row_id, id, type, subject, sequence, status, previous_status, watch, created_at, body)
             SELECT rowid, id, type, subject, sequence, status, previous_status, watch, created_at, body FROM event ORDER BY rowid
@@ -127,7 +127,7 @@ enum Schema {
             "DROP TABLE grdb_migrations",
             "INSERT INTO paybridge_schema (version) VALUES (1)",
         ] {
-            try connection.execute(statement, [])
+            try await connection.execute(statement, [])
         }
         return true
     }

@@ -32,7 +32,7 @@ final class StateChanges: Sendable {
     /// A subscription: what is announced from now on, and `.changed` whenever `changeMark`
     /// moves (the first reading counts: a commit made while the subscriber started is not
     /// missed). It ends when its consumer stops iterating or is cancelled.
-    func subscribe(changeMark: @escaping @Sendable () throws -> Int64) -> AsyncStream<StateChange> {
+    func subscribe(changeMark: @escaping @Sendable () async throws -> Int64) -> AsyncStream<StateChange> {
         let (stream, continuation) = AsyncStream.makeStream(of: StateChange.self, bufferingPolicy: .bufferingNewest(8))
         let id = subscribers.withLock { subscribers -> UInt64 in
             subscribers.next += 1
@@ -42,7 +42,7 @@ final class StateChanges: Sendable {
         let watch = Task {
             var last: Int64?
             while !Task.isCancelled {
-                if let mark = try? await StorageThreads.run(changeMark) {
+                if let mark = try? await changeMark() {
                     if mark != last { continuation.yield(.changed) }
                     last = mark
                 }

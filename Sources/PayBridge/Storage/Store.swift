@@ -200,16 +200,16 @@ public protocol StoreTransaction {
     /// Stores the event, its renderings, one pending delivery per endpoint due at `dueAt`, and
     /// its group memberships. An event already stored is left as it is (re-running a poll
     /// after a crash appends nothing twice).
-    func append(_ entry: OutboxEntry, dueAt: Date) throws
+    nonisolated(nonsending) func append(_ entry: OutboxEntry, dueAt: Date) async throws
     /// Stores a group's message (an entry for its endpoint) and marks the members it carries
     /// as sent; members that arrived meanwhile wait for the next message, `interval` later.
-    func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) throws
+    nonisolated(nonsending) func appendGroupMessage(_ entry: OutboxEntry, for group: PendingGroup, interval: Duration, at date: Date) async throws
     /// Saves whether the endpoint is disabled and since when it fails (not its stats).
-    func saveEndpointRecord(name: String, _ record: EndpointRecord) throws
-    func saveEndpointStats(name: String, _ stats: EndpointStats) throws
+    nonisolated(nonsending) func saveEndpointRecord(name: String, _ record: EndpointRecord) async throws
+    nonisolated(nonsending) func saveEndpointStats(name: String, _ stats: EndpointStats) async throws
     /// Logs the attempts and moves their deliveries on (delivered, retry at, dead); `date`
     /// stamps the rows.
-    func recordAttempts(_ attempts: [AttemptRecord], at date: Date) throws
+    nonisolated(nonsending) func recordAttempts(_ attempts: [AttemptRecord], at date: Date) async throws
 }
 
 /// The writes detection makes: what paybridge knows of payments, watches and the bank. They
@@ -217,30 +217,30 @@ public protocol StoreTransaction {
 /// process holds the poller lease's current fencing token (on a shared state): the rule is in
 /// that one place, not in each write.
 public protocol DetectionTransaction: StoreTransaction {
-    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
+    nonisolated(nonsending) func paymentStates(for paymentIds: [String]) async throws -> [String: PaymentState]
     /// `watch` is kept with the first sighting.
-    func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) throws
-    func recordWatchPoll(name: String, at date: Date, baselined: Bool) throws
-    func replaceWatchMembers(name: String, paymentIds: Set<String>) throws
-    func saveSourceRecord(_ record: SourceRecord) throws
+    nonisolated(nonsending) func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) async throws
+    nonisolated(nonsending) func recordWatchPoll(name: String, at date: Date, baselined: Bool) async throws
+    nonisolated(nonsending) func replaceWatchMembers(name: String, paymentIds: Set<String>) async throws
+    nonisolated(nonsending) func saveSourceRecord(_ record: SourceRecord) async throws
 }
 
 /// Detection and the outbox: last known states, and one write transaction per chunk of
 /// changes (states, events, deliveries, group members commit together).
 public protocol OutboxStore: Sendable {
     /// Reads last known states outside any write.
-    func paymentStates(for paymentIds: [String]) throws -> [String: PaymentState]
+    func paymentStates(for paymentIds: [String]) async throws -> [String: PaymentState]
     /// Runs `body` in one write transaction.
-    func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T
+    func write<T: Sendable>(_ body: nonisolated(nonsending) @Sendable (any StoreTransaction) async throws -> T) async throws -> T
     /// Runs `body` in one detection transaction: on a shared state it commits only under the
     /// poller lease's current fencing token, else throws `StorageError.leaseLost` having
     /// committed nothing.
-    func detect<T>(_ body: (any DetectionTransaction) throws -> T) throws -> T
+    func detect<T: Sendable>(_ body: nonisolated(nonsending) @Sendable (any DetectionTransaction) async throws -> T) async throws -> T
     /// Fails unless a write transaction can commit now (the storage-fault probe).
-    func checkWritable(at date: Date) throws
+    func checkWritable(at date: Date) async throws
     /// A number that changes whenever another process commits to the state (an operator's
     /// command); this process's own commits leave it as it is.
-    func changeMark() throws -> Int64
+    func changeMark() async throws -> Int64
     /// The wake-up signal: `.queued` when a commit queued deliveries, `.changed` when another
     /// process or an operator changed the state. One subscription per call.
     func changes() -> AsyncStream<StateChange>
@@ -248,10 +248,10 @@ public protocol OutboxStore: Sendable {
 
 /// What paybridge remembers of watches, endpoints and the bank between runs.
 public protocol RecordStore: Sendable {
-    func watchRecord(name: String) throws -> WatchRecord?
-    func watchMembers(name: String) throws -> Set<String>
-    func endpointRecords() throws -> [String: EndpointRecord]
-    func sourceRecord() throws -> SourceRecord
+    func watchRecord(name: String) async throws -> WatchRecord?
+    func watchMembers(name: String) async throws -> Set<String>
+    func endpointRecords() async throws -> [String: EndpointRecord]
+    func sourceRecord() async throws -> SourceRecord
 }
 
 /// The delivery queue as the dispatcher reads it (results go through `OutboxStore.write`).
@@ -259,24 +259,24 @@ public protocol DeliveryQueue: Sendable {
     /// Pending deliveries of `endpoint` due by `dueBy` whose subject has no earlier pending
     /// delivery to the same endpoint, oldest first, skipping the ids in `excluding`. On a
     /// shared state they are claimed for this instance.
-    func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery]
+    func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) async throws -> [QueuedDelivery]
     /// The earliest due time after `date` among pending deliveries of `endpoints`.
-    func nextDueDate(after date: Date, endpoints: [String]) throws -> Date?
+    func nextDueDate(after date: Date, endpoints: [String]) async throws -> Date?
     /// When the endpoint's next group message is due (nil: no group is waiting).
-    func nextGroupFlush(endpoint: String) throws -> Date?
+    func nextGroupFlush(endpoint: String) async throws -> Date?
     /// The endpoint's groups due by `dueBy`, with their waiting members.
-    func dueGroups(endpoint: String, dueBy: Date) throws -> [PendingGroup]
+    func dueGroups(endpoint: String, dueBy: Date) async throws -> [PendingGroup]
     /// Pending deliveries per endpoint (cheap: an index covers it).
-    func pendingCounts() throws -> [String: Int]
+    func pendingCounts() async throws -> [String: Int]
 }
 
 /// Retention and the operator's purge.
 public protocol RetentionStore: Sendable {
     /// Deletes dead deliveries of `endpoint` last touched before `before`.
-    func purgeDead(endpoint: String, before: Date) throws -> Int
+    func purgeDead(endpoint: String, before: Date) async throws -> Int
     /// Deletes delivered deliveries, their attempts, and events left without deliveries, all
     /// older than `before`. Dead letters and pending deliveries are kept.
-    func prune(before: Date) throws -> PruneReport
+    func prune(before: Date) async throws -> PruneReport
 }
 
 /// The whole state, as a backend implements it: SQLite (the embedded default) and
@@ -287,15 +287,15 @@ public typealias Store = OutboxStore & RecordStore & DeliveryQueue & RetentionSt
 
 extension StoreTransaction {
     /// An event to every one of `endpoints` with its stored body (operational events).
-    public func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) throws {
-        try append(OutboxEntry(event: event, deliveries: endpoints.map { ($0, nil) }), dueAt: dueAt)
+    nonisolated(nonsending) public func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) async throws {
+        try await append(OutboxEntry(event: event, deliveries: endpoints.map { ($0, nil) }), dueAt: dueAt)
     }
 }
 
 extension InspectionStore {
     /// Deliveries of an endpoint in one state, oldest first (tests and the old listing).
-    public func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) throws -> [DeliveryRecord] {
+    public func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) async throws -> [DeliveryRecord] {
         let filterState = state.flatMap { DeliveryFilter.State(rawValue: $0.rawValue) }
-        return try deliveries(DeliveryFilter(endpoint: endpoint, state: filterState, limit: limit)).reversed()
+        return try await deliveries(DeliveryFilter(endpoint: endpoint, state: filterState, limit: limit)).reversed()
     }
 }

@@ -46,8 +46,8 @@ enum Backend: String, Sendable, CaseIterable, CustomTestStringConvertible {
     }
 
     /// Opens `state` as the CLI's reading commands do (nothing created).
-    static func open(_ state: String) throws -> any Store & Coordination {
-        try StateStore.open(configuration(state), logger: Fixtures.quietLogger, create: false)
+    static func open(_ state: String) async throws -> any Store & Coordination {
+        try await StateStore.open(configuration(state), logger: Fixtures.quietLogger, create: false)
     }
 }
 

@@ -24,7 +24,7 @@ struct Harness {
     var statePath: String { directory.file("state") }
 
     /// The state as the CLI's reading commands open it.
-    func openStore() throws -> any Store & Coordination { try Backend.open(state) }
+    func openStore() async throws -> any Store & Coordination { try await Backend.open(state) }
 
     /// Waits until a running paybridge has committed `watch`'s baseline (read from the state,
     /// as an operator's command would), so a change made after this is an event, not part of
@@ -32,7 +32,7 @@ struct Harness {
     func waitForBaseline(watch: String = "recent", state: String? = nil, timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let store = try? Backend.open(state ?? self.state) {
+            if let store = try? await Backend.open(state ?? self.state) {
                 defer { store.close() }
                 if (try? await store.watchRecord(name: watch))??.baselinedAt != nil { return }
             }
@@ -41,8 +41,8 @@ struct Harness {
         Issue.record("no baseline of watch '\(watch)' within \(timeout)")
     }
 
-    func bridge(_ text: String, clock: WallClock = .system) throws -> Bridge {
-        try Bridge(configuration: try Fixtures.load(text, in: directory), logger: Fixtures.quietLogger, clock: clock)
+    func bridge(_ text: String, clock: WallClock = .system) async throws -> Bridge {
+        try await Bridge(configuration: try Fixtures.load(text, in: directory), logger: Fixtures.quietLogger, clock: clock)
     }
 
     /// Creates `count` payments in PendingProcessing (they stay there until told otherwise).
@@ -87,7 +87,7 @@ struct Scenario {
         let harness = try await Harness.start(options, backend: backend)
         let receiver = try await TestReceiver.start(responder: responder)
         let ids = harness.createPayments(payments)
-        let bridge = try harness.bridge(
+        let bridge = try await harness.bridge(
             Fixtures.config(
                 bankURL: harness.bank.url, state: harness.state, watches: watches, pageSize: pageSize,
                 endpoints: Fixtures.endpoint("erp", url: receiver.url, retry: retry, concurrency: concurrency)),
