@@ -390,6 +390,26 @@ struct MachineDriver {
         #expect(!driver.startedIds.contains(later))
     }
 
+    /// `poll --once` after a poll whose delivery results the full disk refused: the next run's
+    /// drain neither waits for those results (they were given up) nor skips their deliveries.
+    @Test func aRunDoesNotWaitForResultsAnEarlierRunNeverCommitted() {
+        var driver = Driver([Driver.lane()])
+        let id = driver.queue("p1")
+        driver.feed(.begin(.drain(dueBy: driver.now)))
+        driver.answer(id, status: 200)
+        driver.feed(.storage(available: false))
+        #expect(driver.finished == 0, "the drain ends with its result refused")
+        driver.uncommitted.removeAll()  // the recorder gave up: the delivery is still pending
+        driver.feed(.storage(available: true))
+        driver.finished = nil
+        driver.feed(.begin(.drain(dueBy: driver.now)))
+        #expect(driver.startedIds == [id, id], "attempted again")
+        driver.answer(id, status: 200)
+        driver.commit()
+        driver.advance(by: 0.01)
+        #expect(driver.finished == 0)
+    }
+
     @Test func whileStorageRefusesWritesNothingStartsAndItResumesAfter() {
         var driver = Driver([Driver.lane()])
         let id = driver.queue("p1")

@@ -245,9 +245,16 @@ public struct DeliveryStateMachine: Sendable {
         case .begin(let mode):
             self.mode = mode
             stopDeadline = nil
+            // Results an earlier run's recorder never committed (the state refused them until
+            // it gave up) will never be acknowledged: their deliveries are pending in the
+            // store, to be attempted again. Waiting for them would keep a drain from ever
+            // ending (`poll --once` hung after a full disk), and excluding them from refills
+            // would never send them.
+            unrecorded.removeAll()
             for index in lanes.indices {
                 // Attempts left in flight by an earlier run that stopped are not waited for.
                 lanes[index].inFlight.removeAll()
+                lanes[index].unrecorded.removeAll()
                 lanes[index].clearReady()
                 lanes[index].refilling = false
                 lanes[index].nextDue = nil

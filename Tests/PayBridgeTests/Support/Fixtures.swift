@@ -85,7 +85,8 @@ enum Fixtures {
 
     static var quietLogger: Logger {
         var logger = Logger(label: "paybridge-test")
-        logger.logLevel = .critical
+        // PAYBRIDGE_TEST_LOG_LEVEL=debug shows what a test's bridge did (a test that hangs).
+        logger.logLevel = ProcessInfo.processInfo.environment["PAYBRIDGE_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
         return logger
     }
 }
