@@ -174,7 +174,7 @@ import Testing
         defer { store.close() }
         try await until("the first instance leads and records the baseline") {
             let baselined = try await store.watchRecord(name: "recent")?.baselinedAt != nil
-            return try first.leads && baselined
+            return first.leads && baselined
         }
         let second = try Instance("second", config: path)
 

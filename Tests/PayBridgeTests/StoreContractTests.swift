@@ -14,7 +14,7 @@ import Testing
 
         init(_ backend: Backend, lease: Duration = .seconds(10)) async throws {
             directory = try TemporaryDirectory()
-            state = try backend.freshState(in: directory)
+            state = try await backend.freshState(in: directory)
             store = try await StateStore.open(Backend.configuration(state, lease: lease), logger: Fixtures.quietLogger)
         }
 
@@ -413,7 +413,7 @@ import Testing
     static let available = Backend.serverURL != nil && caFile != nil
 
     func open(host: String, tls: StateConfiguration.TLSMode, caFile: String?) async throws -> any Store & Coordination {
-        let state = try Backend.postgres.freshState(in: TemporaryDirectory())
+        let state = try await Backend.postgres.freshState(in: TemporaryDirectory())
         var components = try #require(URLComponents(string: state))
         components.host = host
         let url = try #require(components.string)

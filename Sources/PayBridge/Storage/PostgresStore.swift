@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import NIOCore
-import NIOPosix
 import NIOSSL
 import PostgresNIO
 import Synchronization
@@ -18,15 +17,16 @@ import Synchronization
 ///   LOCKED` and a claim expiry: a dead instance's claims return to the queue.
 /// - Commits that queue work `NOTIFY paybridge_queue`; operators' commands
 ///   `NOTIFY paybridge_change`. Every instance listens.
-public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
-    // @unchecked: mutable state is under `state`; the links serialize their own use.
+///
+/// Everything is async on PostgresNIO's connections and event loops: no call waits on a
+/// thread.
+public final class PostgresStore: SQLStore, Coordination, Sendable {
     public let instanceId: String
-    let group: MultiThreadedEventLoopGroup
     /// Statements and transactions of the poller, the dispatcher, the recorder and readers.
-    let writer: PostgresLinkPool
-    var reader: PostgresLinkPool { writer }
-    private let coordinator: PostgresLink
-    private let listener: PostgresLink
+    private let connections: PostgresConnections
+    /// The leases' session, and the listener's.
+    private let coordinator: PostgresSession
+    private let listener: PostgresSession
     let logger: Logger
     private let announcements = StateChanges()
     /// Claims and leases last this long without renewal.
@@ -44,21 +44,6 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     /// - Parameter create: false for commands that read or correct state: a database without
     ///   paybridge's schema is then `StateMissing`.
     public static func open(configuration: StateConfiguration, logger: Logger, create: Bool = true) async throws -> PostgresStore {
-        // Connecting waits for the server: on a storage thread, as every blocking call.
-        let store = try await StorageThreads.run { try PostgresStore(configuration: configuration, logger: logger, create: create) }
-        do {
-            try await store.migrate()
-            try await StorageThreads.run {
-                try store.listener.listen(["paybridge_queue", "paybridge_change"]) { [weak store] channel, payload in store?.notified(channel, from: payload) }
-            }
-        } catch {
-            store.close()
-            throw error
-        }
-        return store
-    }
-
-    private init(configuration: StateConfiguration, logger: Logger, create: Bool) throws {
         guard let text = configuration.url?.value else { throw StorageError.url("state.url is required for kind: postgres") }
         let url = try PostgresURL(text)
         var tls = PostgresConnection.Configuration.TLS.disable
@@ -74,38 +59,53 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
         }
         let connection = PostgresConnection.Configuration(
             host: url.host, port: url.port, username: url.user, password: url.password, database: url.database, tls: tls)
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let store = PostgresStore(connection: connection, lease: configuration.lease, logger: logger)
+        do {
+            if !create {
+                let exists: Bool? = try await store.connections.with { connection in
+                    try await connection.run("SELECT to_regclass('paybridge_schema') IS NOT NULL", logger: logger).rows.first?.value(0)
+                }
+                guard exists == true else { throw StateMissing(path: "\(url.host):\(url.port)/\(url.database) (no paybridge schema)") }
+            }
+            try await store.migrate()
+            let notify: @Sendable (String, String) -> Void = { [weak store] channel, sender in store?.notified(channel, from: sender) }
+            await store.listener.prepareEachConnection { connection in
+                for channel in ["paybridge_queue", "paybridge_change"] {
+                    connection.addListener(channel: channel) { _, notification in notify(notification.channel, notification.payload) }
+                    try await connection.run("LISTEN \(channel)", logger: logger)
+                }
+            }
+            try await store.listener.open()
+        } catch {
+            store.close()
+            throw error
+        }
+        return store
+    }
+
+    private init(connection: PostgresConnection.Configuration, lease: Duration, logger: Logger) {
         self.logger = logger
         instanceId = UUID().uuidString.lowercased()
-        leaseDuration = configuration.lease
-        state = Mutex(State(poller: Lease(duration: configuration.lease)))
+        leaseDuration = lease
+        state = Mutex(State(poller: Lease(duration: lease)))
         // A process paused inside a transaction (SIGSTOP, a long GC-like stall, a partition)
         // would hold its row locks forever: PostgreSQL ends such a session after one lease,
         // so the instance that took over is never blocked longer than that.
-        let setup = ["SET idle_in_transaction_session_timeout = \(max(1000, Int(configuration.lease.seconds * 1000)))"]
-        let loops = group
-        writer = PostgresLinkPool(count: 4) { index in
-            PostgresLink(configuration: connection, group: loops, logger: logger, name: "link \(index)", setup: setup)
-        }
-        coordinator = PostgresLink(configuration: connection, group: group, logger: logger, name: "coordinator", setup: setup)
-        listener = PostgresLink(configuration: connection, group: group, logger: logger, name: "listener", setup: setup)
-        do {
-            if !create {
-                let exists = try reader.exclusive { try $0.run("SELECT to_regclass('paybridge_schema') IS NOT NULL").rows.first?.value(0) as Bool? }
-                guard exists == true else { throw StateMissing(path: "\(url.host):\(url.port)/\(url.database) (no paybridge schema)") }
-            }
-        } catch {
-            close()
-            throw error
-        }
+        let setup = ["SET idle_in_transaction_session_timeout = \(max(1000, Int(lease.seconds * 1000)))"]
+        connections = PostgresConnections(configuration: connection, logger: logger, setup: setup)
+        coordinator = PostgresSession(configuration: connection, logger: logger, setup: setup)
+        listener = PostgresSession(configuration: connection, logger: logger, setup: setup)
     }
 
-    deinit { close() }
-
+    /// Closes the connections (in the background: a closing connection waits for nothing
+    /// paybridge needs).
     public func close() {
-        writer.close()
-        for link in [coordinator, listener] { link.close() }
-        try? group.syncShutdownGracefully()
+        let (connections, coordinator, listener) = (connections, coordinator, listener)
+        Task {
+            await connections.close()
+            await coordinator.close()
+            await listener.close()
+        }
     }
 
     private func notified(_ channel: String, from sender: String) {
@@ -127,10 +127,11 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     // MARK: Schema
 
     private func migrate() async throws {
-        _ = try await writer.transaction { link in
+        let logger = logger
+        _ = try await connections.transaction { connection in
             // One instance migrates at a time; the others wait, then find it done.
-            try await link.send("SELECT pg_advisory_xact_lock(7461234)")
-            return try await Schema.migrate(link)
+            try await connection.run("SELECT pg_advisory_xact_lock(7461234)", logger: logger)
+            return try await Schema.migrate(PostgresSQL(connection: connection, logger: logger))
         }
     }
 
@@ -151,8 +152,8 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
 
     /// Takes `name` for this instance, or renews it; returns the fencing token (it grows by
     /// one with every change of holder), nil when another live holder has it.
-    private func takeLease(_ link: PostgresLink, _ name: String) throws -> Int64? {
-        try link.run(
+    private func takeLease(_ name: String) async throws -> Int64? {
+        try await coordinator.run(
             """
             INSERT INTO lease (name, holder, token, expires_at, pid, backend_start) VALUES ($1, $2, 1, \(Self.now) + $3, \(Self.session))
             ON CONFLICT (name) DO UPDATE SET
@@ -165,14 +166,10 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     }
 
     public func holdPollerLease() async throws -> Bool {
-        try await StorageThreads.run { try self.holdPollerLeaseNow() }
-    }
-
-    private func holdPollerLeaseNow() throws -> Bool {
         let askedAt = ContinuousClock.now
         let token: Int64?
         do {
-            token = try coordinator.exclusive { try takeLease($0, "poller") }
+            token = try await takeLease("poller")
         } catch {
             state.withLock { _ = $0.poller.renewalFailed(at: .now) }
             throw error
@@ -184,26 +181,16 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     }
 
     public func releasePollerLease() async {
-        _ = try? await StorageThreads.run { self.releasePollerLeaseNow() }
-    }
-
-    private func releasePollerLeaseNow() {
         state.withLock { $0.poller.released() }
-        _ = try? coordinator.exclusive { link in
-            try link.run("DELETE FROM lease WHERE name = 'poller' AND holder = $1", [.text(instanceId)])
-        }
+        _ = try? await coordinator.run("DELETE FROM lease WHERE name = 'poller' AND holder = $1", [.text(instanceId)])
     }
 
     public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> Set<String> {
-        try await StorageThreads.run { try self.holdEndpointLeasesNow(endpoints, takeAllFree: takeAllFree) }
-    }
-
-    private func holdEndpointLeasesNow(_ endpoints: [String], takeAllFree: Bool) throws -> Set<String> {
         let askedAt = ContinuousClock.now
         let duration = leaseDuration
         let tokens: [String: Int64]
         do {
-            tokens = try coordinator.exclusive { try takeEndpointLeases($0, endpoints, takeAllFree: takeAllFree) }
+            tokens = try await takeEndpointLeases(endpoints, takeAllFree: takeAllFree)
         } catch {
             state.withLock { state in
                 for name in state.endpoints.keys { _ = state.endpoints[name]?.renewalFailed(at: .now) }
@@ -219,47 +206,42 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     }
 
     /// Takes or renews a fair share of the endpoints' leases; returns the tokens of those held.
-    private func takeEndpointLeases(_ link: PostgresLink, _ endpoints: [String], takeAllFree: Bool) throws -> [String: Int64] {
-        try link.run(
+    private func takeEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> [String: Int64] {
+        try await coordinator.run(
             """
             INSERT INTO instance (id, seen_at, pid, backend_start) VALUES ($1, \(Self.now), \(Self.session))
             ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at, pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start
             """, [.text(instanceId)])
-        try link.run("DELETE FROM instance WHERE seen_at < \(Self.now) - $1 OR NOT \(Self.alive("instance"))", [.double(leaseDuration.seconds)])
-        let live: Int = try link.run("SELECT COUNT(*)::INTEGER FROM instance").rows.first?.value(0) ?? 1
+        try await coordinator.run(
+            "DELETE FROM instance WHERE seen_at < \(Self.now) - $1 OR NOT \(Self.alive("instance"))", [.double(leaseDuration.seconds)])
+        let live: Int = try await coordinator.run("SELECT COUNT(*)::INTEGER FROM instance").rows.first?.value(0) ?? 1
         // A fair share each, so every instance delivers when there are several endpoints.
         let share = takeAllFree ? endpoints.count : max(1, (endpoints.count + max(1, live) - 1) / max(1, live))
         var held: [String: Int64] = [:]
         for endpoint in endpoints {
             let name = "endpoint:\(endpoint)"
-            let mine: Bool? = try link.run(
+            let mine: Bool? = try await coordinator.run(
                 "SELECT holder = $2 FROM lease WHERE name = $1 AND expires_at > \(Self.now) AND \(Self.alive("lease"))",
                 [.text(name), .text(instanceId)]
             ).rows.first?.value(0)
             if mine == false { continue }
             if mine == nil, held.count >= share { continue }
-            if let token = try takeLease(link, name) { held[endpoint] = token }
+            if let token = try await takeLease(name) { held[endpoint] = token }
         }
         // More than a fair share (instances joined): let one go for another to take.
         if held.count > share, let extra = held.keys.sorted().last {
-            try link.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text("endpoint:\(extra)"), .text(instanceId)])
+            try await coordinator.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text("endpoint:\(extra)"), .text(instanceId)])
             held[extra] = nil
         }
         return held
     }
 
     public func releaseEndpointLeases() async {
-        _ = try? await StorageThreads.run { self.releaseEndpointLeasesNow() }
-    }
-
-    private func releaseEndpointLeasesNow() {
         state.withLock { state in
             for name in state.endpoints.keys { state.endpoints[name]?.released() }
         }
-        _ = try? coordinator.exclusive { link in
-            try link.run("DELETE FROM lease WHERE name LIKE 'endpoint:%' AND holder = $1", [.text(instanceId)])
-            try link.run("DELETE FROM instance WHERE id = $1", [.text(instanceId)])
-        }
+        _ = try? await coordinator.run("DELETE FROM lease WHERE name LIKE 'endpoint:%' AND holder = $1", [.text(instanceId)])
+        _ = try? await coordinator.run("DELETE FROM instance WHERE id = $1", [.text(instanceId)])
     }
 
     public var isShared: Bool { true }
@@ -271,13 +253,16 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     // MARK: Detection
 
     public func paymentStates(for paymentIds: [String]) async throws -> [String: PaymentState] {
-        try await reader.withLink { try await Self.paymentStates($0, paymentIds) }
+        let logger = logger
+        return try await connections.with { try await Self.paymentStates($0, paymentIds, logger: logger) }
     }
 
-    nonisolated(nonsending) static func paymentStates(_ link: PostgresLink, _ ids: [String]) async throws -> [String: PaymentState] {
+    nonisolated(nonsending) static func paymentStates(
+        _ connection: PostgresConnection, _ ids: [String], logger: Logger
+    ) async throws -> [String: PaymentState] {
         guard !ids.isEmpty else { return [:] }
         var states: [String: PaymentState] = [:]
-        for row in try await link.send("SELECT id, status, sequence FROM payment WHERE id = ANY($1)", [.texts(ids)]).rows {
+        for row in try await connection.run("SELECT id, status, sequence FROM payment WHERE id = ANY($1)", [.texts(ids)], logger: logger).rows {
             states[try row.value(0)] = PaymentState(status: try row.value(1), sequence: try row.value(2))
         }
         return states
@@ -294,14 +279,14 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     private func transact<T: Sendable>(
         fenced: Bool, _ body: nonisolated(nonsending) @Sendable (PostgresTransaction) async throws -> T
     ) async throws -> T {
-        let instanceId = instanceId
-        let (result, queued) = try await writer.transaction { link in
-            let transaction = PostgresTransaction(link: link, store: self)
+        let (instanceId, logger) = (instanceId, logger)
+        let (result, queued) = try await connections.transaction { connection in
+            let transaction = PostgresTransaction(session: connection, store: self)
             if fenced { try await transaction.fence() }
             let result = try await body(transaction)
             try await transaction.flush()
             // Signed with this instance's id: its own listener skips it (announced below).
-            if transaction.queued { try await link.send("NOTIFY paybridge_queue, '\(instanceId)'") }
+            if transaction.queued { try await connection.run("NOTIFY paybridge_queue, '\(instanceId)'", logger: logger) }
             return (result, transaction.queued)
         }
         // Told here, not through the listener (which a one-shot run may not have yet).
@@ -310,29 +295,27 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     }
 
     func reading<T: Sendable>(_ body: SQLWork<T>) async throws -> T {
-        try await reader.withLink { try await body($0) }
+        let logger = logger
+        return try await connections.with { try await body(PostgresSQL(connection: $0, logger: logger)) }
     }
 
     /// Every instance listens: a correction wakes their dispatchers and re-reads records.
     func writing<T: Sendable>(announce: Bool, _ body: SQLWork<T>) async throws -> T {
-        try await writer.transaction { link in
-            let result = try await body(link)
+        let logger = logger
+        return try await connections.transaction { connection in
+            let result = try await body(PostgresSQL(connection: connection, logger: logger))
             if announce {
-                try await link.send("NOTIFY paybridge_change")
-                try await link.send("NOTIFY paybridge_queue")
+                try await connection.run("NOTIFY paybridge_change", logger: logger)
+                try await connection.run("NOTIFY paybridge_queue", logger: logger)
             }
             return result
         }
     }
 
     public func changeMark() async throws -> Int64 {
-        try await StorageThreads.run { try self.changeMarkNow() }
-    }
-
-    private func changeMarkNow() throws -> Int64 {
-        if listener.isClosed {
+        if await !listener.isOpen {
             // Notifications were missed while disconnected: listen again and count it as a change.
-            try listener.listen(["paybridge_queue", "paybridge_change"]) { [weak self] channel, payload in self?.notified(channel, from: payload) }
+            try await listener.open()
             state.withLock { $0.changes += 1 }
         }
         return state.withLock { $0.changes }
@@ -341,12 +324,9 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
     // MARK: Delivery queue
 
     public func dueDeliveries(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) async throws -> [QueuedDelivery] {
-        try await StorageThreads.run { try self.dueDeliveriesNow(endpoint: endpoint, dueBy: dueBy, limit: limit, excluding: excluding) }
-    }
-
-    private func dueDeliveriesNow(endpoint: String, dueBy: Date, limit: Int, excluding: Set<Int64>) throws -> [QueuedDelivery] {
-        try writer.exclusive { link in
-            try link.run(
+        let (instanceId, leaseDuration, logger) = (instanceId, leaseDuration, logger)
+        return try await connections.with { connection in
+            try await connection.run(
                 """
                 WITH candidates AS (
                     SELECT d.id FROM delivery d
@@ -374,7 +354,8 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
                 LEFT JOIN rendering r ON r.id = d.rendering_id
                 ORDER BY d.due_at, d.id
                 """,
-                [.text(endpoint), .date(dueBy), .ints(Array(excluding)), .int(limit), .text(instanceId), .double(leaseDuration.seconds * 3)]
+                [.text(endpoint), .date(dueBy), .ints(Array(excluding)), .int(limit), .text(instanceId), .double(leaseDuration.seconds * 3)],
+                logger: logger
             ).rows.map { row in
                 QueuedDelivery(
                     id: try row.value(0), eventId: try row.value(1), eventType: try row.value(2), endpoint: endpoint, subject: try row.value(3),
@@ -389,7 +370,7 @@ public final class PostgresStore: SQLStore, Coordination, @unchecked Sendable {
 
 /// The writes of one PostgreSQL transaction.
 final class PostgresTransaction: SQLTransaction {
-    let link: PostgresLink
+    let session: PostgresConnection
     unowned let store: PostgresStore
     /// Whether the transaction queued deliveries or group members (then it notifies).
     private(set) var queued = false
@@ -402,11 +383,16 @@ final class PostgresTransaction: SQLTransaction {
     private var events: [Event] = []
     private var deliveries: [(eventId: String, endpoint: String, dueAt: Date)] = []
 
-    var connection: any SQLConnection { link }
+    var connection: any SQLConnection { PostgresSQL(connection: session, logger: store.logger) }
 
-    init(link: PostgresLink, store: PostgresStore) {
-        self.link = link
+    init(session: PostgresConnection, store: PostgresStore) {
+        self.session = session
         self.store = store
+    }
+
+    @discardableResult
+    nonisolated(nonsending) private func send(_ sql: String, _ values: [SQLValue] = []) async throws -> PostgresResult {
+        try await session.run(sql, values, logger: store.logger)
     }
 
     /// Sends what waits in the buffers.
@@ -423,7 +409,7 @@ final class PostgresTransaction: SQLTransaction {
             }
             states.removeAll(keepingCapacity: true)
             stateOrder.removeAll(keepingCapacity: true)
-            try await link.send(
+            try await send(
                 """
                 INSERT INTO payment (id, status, sequence, updated_at, first_seen_at, first_status, first_watch)
                 SELECT id, status, seq, at, at, status, watch
@@ -438,7 +424,7 @@ final class PostgresTransaction: SQLTransaction {
             deliveries.removeAll(keepingCapacity: true)
             // The same change under the same id is stored once, whoever commits it; its
             // deliveries are created only with the event row.
-            try await link.send(
+            try await send(
                 """
                 WITH input AS (
                     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
@@ -470,7 +456,7 @@ final class PostgresTransaction: SQLTransaction {
     /// whose token has moved on or whose lease expired, commits nothing.
     nonisolated(nonsending) func fence() async throws {
         guard let token = store.fencingToken else { throw StorageError.leaseLost }
-        let held = try await link.send(
+        let held = try await send(
             "SELECT 1 FROM lease WHERE name = 'poller' AND holder = $1 AND token = $2 AND expires_at > \(PostgresStore.now) FOR SHARE",
             [.text(store.instanceId), .int(token)]
         ).rows
@@ -479,7 +465,7 @@ final class PostgresTransaction: SQLTransaction {
 
     nonisolated(nonsending) func paymentStates(for paymentIds: [String]) async throws -> [String: PaymentState] {
         try await flush()
-        return try await PostgresStore.paymentStates(link, paymentIds)
+        return try await PostgresStore.paymentStates(session, paymentIds, logger: store.logger)
     }
 
     nonisolated(nonsending) func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) async throws {
@@ -504,7 +490,7 @@ final class PostgresTransaction: SQLTransaction {
         // Two statements for the whole batch: the attempt log, then the deliveries.
         let logged = attempts.filter { $0.next != .delivered || $0.attempt > 1 }
         if !logged.isEmpty {
-            try await link.send(
+            try await send(
                 """
                 INSERT INTO attempt (delivery_id, number, started_at, duration_ms, http_status, error, response)
                 SELECT id, number, started_at, duration_ms, NULLIF(http_status, -1), error, response
@@ -539,7 +525,7 @@ final class PostgresTransaction: SQLTransaction {
                 deliveredAts.append(-1)
             }
         }
-        try await link.send(
+        try await send(
             """
             UPDATE delivery d SET state = u.state, attempts = u.attempts, due_at = COALESCE(NULLIF(u.due_at, -1), d.due_at),
                 last_status = NULLIF(u.last_status, -1), last_error = CASE WHEN u.has_error THEN u.last_error END, updated_at = $11,

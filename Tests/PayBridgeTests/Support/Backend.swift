@@ -27,13 +27,13 @@ enum Backend: String, Sendable, CaseIterable, CustomTestStringConvertible {
 
     /// A fresh state: a folder for SQLite, an empty database for PostgreSQL. The value goes
     /// where a config's `state.path` would (see `Fixtures.config`).
-    func freshState(in directory: TemporaryDirectory) throws -> String {
+    func freshState(in directory: TemporaryDirectory) async throws -> String {
         switch self {
         case .sqlite: return directory.file("state")
         case .postgres:
             guard let url = Self.serverURL else { throw BackendUnavailable() }
             let name = "pb_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(20).lowercased()
-            return try PostgresServer.createDatabase(named: name, at: url)
+            return try await PostgresServer.createDatabase(named: name, at: url)
         }
     }
 

@@ -16,7 +16,7 @@ struct Harness {
         _ options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)), backend: Backend = .sqlite
     ) async throws -> Harness {
         let directory = try TemporaryDirectory()
-        let state = try backend.freshState(in: directory)
+        let state = try await backend.freshState(in: directory)
         return Harness(bank: try await TestBank.start(options), directory: directory, backend: backend, state: state)
     }
 

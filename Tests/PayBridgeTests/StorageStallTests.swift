@@ -4,10 +4,11 @@ import Testing
 
 @testable import PayBridge
 
-/// Store calls from async code (the poller, the monitors, retention, the leases) wait on
-/// storage threads, not on Swift's cooperative pool: a state database that makes writers wait
-/// must not stall everything else that runs on the pool.
-@Suite struct StorageThreadsTests {
+/// Store calls from async code (the poller, the dispatcher, the monitors, retention, the
+/// leases) never block Swift's cooperative pool: SQLite's work waits on GRDB's queues
+/// (`SQLiteWriter`), PostgreSQL's on its connections. A state database that makes writers
+/// wait must not stall everything else that runs on the pool.
+@Suite struct StorageStallTests {
     @Test func writersWaitingForTheDatabaseLeaveTheCooperativePoolFree() async throws {
         let directory = try TemporaryDirectory()
         let store = try await SQLiteStore.open(directory: directory.path, busyTimeout: .seconds(20))
