@@ -300,7 +300,7 @@ public struct Poller: Sendable {
         }
     }
 
-    /// Runs store work (never on the cooperative pool: see `SQLiteWriter`); its errors are storage
+    /// Runs store work (never on the cooperative pool: see `SQLiteSession`); its errors are storage
     /// faults.
     private func attempt<T>(
         _ watch: Watch, page: Int? = nil, paymentId: String? = nil, _ body: () async throws -> T

@@ -4,7 +4,9 @@ import NIOCore
 import PostgresNIO
 
 /// The connections statements and transactions use: one per caller at a time, opened when
-/// none is free and kept (up to `idle`) for the next. A call fails at once when the server
+/// none is free and kept (up to `idle`, more than paybridge's callers at once: the poller,
+/// the recorder, a refill per endpoint, the monitors) for the next, so a burst does not open
+/// and close connections. A call fails at once when the server
 /// cannot be reached — the store reports a storage fault and tries again — where
 /// `PostgresClient`'s pool would hold the request until its circuit breaker trips (15 s).
 actor PostgresConnections {
@@ -16,7 +18,7 @@ actor PostgresConnections {
     private var idle: [PostgresConnection] = []
     private var closed = false
 
-    init(configuration: PostgresConnection.Configuration, logger: Logger, setup: [String], idle: Int = 4) {
+    init(configuration: PostgresConnection.Configuration, logger: Logger, setup: [String], idle: Int = 8) {
         self.configuration = configuration
         self.logger = logger
         self.setup = setup

@@ -12,7 +12,8 @@ public final class SQLiteStore: SQLStore {
     public static let fileName = "paybridge.sqlite"
 
     private let pool: DatabasePool
-    private let writer: SQLiteWriter
+    private let writer: SQLiteSession
+    private let reader: SQLiteSession
     private let checkpointer: Checkpointer
     private let announcements = StateChanges()
     public let path: String
@@ -51,7 +52,7 @@ public final class SQLiteStore: SQLStore {
         configuration.label = "paybridge"
         // Two readers are plenty (the dispatcher's queries, the poller's diffs); each costs a cache.
         configuration.maximumReaderCount = 2
-        // `SQLiteWriter` opens and closes its transactions itself, possibly across accesses.
+        // `SQLiteSession` opens and closes its transactions itself, possibly across accesses.
         configuration.allowsUnsafeTransactions = true
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
@@ -62,7 +63,11 @@ public final class SQLiteStore: SQLStore {
             try db.execute(sql: "PRAGMA soft_heap_limit = 8388608")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
-        writer = try SQLiteWriter(pool: pool)
+        writer = try SQLiteSession(pool)
+        var reading = configuration
+        reading.readonly = true
+        reading.label = "paybridge-reader"
+        reader = try SQLiteSession(DatabaseQueue(path: path, configuration: reading))
         checkpointer = try Checkpointer(path: path)
     }
 
@@ -108,7 +113,7 @@ public final class SQLiteStore: SQLStore {
     }
 
     func reading<T: Sendable>(_ body: SQLWork<T>) async throws -> T {
-        try await writer.read { db in try await body(SQLiteConnection(db: db)) }
+        try await reader.snapshot { db in try await body(SQLiteConnection(db: db)) }
     }
 
     /// Other processes see the commit by `data_version` (`changeMark`); this one's own
