@@ -144,6 +144,9 @@ public struct Operand: Sendable, Equatable {
 
 /// A compiled regular expression (matching with one is thread-safe).
 public final class Pattern: @unchecked Sendable {
+    // @unchecked: both fields are immutable, and an `NSRegularExpression` is immutable and
+    // safe to match from several threads at once (Foundation documents it so); it is only not
+    // marked `Sendable` in corelibs-foundation.
     public let source: String
     private let expression: NSRegularExpression
 
