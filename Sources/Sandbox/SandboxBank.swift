@@ -72,6 +72,9 @@ public struct SandboxResponse: Sendable {
     public var status: Int
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// How long the server waits before it answers (a slow bank, for tests; the wait holds
+    /// no thread).
+    public var delay: Duration = .zero
 
     public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status

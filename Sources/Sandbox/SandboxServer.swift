@@ -22,6 +22,7 @@ public enum SandboxServer {
                 method: request.method.rawValue, path: request.uri.path, query: parseQuery(request.uri.query), headers: headers,
                 body: Array(body.readableBytesView), receivedAt: Date())
             let answer = bank.handle(incoming)
+            if answer.delay > .zero { try await Task.sleep(for: answer.delay) }
             var fields = HTTPFields()
             for header in answer.headers {
                 if let name = HTTPField.Name(header.name) { fields.append(HTTPField(name: name, value: header.value)) }

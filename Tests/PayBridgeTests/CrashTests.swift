@@ -175,8 +175,10 @@ import Testing
         let slowPages = Mutex(false)
         let bank = harness.bank.bank
         bank.setInterceptor { request in
-            if slowPages.withLock({ $0 }), request.path.hasSuffix("/singles") { Thread.sleep(forTimeInterval: 0.5) }
-            return nil
+            guard slowPages.withLock({ $0 }), request.path.hasSuffix("/singles") else { return nil }
+            var answer = bank.handleWithoutInterceptor(request)
+            answer.delay = .milliseconds(500)
+            return answer
         }
         let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: receiver.url))
         let path = try harness.directory.write("pb.yaml", text)

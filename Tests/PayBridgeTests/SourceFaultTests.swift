@@ -232,10 +232,15 @@ import Testing
     func scenario(slowAttempts: Int) async throws -> (Scenario, Counter) {
         let scenario = try await Scenario.start(payments: 3)
         let calls = Counter()
-        scenario.bank.setInterceptor { request in
-            // The first `slowAttempts` list calls answer after the 300 ms timeout.
-            if request.path.hasSuffix("/singles"), calls.next() < slowAttempts { Thread.sleep(forTimeInterval: 0.6) }
-            return nil
+        let bank = scenario.bank
+        bank.setInterceptor { request in
+            // The first `slowAttempts` list calls answer after the 300 ms timeout (a delayed
+            // answer: a thread held asleep here would starve the in-process bank's other
+            // answers, the token's included, on a loaded machine).
+            guard request.path.hasSuffix("/singles"), calls.next() < slowAttempts else { return nil }
+            var answer = bank.handleWithoutInterceptor(request)
+            answer.delay = .milliseconds(600)
+            return answer
         }
         return (scenario, calls)
     }
