@@ -234,12 +234,14 @@ import Testing
         let calls = Counter()
         let bank = scenario.bank
         bank.setInterceptor { request in
-            // The first `slowAttempts` list calls answer after the 300 ms timeout (a delayed
+            // The first `slowAttempts` list calls answer well after the 1 s timeout (a delayed
             // answer: a thread held asleep here would starve the in-process bank's other
-            // answers, the token's included, on a loaded machine).
+            // answers). The timeout is not shorter: it bounds the token request too, and at the
+            // suite's start, with every test starting on two cores, the in-process bank has
+            // taken longer than 300 ms to answer it.
             guard request.path.hasSuffix("/singles"), calls.next() < slowAttempts else { return nil }
             var answer = bank.handleWithoutInterceptor(request)
-            answer.delay = .milliseconds(600)
+            answer.delay = .milliseconds(2500)
             return answer
         }
         return (scenario, calls)
@@ -248,7 +250,7 @@ import Testing
     func withTimeout(_ scenario: Scenario) async throws -> Bridge {
         let text = Fixtures.config(
             bankURL: scenario.harness.bank.url, state: scenario.harness.directory.file("state-timeouts"),
-            endpoints: Fixtures.endpoint("erp", url: scenario.receiver.url), extraSource: "  timeout: 300ms")
+            endpoints: Fixtures.endpoint("erp", url: scenario.receiver.url), extraSource: "  timeout: 1s")
         return try await scenario.harness.bridge(text)
     }
 
