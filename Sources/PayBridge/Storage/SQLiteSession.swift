@@ -11,9 +11,9 @@ import GRDB
 actor SQLiteSession {
     private let executor: ConnectionQueue
     private let db: Database
-    /// A transaction is open. A transaction's work does not suspend in practice (its
-    /// statements run where it runs), but if it did, another transaction would wait here
-    /// rather than interleave with it.
+    /// A transaction or a read is under way. Their work does not suspend in practice (its
+    /// statements run where it runs), but if it did, the next would wait here rather than
+    /// interleave with it on the one connection.
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
 
