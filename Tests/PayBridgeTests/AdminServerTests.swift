@@ -132,7 +132,7 @@ import Testing
     }
 
     /// The real `paybridge run` with three watches whose commits all wait for the state's write
-    /// lock (another connection holds it): they wait on storage threads, so the admin server
+    /// lock (another connection holds it): they wait on GRDB's writer queue, not on Swift's pool, so the admin server
     /// still answers; once the lock goes, every change is delivered.
     @Test func theAdminServerAnswersWhileEveryWatchWaitsForTheDatabase() async throws {
         let harness = try await Harness.start()

@@ -13,7 +13,7 @@ public enum StateChange: Sendable, Equatable {
 /// The one wake-up signal of a store: its own commits that queued work, announced as they
 /// commit, and other processes' commits, found by asking the store's change mark (SQLite's
 /// `data_version`: no I/O when nothing changed; PostgreSQL's notifications, and its listener's
-/// reconnections) every quarter of a second on a storage thread.
+/// reconnections) every quarter of a second, through the store (never blocking the pool).
 final class StateChanges: Sendable {
     static let interval: Duration = .milliseconds(250)
 
