@@ -110,6 +110,27 @@ public final class SandboxBank: Sendable {
         var nextArrival: Date?
         var arrivals = 0
         var interceptor: Interceptor?
+        /// Payment ids in the list call's order (newest first), kept sorted as payments are
+        /// added so a page costs one scan, not a sort of every payment.
+        var order: [(createdAt: Date, id: String)] = []
+
+        mutating func add(_ payment: Payment) {
+            if let known = payments[payment.id] { remove(known.id) }
+            payments[payment.id] = payment
+            let key = (createdAt: payment.createdAt, id: payment.id)
+            var low = 0
+            var high = order.count
+            while low < high {
+                let middle = (low + high) / 2
+                if (order[middle].createdAt, order[middle].id) > (key.createdAt, key.id) { low = middle + 1 } else { high = middle }
+            }
+            order.insert(key, at: low)
+        }
+
+        mutating func remove(_ paymentId: String) {
+            guard let payment = payments.removeValue(forKey: paymentId) else { return }
+            order.removeAll { $0.id == payment.id }
+        }
     }
 
     public let options: SandboxOptions
@@ -126,7 +147,7 @@ public final class SandboxBank: Sendable {
             let created = start.addingTimeInterval(-Double(options.initialPayments - index) * 60)
             let payment = Payment.make(
                 id: initial.random.uuid(), amountCents: amount, createdAt: created, status: "Processed", random: &initial.random)
-            initial.payments[payment.id] = payment
+            initial.add(payment)
         }
         initial.nextArrival = options.newPaymentEvery.map { start.addingTimeInterval($0.timeInterval) }
         state = Mutex(initial)
@@ -150,7 +171,7 @@ public final class SandboxBank: Sendable {
                 id: state.random.uuid(), amountCents: cents, currency: currency, createdAt: instructedAt ?? at,
                 status: status ?? "PendingProcessing", random: &state.random)
             if status == nil { payment.plan = lifecycle(amountCents: cents, from: at) }
-            state.payments[payment.id] = payment
+            state.add(payment)
             return payment.id
         }
     }
@@ -166,7 +187,7 @@ public final class SandboxBank: Sendable {
 
     /// Forgets a payment (as if it slid out of every window).
     public func removePayment(_ paymentId: String) {
-        _ = state.withLock { $0.payments.removeValue(forKey: paymentId) }
+        state.withLock { $0.remove(paymentId) }
     }
 
     /// Current statuses by payment id.
@@ -288,13 +309,16 @@ public final class SandboxBank: Sendable {
         case .success(let parsed): filter = parsed
         case .failure(let refusal): return refusal.response
         }
-        let matching = state.payments.values.filter(filter.matches).sorted {
-            ($0.createdAt, $0.id) > ($1.createdAt, $1.id)
-        }
         let start = (pageNumber - 1) * pageSize
-        let page = start < matching.count ? matching[start..<min(start + pageSize, matching.count)] : []
-        let body = "{\"result\":[" + page.map(\.json).joined(separator: ",")
-            + "],\"pageInfo\":{\"currentPage\":\(pageNumber),\"pageSize\":\(pageSize),\"rowCount\":\(matching.count)}}"
+        var rowCount = 0
+        var page: [String] = []
+        for key in state.order {
+            guard let payment = state.payments[key.id], filter.matches(payment) else { continue }
+            if rowCount >= start, page.count < pageSize { page.append(payment.json) }
+            rowCount += 1
+        }
+        let body = "{\"result\":[" + page.joined(separator: ",")
+            + "],\"pageInfo\":{\"currentPage\":\(pageNumber),\"pageSize\":\(pageSize),\"rowCount\":\(rowCount)}}"
         return .json(200, body)
     }
 
@@ -319,7 +343,7 @@ public final class SandboxBank: Sendable {
             id: state.random.uuid(), amountCents: cents, currency: currency, createdAt: at, status: "PendingProcessing",
             random: &state.random)
         payment.plan = lifecycle(amountCents: cents, from: at)
-        state.payments[payment.id] = payment
+        state.add(payment)
         return .json(201, "{\"paymentId\":\"\(payment.id)\",\"status\":\"\(payment.status)\"}")
     }
 
@@ -346,7 +370,7 @@ public final class SandboxBank: Sendable {
                 var payment = Payment.make(
                     id: state.random.uuid(), amountCents: cents, createdAt: arrival, status: "PendingProcessing", random: &state.random)
                 payment.plan = lifecycle(amountCents: cents, from: arrival)
-                state.payments[payment.id] = payment
+                state.add(payment)
                 state.nextArrival = arrival.addingTimeInterval(every)
             }
         }
