@@ -23,7 +23,7 @@ public actor Dispatcher {
 
     private let store: any OutboxStore & RecordStore & DeliveryQueue
     private let http: any HTTPClient
-    private let pipeline: Pipeline
+    private let outbox: Outbox
     private let storage: StorageMonitor
     private let logger: Logger
     private let clock: WallClock
@@ -69,10 +69,11 @@ public actor Dispatcher {
     /// Reads the endpoints' records first: a read that fails throws (a disabled endpoint must
     /// never look enabled because its record could not be read).
     /// - Parameters:
-    ///   - pipeline: where `endpoint.disabled` events go, and how group messages are rendered.
+    ///   - outbox: where `endpoint.disabled` events and group messages go (routed, rendered and
+    ///     committed there); by default one that routes nowhere else.
     ///   - console: where `kind: console` endpoints write (standard output by default).
     public init(
-        endpoints: [EndpointConfiguration], store: any OutboxStore & RecordStore & DeliveryQueue, http: any HTTPClient, pipeline: Pipeline? = nil,
+        endpoints: [EndpointConfiguration], store: any OutboxStore & RecordStore & DeliveryQueue, http: any HTTPClient, outbox: Outbox? = nil,
         storage: StorageMonitor? = nil, logger: Logger, clock: WallClock = .system,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         console: @escaping @Sendable ([UInt8]) -> Void = { FileHandle.standardOutput.write(Data($0 + [0x0A])) },
@@ -81,7 +82,7 @@ public actor Dispatcher {
         let records = try await store.endpointRecords()
         self.store = store
         self.http = http
-        self.pipeline = pipeline ?? Pipeline(routes: RouteTable(routes: []), endpoints: endpoints)
+        self.outbox = outbox ?? Outbox(store: store, pipeline: Pipeline(routes: RouteTable(routes: []), endpoints: endpoints))
         self.storage = storage ?? StorageMonitor(logger: logger)
         self.logger = logger
         self.clock = clock
@@ -170,7 +171,7 @@ public actor Dispatcher {
             return
         }
         let recorder = Recorder(
-            store: store, storage: storage, clock: clock, logger: logger,
+            outbox: outbox, storage: storage, clock: clock, logger: logger,
             acknowledge: { [weak self] commit in self?.post(.resultsCommitted(commit)) },
             // A refused commit sends no acknowledgement: without this a drain waiting for one would sleep on.
             refused: { [weak self] in self?.signal { $0.storageChanged = true } })
@@ -392,8 +393,7 @@ public actor Dispatcher {
             for group in try await store.dueGroups(endpoint: endpoint.name, dueBy: dueBy) where !group.members.isEmpty {
                 let now = clock.now()
                 let message = GroupMessage.event(for: group, max: settings.max, at: now)
-                let entry = pipeline.groupEntry(for: message, endpoint: endpoint.name)
-                try await store.write { try await $0.appendGroupMessage(entry, for: group, interval: settings.interval, at: now) }
+                try await outbox.emitGroupMessage(message, for: group, interval: settings.interval, at: now)
                 messages += 1
                 logger.info(
                     "group message queued",
@@ -530,11 +530,8 @@ public actor Dispatcher {
                 "endpoint": .string(name), "reason": .string(reason),
                 "failingSince": since.map { .string(Timestamp.iso8601($0)) } ?? .null, "pendingDeliveries": .number(pending),
             ])
-        // Never announced to the endpoint it is about.
         outgoing.disabled.append(
-            Recorder.Disabled(
-                endpoint: name, record: EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since),
-                entry: pipeline.entry(for: event, excluding: name)))
+            Recorder.Disabled(endpoint: name, record: EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since), event: event))
     }
 
     /// Keeps the endpoint's stats for the recorder: when it last answered 2xx, last failed.

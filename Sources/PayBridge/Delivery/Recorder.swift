@@ -14,8 +14,8 @@ final class Recorder: Sendable {
     struct Disabled: Sendable {
         var endpoint: String
         var record: EndpointRecord
-        /// The `endpoint.disabled` event, routed and rendered before the transaction.
-        var entry: OutboxEntry
+        /// The `endpoint.disabled` event (never sent to the endpoint it is about).
+        var event: Event
     }
 
     /// One unit of work handed over by the dispatcher.
@@ -42,7 +42,7 @@ final class Recorder: Sendable {
         }
     }
 
-    private let store: any OutboxStore
+    private let outbox: Outbox
     private let storage: StorageMonitor
     private let clock: WallClock
     private let logger: Logger
@@ -62,10 +62,10 @@ final class Recorder: Sendable {
     private let wakeups: AsyncStream<Void>
 
     init(
-        store: any OutboxStore, storage: StorageMonitor, clock: WallClock, logger: Logger,
+        outbox: Outbox, storage: StorageMonitor, clock: WallClock, logger: Logger,
         acknowledge: @escaping @Sendable (DeliveryStateMachine.Commit) -> Void, refused: @escaping @Sendable () -> Void
     ) {
-        self.store = store
+        self.outbox = outbox
         self.storage = storage
         self.clock = clock
         self.logger = logger
@@ -128,12 +128,10 @@ final class Recorder: Sendable {
     private func commit(_ batch: Batch) async -> Bool {
         do {
             let now = clock.now()
-            try await store.write { transaction in
+            let announcements = batch.disabled.map { Outbox.Emission($0.event, excluding: $0.endpoint) }
+            let committed = try await outbox.write(emitting: announcements) { transaction in
                 for (name, record) in batch.endpointRecords { try await transaction.saveEndpointRecord(name: name, record) }
-                for disabled in batch.disabled {
-                    try await transaction.saveEndpointRecord(name: disabled.endpoint, disabled.record)
-                    try await transaction.append(disabled.entry, dueAt: disabled.entry.event.createdAt)
-                }
+                for disabled in batch.disabled { try await transaction.saveEndpointRecord(name: disabled.endpoint, disabled.record) }
                 try await transaction.recordAttempts(batch.records, at: now)
                 for (name, stats) in batch.stats { try await transaction.saveEndpointStats(name: name, stats) }
             }
@@ -141,7 +139,7 @@ final class Recorder: Sendable {
             acknowledge(
                 DeliveryStateMachine.Commit(
                     deliveryIds: batch.records.map(\.deliveryId), disabledEndpoints: batch.disabled.map(\.endpoint),
-                    queuedDeliveries: batch.disabled.contains { $0.entry.queuesWork }))
+                    queuedDeliveries: committed.queuedWork))
             return true
         } catch {
             // The deliveries stay pending in the store and are held here until it takes writes

@@ -58,26 +58,27 @@ public struct PollReport: Sendable, Equatable {
 }
 
 /// Polls one watch: pages through the bank's answer, diffs each page against the store
-/// and commits the page's state changes, events and deliveries in one transaction.
+/// and commits the page's state changes with their events through the outbox, in chunks of
+/// one transaction each.
 public struct Poller: Sendable {
     /// Stops paging when the bank keeps answering full pages beyond this.
     public static let maxPages = 100_000
 
     let source: any PaymentSource
     let store: any OutboxStore & RecordStore
-    let pipeline: Pipeline
+    let outbox: Outbox
     let pageSize: Int
     let clock: WallClock
     let logger: Logger
     let events: EventMetrics?
 
     public init(
-        source: any PaymentSource, store: any OutboxStore & RecordStore, pipeline: Pipeline, pageSize: Int, logger: Logger,
+        source: any PaymentSource, store: any OutboxStore & RecordStore, outbox: Outbox, pageSize: Int, logger: Logger,
         clock: WallClock = .system, events: EventMetrics? = nil
     ) {
         self.source = source
         self.store = store
-        self.pipeline = pipeline
+        self.outbox = outbox
         self.pageSize = pageSize
         self.clock = clock
         self.events = events
@@ -224,56 +225,68 @@ public struct Poller: Sendable {
         return report
     }
 
-    /// Commits one chunk. What each change emits is decided first, outside the transaction
-    /// (routed, rendered, grouped, from the read diff); the transaction diffs again and only
-    /// persists, deciding afresh only for a change another watch made meanwhile.
+    /// Commits one chunk. What each change emits is routed first, outside the transaction,
+    /// from the read diff; the transaction diffs again and only persists. Should another watch
+    /// have committed one of these payments meanwhile, the diffs differ: the transaction
+    /// commits nothing, and the chunk is routed again from the states it saw.
     private func commit(
         _ sightings: [ScannedPayment], of page: PaymentPage, known: [String: PaymentState], watch: Watch, emitNew: Bool,
         report: inout PollReport
     ) async throws {
-        let committedAt = clock.now()
         let ids = Array(Set(sightings.map(\.paymentId)))
-        var decided: [ChangeKey: OutboxEntry] = [:]
-        for change in ChangeDetector.changes(in: sightings, known: known, emitNew: emitNew) {
-            guard let entry = entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
-            decided[ChangeKey(change)] = entry
-        }
-        let prepared = decided
-        let poller = self
-        let outcome: CommitOutcome = try await store.detect { transaction in
-            let current = try await transaction.paymentStates(for: ids)
-            var outcome = CommitOutcome()
-            for change in ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew) {
-                try await transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, watch: watch.name, at: committedAt)
-                switch change.kind {
-                case .recorded:
-                    outcome.recorded += 1
-                    continue
-                case .created: outcome.created += 1
-                case .statusChanged: outcome.changed += 1
-                }
-                guard let entry = prepared[ChangeKey(change)] ?? poller.entry(for: change, of: page, watch: watch, at: committedAt) else { continue }
-                try await transaction.append(entry, dueAt: committedAt)
-                outcome.appended.append(entry.event)
+        var known = known
+        while true {
+            let committedAt = clock.now()
+            var emissions: [Outbox.Emission] = []
+            var eventIds: [ChangeKey: String] = [:]
+            for change in ChangeDetector.changes(in: sightings, known: known, emitNew: emitNew) {
+                guard let emission = emission(for: change, of: page, watch: watch, at: committedAt) else { continue }
+                eventIds[ChangeKey(change)] = emission.event.id
+                emissions.append(emission)
             }
-            return outcome
+            let expected = eventIds
+            let committed = try await outbox.detect(choosingFrom: outbox.route(emissions)) { transaction -> (ChunkCommit, emit: [String]) in
+                let current = try await transaction.paymentStates(for: ids)
+                let changes = ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew)
+                var chosen: [String] = []
+                for change in changes where change.kind != .recorded {
+                    guard let id = expected[ChangeKey(change)] else { return (.stale(current), []) }
+                    chosen.append(id)
+                }
+                var counts = (recorded: 0, created: 0, changed: 0)
+                for change in changes {
+                    try await transaction.savePaymentState(paymentId: change.payment.paymentId, state: change.state, watch: watch.name, at: committedAt)
+                    switch change.kind {
+                    case .recorded: counts.recorded += 1
+                    case .created: counts.created += 1
+                    case .statusChanged: counts.changed += 1
+                    }
+                }
+                return (.committed(recorded: counts.recorded, created: counts.created, changed: counts.changed), chosen)
+            }
+            switch committed.value {
+            case .stale(let current):
+                for id in ids { known[id] = current[id] }
+            case .committed(let recorded, let created, let changed):
+                report.recorded += recorded
+                report.created += created
+                report.changed += changed
+                if let events { for event in committed.events { events.count(event) } }
+                return
+            }
         }
-        report.recorded += outcome.recorded
-        report.created += outcome.created
-        report.changed += outcome.changed
-        if let events { for event in outcome.appended { events.count(event) } }
     }
 
-    /// What one chunk's transaction committed.
-    private struct CommitOutcome: Sendable {
-        var recorded = 0
-        var created = 0
-        var changed = 0
-        var appended: [Event] = []
+    /// What one chunk's transaction did.
+    private enum ChunkCommit: Sendable {
+        case committed(recorded: Int, created: Int, changed: Int)
+        /// Another watch committed one of the chunk's payments since the read: nothing was
+        /// committed; these are the states the transaction saw.
+        case stale([String: PaymentState])
     }
 
-    /// The event a change emits, as the outbox takes it; nil for a silent baseline record.
-    private func entry(for change: DetectedChange, of page: PaymentPage, watch: Watch, at date: Date) -> OutboxEntry? {
+    /// The event a change emits; nil for a silent baseline record.
+    private func emission(for change: DetectedChange, of page: PaymentPage, watch: Watch, at date: Date) -> Outbox.Emission? {
         let type: EventType
         switch change.kind {
         case .recorded: return nil
@@ -284,7 +297,7 @@ public struct Poller: Sendable {
         let event = Event.payment(
             type: type, paymentId: change.payment.paymentId, status: change.state.status, previousStatus: change.previous?.status,
             watch: watch.name, sequence: change.state.sequence, createdAt: date, payment: raw)
-        return pipeline.entry(for: event, payment: raw)
+        return Outbox.Emission(event, payment: raw)
     }
 
     /// A change as the read diff and the transaction's diff both name it.

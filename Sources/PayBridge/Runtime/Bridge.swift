@@ -44,24 +44,24 @@ public final class Bridge: Sendable {
             leadership = Mutex(Leadership(shared: store.isShared))
             // Shared state: endpoints are delivered once their leases are held.
             let owned: Set<String>? = store.isShared ? [] : nil
-            let pipeline = Pipeline(configuration)
+            let outbox = Outbox(store: store, pipeline: Pipeline(configuration))
             let storage = StorageMonitor(logger: logger, clock: clock)
             self.storage = storage
             let client = BankingCircleClient(
                 source: configuration.source, apiURL: apiURL, authURL: apiURL, http: http, logger: logger, clock: clock)
             if let console {
                 dispatcher = try await Dispatcher(
-                    endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
+                    endpoints: configuration.endpoints, store: store, http: http, outbox: outbox, storage: storage, logger: logger,
                     clock: clock, console: console, owned: owned)
             } else {
                 dispatcher = try await Dispatcher(
-                    endpoints: configuration.endpoints, store: store, http: http, pipeline: pipeline, storage: storage, logger: logger,
+                    endpoints: configuration.endpoints, store: store, http: http, outbox: outbox, storage: storage, logger: logger,
                     clock: clock, owned: owned)
             }
             source = try await SourceMonitor(
-                store: store, pipeline: pipeline, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock)
+                store: store, outbox: outbox, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock)
             poller = Poller(
-                source: client, store: store, pipeline: pipeline, pageSize: configuration.source.pageSize, logger: logger,
+                source: client, store: store, outbox: outbox, pageSize: configuration.source.pageSize, logger: logger,
                 clock: clock, events: events)
         } catch {
             http.shutdown()

@@ -64,8 +64,8 @@ public final class StorageMonitor: Sendable {
 /// `source.recovered` through the outbox.
 public actor SourceMonitor {
     private var health: SourceHealth
-    private let store: any OutboxStore & RecordStore
-    private let pipeline: Pipeline
+    private let store: any RecordStore
+    private let outbox: Outbox
     private let logger: Logger
     private let clock: WallClock
     private let gauge = Gauge(label: "paybridge_source_available")
@@ -74,13 +74,13 @@ public actor SourceMonitor {
     /// Reads the stored record first: a read that fails throws, so an outage already
     /// announced is never forgotten (nor announced twice) because the record was unreadable.
     public init(
-        store: any OutboxStore & RecordStore, pipeline: Pipeline, threshold: Duration, logger: Logger, clock: WallClock = .system
+        store: any RecordStore, outbox: Outbox, threshold: Duration, logger: Logger, clock: WallClock = .system
     ) async throws {
         let record = try await store.sourceRecord()
         health = SourceHealth(record: record, threshold: threshold)
         self.threshold = threshold
         self.store = store
-        self.pipeline = pipeline
+        self.outbox = outbox
         self.logger = logger
         self.clock = clock
         gauge.record(record.announcedAt == nil ? 1 : 0)
@@ -148,12 +148,10 @@ public actor SourceMonitor {
         case nil:
             event = nil
         }
-        // Routed and rendered before the transaction: the transaction only persists.
-        let entry = event.map { pipeline.entry(for: $0) }
+        let record = next.record
         do {
-            try await store.detect { transaction in
-                try await transaction.saveSourceRecord(next.record)
-                if let entry { try await transaction.append(entry, dueAt: date) }
+            _ = try await outbox.detect(emitting: event.map { [Outbox.Emission($0)] } ?? []) { transaction in
+                try await transaction.saveSourceRecord(record)
             }
             health = next
         } catch {

@@ -285,13 +285,6 @@ public protocol RetentionStore: Sendable {
 public typealias Store = OutboxStore & RecordStore & DeliveryQueue & RetentionStore & InspectionStore
 
 
-extension StoreTransaction {
-    /// An event to every one of `endpoints` with its stored body (operational events).
-    nonisolated(nonsending) public func appendEvent(_ event: Event, endpoints: [String], dueAt: Date) async throws {
-        try await append(OutboxEntry(event: event, deliveries: endpoints.map { ($0, nil) }), dueAt: dueAt)
-    }
-}
-
 extension InspectionStore {
     /// Deliveries of an endpoint in one state, oldest first (tests and the old listing).
     public func deliveries(endpoint: String?, state: DeliveryState?, limit: Int) async throws -> [DeliveryRecord] {
