@@ -25,8 +25,6 @@ public struct Outbox: Sendable {
         fileprivate var entries: [String: OutboxEntry] = [:]
         /// In the order they were routed.
         fileprivate var order: [String] = []
-
-        public func contains(_ eventId: String) -> Bool { entries[eventId] != nil }
     }
 
     /// What a transaction through the outbox committed.
@@ -79,8 +77,8 @@ public struct Outbox: Sendable {
 
     /// Runs `body` in one detection transaction; of the events `routed` before it, appends
     /// those `body` names (its diff decides which), in that order. Naming an event that was not
-    /// routed throws `OutboxError.notRouted` and commits nothing: `body` checks
-    /// `Routed.contains` and returns early when its diff found a change routed for nothing.
+    /// routed throws `OutboxError.notRouted` and commits nothing: when `body`'s diff finds a
+    /// change nobody routed, it returns without writing and routes again (as the poller does).
     public func detect<T: Sendable>(
         choosingFrom routed: Routed,
         _ body: nonisolated(nonsending) @Sendable @escaping (any DetectionTransaction) async throws -> (T, emit: [String])
