@@ -40,6 +40,7 @@ struct PayBridgeCommand: AsyncParsableCommand {
         version: PayBridgeVersion.string,
         subcommands: [
             Run.self, Poll.self, Validate.self, SandboxCommand.self, Routes.self, Payments.self, Events.self, Deliveries.self, Endpoints.self,
+            NotificationsCommand.self,
         ])
 }
 

@@ -86,6 +86,13 @@ struct Run: AsyncParsableCommand {
             if let admin = current.admin {
                 services.insert(AdminServer.application(admin, bridge: bridge, registry: registry, logger: logger), at: 0)
             }
+            do {
+                if let receiver = try bridge.notificationReceiver() { services.insert(receiver, at: 0) }
+            } catch {
+                logger.critical("\(error)")
+                bridge.close()
+                throw ExitCode(1)
+            }
             if Terminal.shared.isInteractive { services.append(StatusLine(bridge: bridge)) }
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(

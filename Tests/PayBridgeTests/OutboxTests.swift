@@ -54,7 +54,7 @@ import Testing
         func watchRecord(name: String) async throws -> WatchRecord? { try await store.watchRecord(name: name) }
         func watchMembers(name: String) async throws -> Set<String> { try await store.watchMembers(name: name) }
         func endpointRecords() async throws -> [String: EndpointRecord] { try await store.endpointRecords() }
-        func sourceRecord() async throws -> SourceRecord { try await store.sourceRecord() }
+        func sourceRecord(name: String) async throws -> SourceRecord { try await store.sourceRecord(name: name) }
     }
 
     static func pipeline(in directory: TemporaryDirectory) throws -> Pipeline {

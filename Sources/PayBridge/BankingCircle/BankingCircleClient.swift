@@ -72,10 +72,18 @@ public final class BankingCircleClient: PaymentSource {
 
     // MARK: Calls
 
-    /// GET with a bearer token and a fresh `X-Request-ID` on every attempt. 5xx, 429,
-    /// timeouts and connection errors are retried with backoff; a 401 renews the token once.
     private func get(_ path: String, notFoundIsNil: Bool = false) async throws(BankError) -> (HTTPResponse, String, Int) {
-        let call = "GET \(path)"
+        try await call(.get, path, notFoundIsNil: notFoundIsNil)
+    }
+
+    /// A call with a bearer token and a fresh `X-Request-ID` on every attempt; a 401 renews
+    /// the token once. For a GET, 5xx, 429, timeouts and connection errors are retried with
+    /// backoff (other methods are not retried: they may have been done).
+    func call(
+        _ method: HTTPRequest.Method, _ path: String, body: [UInt8] = [], headers extra: [(name: String, value: String)] = [],
+        notFoundIsNil: Bool = false
+    ) async throws(BankError) -> (HTTPResponse, String, Int) {
+        let call = "\(method.rawValue) \(path)"
         var attempts = 0
         var renewedAfter401 = false
         while true {
@@ -84,11 +92,12 @@ public final class BankingCircleClient: PaymentSource {
             let requestId = UUID().uuidString.lowercased()
             var headers: [(name: String, value: String)] = [
                 ("Authorization", "Bearer \(token.value.value)"), ("X-Request-ID", requestId), ("Accept", "application/json"),
-            ]
+            ] + extra
+            if !body.isEmpty { headers.append(("Content-Type", "application/json")) }
             // Each attempt has its own request id, so each is signed afresh.
-            if let signing = source.signing { headers += signing.headers(requestId: requestId) }
+            if let signing = source.signing { headers += signing.headers(requestId: requestId, body: body) }
             let request = HTTPRequest(
-                method: .get, url: apiURL + path, headers: headers, timeout: source.timeout, connectTimeout: source.connectTimeout,
+                method: method, url: apiURL + path, headers: headers, body: body, timeout: source.timeout, connectTimeout: source.connectTimeout,
                 tls: source.tls, proxy: source.proxy)
             let retryable: BankError.Reason
             var retryAfter: Duration?
@@ -127,7 +136,7 @@ public final class BankingCircleClient: PaymentSource {
             }
             let error = BankError(reason: retryable, call: call, requestId: requestId, attempts: attempts)
             error.count()
-            guard attempts <= source.retries else { throw error }
+            guard attempts <= source.retries, method == .get else { throw error }
             let wait = Self.backoff(attempt: attempts, base: source.retryBackoff, retryAfter: retryAfter, random: random())
             logger.warning(
                 "bank call failed; retrying", metadata: ["error": "\(error)", "requestId": "\(requestId)", "retryIn": "\(DurationText.format(wait))"])

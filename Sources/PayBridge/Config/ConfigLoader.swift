@@ -125,7 +125,8 @@ final class ConfigReader {
         }
         let state = keys["state"].map { readState($0.value) } ?? StateConfiguration(path: resolvePath("./paybridge-data"))
         let endpoints = keys["endpoints"].map { readEndpoints($0.value) } ?? []
-        let watchNames = Set(source?.watches.map(\.name) ?? [])
+        var watchNames = Set(source?.watches.map(\.name) ?? [])
+        if source?.notifications != nil { watchNames.insert(NotificationsConfiguration.watchName) }
         let routes: [Route]
         if let entry = keys["routes"] {
             routes = readRoutes(entry.value, endpoints: endpoints, watches: watchNames, inherited: nil, path: "routes")
@@ -173,7 +174,7 @@ final class ConfigReader {
             allowed: [
                 "kind", "apiURL", "authURL", "username", "password", "clientCertificate", "clientKey", "caFile", "pageSize",
                 "timeout", "connectTimeout", "retries", "retryBackoff", "unavailableAfter", "maxBackoff", "watches", "signing",
-                "proxy", "noProxy",
+                "proxy", "noProxy", "notifications",
             ], in: "source")
         let kind = keys["kind"].flatMap { enumValue($0.value, SourceConfiguration.Kind.self, "source.kind") } ?? .bankingCircle
         let apiURL = keys["apiURL"].flatMap { url($0.value, "source.apiURL") }
@@ -216,6 +217,7 @@ final class ConfigReader {
             tls: tls, pageSize: pageSize, timeout: timeout, connectTimeout: connectTimeout, retries: retries,
             retryBackoff: backoff, unavailableAfter: unavailableAfter, maxBackoff: maxBackoff, watches: watches, signing: signing)
         source.proxy = readProxy(keys, path: "source", node: node)
+        source.notifications = keys["notifications"].flatMap { readNotifications($0.value) }
         return source
     }
 
@@ -279,6 +281,9 @@ final class ConfigReader {
             }
             guard let name = identifier(nameEntry.value, "\(path).name") else { continue }
             if !names.insert(name).inserted { error(nameEntry.value, "a second watch is named '\(name)'") }
+            if name == NotificationsConfiguration.watchName {
+                error(nameEntry.value, "\(path).name: '\(name)' is reserved for the look-ups the bank's notifications trigger; name the watch otherwise")
+            }
             let every = keys["every"].flatMap { duration($0.value, "\(path).every", positive: true) } ?? .seconds(30)
             let baseline = keys["baseline"].flatMap { enumValue($0.value, Watch.Baseline.self, "\(path).baseline") } ?? .silent
             let query = keys["query"].map { readQuery($0.value, path: "\(path).query") } ?? []

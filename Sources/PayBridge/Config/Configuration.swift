@@ -91,6 +91,8 @@ public struct SourceConfiguration: Sendable {
     public var signing: RequestSigner?
     /// The proxy to the bank (nil: libcurl's environment variables).
     public var proxy: Proxy?
+    /// The bank's own notifications as a fast path (§10), or nil.
+    public var notifications: NotificationsConfiguration?
 
     public init(
         kind: Kind = .bankingCircle, apiURL: String?, authURL: String? = nil, username: Secret, password: Secret,

@@ -185,6 +185,26 @@ public struct Poller: Sendable {
         return report
     }
 
+    /// Reads one payment by id and detects its change as `watch` (the look-up a notification
+    /// of the bank triggers): the same diff, chunk commit and event ids as a poll, so the
+    /// next poll finds nothing new. A payment never seen before is `payment.created`. Nil
+    /// when the bank does not know the payment.
+    public func lookUp(_ paymentId: String, as watch: Watch) async throws(PollError) -> PollReport? {
+        let single: PaymentPage?
+        do {
+            single = try await source.fetchPayment(id: paymentId)
+        } catch {
+            throw PollError(stage: .source, watch: watch.name, paymentId: paymentId, underlying: error)
+        }
+        guard let single else { return nil }
+        var report = PollReport(watch: watch.name, baseline: false)
+        report.lookups = 1
+        report.payments = single.payments.count
+        report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: true, report: report) }
+        source.recycle(single)
+        return report
+    }
+
     private static func fetch(
         _ source: any PaymentSource, _ watch: Watch, _ number: Int, _ size: Int, _ startedAt: Date
     ) -> Task<PaymentPage, any Error> {

@@ -13,6 +13,10 @@ public enum EventType: String, Sendable, CaseIterable {
     case sourceRecovered = "source.recovered"
     /// A group message: several payment events for one endpoint in one delivery.
     case paymentGroup = "payment.group"
+    /// The bank's notification subscription is missing or not Active (§10).
+    case sourceNotificationsInactive = "source.notifications.inactive"
+    /// The subscription is Active again after a `source.notifications.inactive`.
+    case sourceNotificationsActive = "source.notifications.active"
 }
 
 /// One event, ready for the outbox: its id is stable and its body final.

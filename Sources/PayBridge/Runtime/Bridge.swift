@@ -20,6 +20,15 @@ public final class Bridge: Sendable {
     let events = EventMetrics()
     /// Whether this instance polls (always, unless the state is shared by several).
     private let leadership: Mutex<Leadership>
+    /// The bank's own notifications (§10), when `source.notifications` is set.
+    public let notifications: Notifications?
+
+    /// The parts of the notifications' fast path.
+    public struct Notifications: Sendable {
+        public let configuration: NotificationsConfiguration
+        public let lookups: NotificationLookups
+        public let subscription: SubscriptionMonitor
+    }
 
     /// Opens the state and reads what the dispatcher and the monitors must know before they
     /// start (disabled endpoints, an announced outage); any read that fails throws, so a
@@ -60,9 +69,15 @@ public final class Bridge: Sendable {
             }
             source = try await SourceMonitor(
                 store: store, outbox: outbox, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock)
-            poller = Poller(
+            let poller = Poller(
                 source: client, store: store, outbox: outbox, pageSize: configuration.source.pageSize, logger: logger,
                 clock: clock, events: events)
+            self.poller = poller
+            notifications = configuration.source.notifications.map { settings in
+                Notifications(
+                    configuration: settings, lookups: NotificationLookups(store: store, poller: poller, clock: clock, logger: logger),
+                    subscription: SubscriptionMonitor(configuration: settings, client: client, store: store, outbox: outbox, clock: clock, logger: logger))
+            }
         } catch {
             http.shutdown()
             throw StateUnavailable(path: StateStore.describe(configuration.state), underlying: error)
@@ -92,6 +107,8 @@ public final class Bridge: Sendable {
         let trigger = Dispatcher.DrainTrigger(dispatcher)
         let delivering = Task { await dispatcher.run(.drainWhen(trigger)) }
         let result = await pollWatches()
+        // What notifications left queued (a crash, a failed look-up) is done too.
+        await notifications?.lookups.runDue(onLeaseLost: { [self] in stepDown() })
         trigger.fire(dueBy: clock.now())
         await delivering.value
         await prune()
@@ -259,7 +276,31 @@ public final class Bridge: Sendable {
         for watch in configuration.source.watches {
             services.append(WatchService(bridge: self, watch: watch))
         }
+        if let notifications {
+            services.append(NotificationLookupService(bridge: self, lookups: notifications.lookups))
+            services.append(SubscriptionService(bridge: self, monitor: notifications.subscription))
+        }
         return services
+    }
+
+    /// The listener for the bank's notifications (nil without `source.notifications`); it
+    /// throws when its TLS certificate or key cannot be loaded.
+    public func notificationReceiver() throws -> (any Service)? {
+        guard let notifications else { return nil }
+        let settings = notifications.configuration
+        let lookups = notifications.lookups
+        let logger = self.logger
+        do {
+            return try NotificationReceiver.application(
+                settings, store: store, clock: clock, logger: logger, committed: { lookups.notify() },
+                onListening: { port in
+                    logger.info(
+                        "notifications receiver listening",
+                        metadata: ["url": "\(settings.tls == nil ? "http" : "https")://\(settings.host):\(port)\(settings.path)", "publicURL": "\(settings.publicURL)"])
+                })
+        } catch {
+            throw NotificationReceiverError(description: "source.notifications.tls: cannot load the certificate or key: \(error)")
+        }
     }
 
     /// Every watch's last polls in this process.
@@ -286,6 +327,7 @@ public final class Bridge: Sendable {
             }
         }
         if !storage.isAvailable { reasons.append("the state storage refuses writes") }
+        if let problem = notifications?.subscription.problem { reasons.append(problem) }
         return (reasons.isEmpty, reasons)
     }
 
@@ -302,6 +344,12 @@ public final class Bridge: Sendable {
 
     public func health() async -> Health {
         Health(storageAvailable: storage.isAvailable, sourceAvailable: await source.isAvailable, endpoints: dispatcher.endpointStatuses)
+    }
+
+    /// This instance lost the poller lease (a fenced commit was refused): stop polling until
+    /// the coordination service takes it again.
+    func stepDown() {
+        leadership.withLock { $0.stepDown() }
     }
 
     /// Lets another instance take over at once rather than when the leases expire.

@@ -14,3 +14,8 @@ public struct StateUnavailable: Error, CustomStringConvertible {
 
     public var description: String { "cannot open the state database in \(path): \(underlying)" }
 }
+
+/// The notifications' listener cannot start.
+public struct NotificationReceiverError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}

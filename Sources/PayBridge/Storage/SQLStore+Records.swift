@@ -39,9 +39,9 @@ extension SQLStore {
         }
     }
 
-    public func sourceRecord() async throws -> SourceRecord {
+    public func sourceRecord(name: String) async throws -> SourceRecord {
         try await reading { connection in
-            try await connection.first("SELECT failing_since, announced_at, sequence FROM source_state WHERE name = 'source'") { row in
+            try await connection.first("SELECT failing_since, announced_at, sequence FROM source_state WHERE name = ?", [.text(name)]) { row in
                 SourceRecord(failingSince: try row.date(0), announcedAt: try row.date(1), sequence: try row.number(2))
             } ?? SourceRecord()
         }
@@ -107,6 +107,9 @@ extension SQLStore {
             report.attempts = try await connection.execute("DELETE FROM attempt WHERE delivery_id IN (\(RetentionSQL.deliveredBefore))", [.date(before)])
             report.deliveries = try await connection.execute("DELETE FROM delivery WHERE id IN (\(RetentionSQL.deliveredBefore))", [.date(before)])
             report.events = try await Self.deleteOrphans(connection, before: before)
+            // The bank retries a notification for about four days: its id is kept as long as
+            // deliveries are, so a late repeat is still recognised.
+            try await connection.execute("DELETE FROM notification WHERE received_at < ?", [.date(before)])
             return report
         }
     }

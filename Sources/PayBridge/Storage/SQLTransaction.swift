@@ -27,13 +27,13 @@ extension SQLTransaction {
             [.text(name), .texts(Array(paymentIds))])
     }
 
-    nonisolated(nonsending) func saveSourceRecord(_ record: SourceRecord) async throws {
+    nonisolated(nonsending) func saveSourceRecord(_ record: SourceRecord, name: String) async throws {
         try await connection.execute(
             """
-            INSERT INTO source_state (name, failing_since, announced_at, sequence) VALUES ('source', ?, ?, ?)
+            INSERT INTO source_state (name, failing_since, announced_at, sequence) VALUES (?, ?, ?, ?)
             ON CONFLICT (name) DO UPDATE SET failing_since = excluded.failing_since, announced_at = excluded.announced_at,
                 sequence = excluded.sequence
-            """, [.date(record.failingSince), .date(record.announcedAt), .int(record.sequence)])
+            """, [.text(name), .date(record.failingSince), .date(record.announcedAt), .int(record.sequence)])
     }
 
     nonisolated(nonsending) func saveEndpointRecord(name: String, _ record: EndpointRecord) async throws {

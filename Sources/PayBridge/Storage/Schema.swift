@@ -62,6 +62,16 @@ enum Schema {
             // B-tree insert per delivery (B1 on SQLite lost a quarter of its speed to it).
             // Lookups by event go through `event_row` instead.
             "DROP INDEX IF EXISTS delivery_event_id",
+            // The bank's notifications (§10): the event ids seen (deduplication) and the
+            // look-ups they trigger, one per payment, a durable queue.
+            """
+            CREATE TABLE notification (
+                event_id TEXT PRIMARY KEY NOT NULL, payment_id TEXT, type TEXT, received_at DOUBLE PRECISION NOT NULL)\(d.withoutRowId);
+            CREATE INDEX notification_received ON notification(received_at);
+            CREATE TABLE lookup (
+                payment_id TEXT PRIMARY KEY NOT NULL, requested_at DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 1, last_error TEXT)\(d.withoutRowId)
+            """,
         ]
     }
 

@@ -222,7 +222,8 @@ public protocol DetectionTransaction: StoreTransaction {
     nonisolated(nonsending) func savePaymentState(paymentId: String, state: PaymentState, watch: String, at date: Date) async throws
     nonisolated(nonsending) func recordWatchPoll(name: String, at date: Date, baselined: Bool) async throws
     nonisolated(nonsending) func replaceWatchMembers(name: String, paymentIds: Set<String>) async throws
-    nonisolated(nonsending) func saveSourceRecord(_ record: SourceRecord) async throws
+    /// `name`: `source` (the bank's availability) or `notifications` (the subscription's).
+    nonisolated(nonsending) func saveSourceRecord(_ record: SourceRecord, name: String) async throws
 }
 
 /// Detection and the outbox: last known states, and one write transaction per chunk of
@@ -251,7 +252,18 @@ public protocol RecordStore: Sendable {
     func watchRecord(name: String) async throws -> WatchRecord?
     func watchMembers(name: String) async throws -> Set<String>
     func endpointRecords() async throws -> [String: EndpointRecord]
-    func sourceRecord() async throws -> SourceRecord
+    /// `name`: `source` (the bank's availability) or `notifications` (the subscription's).
+    func sourceRecord(name: String) async throws -> SourceRecord
+}
+
+extension RecordStore {
+    public func sourceRecord() async throws -> SourceRecord { try await sourceRecord(name: "source") }
+}
+
+extension DetectionTransaction {
+    nonisolated(nonsending) public func saveSourceRecord(_ record: SourceRecord) async throws {
+        try await saveSourceRecord(record, name: "source")
+    }
 }
 
 /// The delivery queue as the dispatcher reads it (results go through `OutboxStore.write`).
@@ -282,7 +294,7 @@ public protocol RetentionStore: Sendable {
 /// The whole state, as a backend implements it: SQLite (the embedded default) and
 /// PostgreSQL. Every SQL statement of paybridge lives behind these role protocols, in
 /// `Storage/`; leases and wake-ups are `Coordination`.
-public typealias Store = OutboxStore & RecordStore & DeliveryQueue & RetentionStore & InspectionStore
+public typealias Store = OutboxStore & RecordStore & DeliveryQueue & RetentionStore & InspectionStore & NotificationStore
 
 
 extension InspectionStore {

@@ -259,7 +259,11 @@ private final class CurlTransfer {
         switch request.method {
         case .get:
             check(cshim_easy_setopt_long(easy, CURLOPT_HTTPGET, 1), "GET")
-        case .post:
+        case .delete:
+            check(cshim_easy_setopt_long(easy, CURLOPT_HTTPGET, 1), "GET")
+            check(cshim_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, "DELETE"), "DELETE")
+        case .post, .put:
+            if request.method == .put { check(cshim_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, "PUT"), "PUT") }
             // Without this curl waits for a 100-continue on larger bodies.
             headerList = curl_slist_append(headerList, "Expect:")
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(request.body.count, 1), alignment: 1)

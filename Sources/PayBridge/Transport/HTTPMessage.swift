@@ -31,7 +31,7 @@ public struct Proxy: Sendable, Equatable {
 
 /// One outgoing HTTP request, as the transport sends it.
 public struct HTTPRequest: Sendable {
-    public enum Method: String, Sendable { case get = "GET", post = "POST" }
+    public enum Method: String, Sendable { case get = "GET", post = "POST", put = "PUT", delete = "DELETE" }
 
     public var method: Method
     public var url: String

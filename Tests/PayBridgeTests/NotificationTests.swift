@@ -1,0 +1,359 @@
+import Crypto
+import Foundation
+import Sandbox
+import Synchronization
+import Testing
+
+@testable import PayBridge
+
+/// The bank's own notifications (§10) as operators run them: the real `paybridge run` with
+/// `every: 1h`, so after its first poll only a notification can make an event. Notifications
+/// are sealed as the bank seals them and POSTed to the daemon's listener. Where a test must
+/// show that something did *not* happen, it sends a second, valid notification after it and
+/// waits for that one's event: whatever the first would have done is committed by then.
+@Suite(.serialized) struct NotificationTests {
+    static let key = "0123456789abcdefghijABCDEFGHIJ++"
+
+    struct Setup {
+        let harness: Harness
+        let receiver: TestReceiver
+        let path: String
+        let port: Int
+        let adminPort: Int
+
+        var bank: SandboxBank { harness.bank.bank }
+        var url: String { "http://127.0.0.1:\(port)/bc/notifications" }
+
+        static func start(backend: Backend = .sqlite, checkEvery: String = "1h", extra: String = "") async throws -> Setup {
+            let harness = try await Harness.start(backend: backend)
+            let receiver = try await TestReceiver.start()
+            let port = try Sockets.closedPort()
+            let adminPort = try Sockets.closedPort()
+            let notifications = """
+                  notifications:
+                    listen: 127.0.0.1:\(port)
+                    publicURL: http://127.0.0.1:\(port)/bc/notifications
+                    key: "\(NotificationTests.key)"
+                    checkEvery: \(checkEvery)
+                \(extra)
+                """
+            let text = Fixtures.config(
+                bankURL: harness.bank.url, state: harness.state, watches: RunDeliveryTests.quietWatch,
+                endpoints: Fixtures.endpoint("erp", url: receiver.url), extraSource: notifications)
+                + "admin:\n  listen: 127.0.0.1:\(adminPort)\n"
+            return Setup(harness: harness, receiver: receiver, path: try harness.directory.write("pb.yaml", text), port: port, adminPort: adminPort)
+        }
+
+        func stop() async {
+            await receiver.stop()
+            await harness.stop()
+        }
+    }
+
+    /// A notification as the bank writes it.
+    static func notification(_ paymentId: String?, eventId: String = UUID().uuidString.lowercased(), type: String = "OutgoingPaymentRejected") -> [String: Any] {
+        var item: [String: Any] = [
+            "eventId": eventId, "subscriptionId": "5b0c7c1e-0000-4000-8000-000000000001", "subscriptionEventId": "1",
+            "notificationType": type, "timestamp": "2026-12-07T10:00:00.0000000Z",
+        ]
+        if let paymentId { item["payment"] = ["paymentId": paymentId, "status": "Rejected"] }
+        return item
+    }
+
+    static func plaintext(_ items: [[String: Any]]) throws -> [UInt8] {
+        Array(try JSONSerialization.data(withJSONObject: items))
+    }
+
+    /// POSTs `body` with `headers`; the status and the answer's text (nil: no connection).
+    static func post(_ url: String, _ body: [UInt8], headers: [(name: String, value: String)], method: HTTPRequest.Method = .post) async -> (Int, String)? {
+        let http = CurlHTTPClient()
+        defer { http.shutdown() }
+        switch await http.send(HTTPRequest(method: method, url: url, headers: headers, body: body, timeout: .seconds(20))) {
+        case .success(let response): return (response.status, String(decoding: response.body, as: UTF8.self))
+        case .failure: return nil
+        }
+    }
+
+    /// Seals and POSTs notifications; the answer's status.
+    @discardableResult
+    static func send(_ items: [[String: Any]], to url: String, key: String = NotificationTests.key) async throws -> Int? {
+        let sealed = try NotificationMessage.seal(try plaintext(items), key: Secret(key))
+        return await post(url, sealed.body, headers: sealed.headers)?.0
+    }
+
+    /// Waits until the daemon's listener answers (any status).
+    static func waitForListener(_ url: String, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await post(url, [], headers: [], method: .get) != nil { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("the notifications listener did not answer within \(timeout)")
+    }
+
+    /// Waits for an event of `paymentId` with `status` at the receiver.
+    func waitForEvent(_ receiver: TestReceiver, paymentId: String, status: String, timeout: Duration = .seconds(10)) async -> TestReceiver.Received? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let found = receiver.requests.first(where: { $0.paymentId == paymentId && $0.status == status }) { return found }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    @Test(arguments: Backend.available)
+    func aNotificationMakesItsEventAtOnceAndARepeatDoesNothing(backend: Backend) async throws {
+        let setup = try await Setup.start(backend: backend)
+        defer { Task { await setup.stop() } }
+        let ids = setup.harness.createPayments(3)
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        try await setup.harness.waitForBaseline()
+        try await Self.waitForListener(setup.url)
+        // The baseline's payment.created events (baseline: emit), then quiet.
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[2], status: "PendingProcessing") != nil)
+
+        setup.bank.setStatus(ids[0], "Rejected")
+        let notification = Self.notification(ids[0])
+        #expect(try await Self.send([notification], to: setup.url) == 200)
+        let event = await waitForEvent(setup.receiver, paymentId: ids[0], status: "Rejected")
+        #expect(event?.type == "payment.status_changed")
+        #expect(event?.data["watch"] as? String == "notifications")
+        #expect(event?.data["previousStatus"] as? String == "PendingProcessing")
+
+        // The same eventId again: 200, nothing more. A second payment's notification after
+        // it is the sentinel.
+        #expect(try await Self.send([notification], to: setup.url) == 200)
+        setup.bank.setStatus(ids[1], "MissingFunding")
+        #expect(try await Self.send([Self.notification(ids[1], type: "MissingFunding")], to: setup.url) == 200)
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[1], status: "MissingFunding") != nil)
+        // A notification for a payment whose status did not change: no event either.
+        #expect(try await Self.send([Self.notification(ids[2], type: "OutgoingPaymentProcessed")], to: setup.url) == 200)
+        setup.bank.setStatus(ids[1], "Processed")
+        #expect(try await Self.send([Self.notification(ids[1], type: "OutgoingPaymentProcessed")], to: setup.url) == 200)
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[1], status: "Processed") != nil)
+        let (status, log) = await daemon.stop()
+        #expect(status == 0, "\(log)")
+        #expect(setup.receiver.requests.filter { $0.paymentId == ids[0] && $0.status == "Rejected" }.count == 1)
+        #expect(setup.receiver.requests.filter { $0.paymentId == ids[2] }.count == 1, "only its payment.created")
+        // (The bank has no subscription for this listener: a source.notifications.inactive too.)
+        let payments = { setup.receiver.requests.filter { $0.type.hasPrefix("payment.") } }
+        #expect(payments().count == 6, "\(payments().map { "\($0.type) \($0.paymentId) \($0.status) \($0.data["watch"] ?? "")" })")
+        #expect(log.contains("notification look-up found a change"), "\(log)")
+
+        // The next poll finds nothing new: the notifications' events carry the poll's ids.
+        let poll = try await Binary.run(["poll", "--once", "--config", setup.path])
+        #expect(poll.status == 0, "\(poll.stderr)")
+        #expect(payments().count == 6)
+        #expect(!log.contains(NotificationTests.key))
+    }
+
+    @Test func whatDoesNotDecryptOrVerifyIsRefusedAndRecordsNothing() async throws {
+        let setup = try await Setup.start()
+        defer { Task { await setup.stop() } }
+        let ids = setup.harness.createPayments(2)
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        try await setup.harness.waitForBaseline()
+        try await Self.waitForListener(setup.url)
+        setup.bank.setStatus(ids[0], "Rejected")
+        let plaintext = try Self.plaintext([Self.notification(ids[0])])
+        let sealed = try NotificationMessage.seal(plaintext, key: Secret(Self.key))
+        func header(_ name: String) -> String { sealed.headers.first { $0.name == name }?.value ?? "" }
+        func replacing(_ name: String, _ value: String) -> [(name: String, value: String)] {
+            sealed.headers.map { $0.name == name ? (name, value) : $0 }
+        }
+
+        var changedByte = sealed.body
+        changedByte[changedByte.count / 2] ^= 0x01
+        var tag = Array(Data(base64Encoded: header("AuthenticationTag")) ?? Data())
+        tag[0] ^= 0x01
+        let otherKey = try NotificationMessage.seal(plaintext, key: Secret("ZYXWVUTSRQPONMLKJIHGFEDCBA987654"))
+        let wrongChecksum = Data(SHA256.hash(data: Array("something else".utf8))).base64EncodedString()
+        let cases: [(String, [UInt8], [(name: String, value: String)], String)] = [
+            ("a changed byte", changedByte, sealed.headers, "does not decrypt"),
+            ("a changed tag", sealed.body, replacing("AuthenticationTag", Data(tag).base64EncodedString()), "does not decrypt"),
+            ("a wrong checksum", sealed.body, replacing("Checksum", wrongChecksum), "Checksum"),
+            ("another key", otherKey.body, otherKey.headers, "does not decrypt"),
+            ("no nonce", sealed.body, sealed.headers.filter { $0.name != "Nonce" }, "Nonce"),
+        ]
+        for (name, body, headers, reason) in cases {
+            let answer = await Self.post(setup.url, body, headers: headers)
+            #expect(answer?.0 == 400, "\(name)")
+            #expect(answer?.1.contains(reason) == true, "\(name): \(answer?.1 ?? "")")
+        }
+        #expect(await Self.post("http://127.0.0.1:\(setup.port)/elsewhere", sealed.body, headers: sealed.headers)?.0 == 404)
+        #expect(await Self.post(setup.url, [], headers: [], method: .get)?.0 == 405)
+        #expect(await Self.post(setup.url, [], headers: [], method: .put)?.0 == 405)
+        let huge = [UInt8](repeating: 0x41, count: NotificationsConfiguration.maxBody + 1)
+        #expect(await Self.post(setup.url, huge, headers: sealed.headers)?.0 == 413)
+
+        // Nothing was recorded: the refused bodies named ids[0]; the sentinel is ids[1].
+        setup.bank.setStatus(ids[1], "Rejected")
+        #expect(try await Self.send([Self.notification(ids[1])], to: setup.url) == 200)
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[1], status: "Rejected") != nil)
+        let (status, log) = await daemon.stop()
+        #expect(status == 0)
+        #expect(!setup.receiver.requests.contains { $0.paymentId == ids[0] && $0.status == "Rejected" })
+        #expect(log.contains("notification refused") && log.contains("127.0.0.1"), "\(log)")
+        #expect(!log.contains(Self.key))
+        #expect(!log.contains("5b0c7c1e"), "the plaintext stays out of the log")
+        let store = try await setup.harness.openStore()
+        defer { store.close() }
+        #expect(try await store.pendingLookups() == 0)
+    }
+
+    @Test func aSenderOutsideAllowFromIsRefused() async throws {
+        let setup = try await Setup.start(extra: "    allowFrom: [10.0.0.0/8, 192.0.2.7]")
+        defer { Task { await setup.stop() } }
+        let ids = setup.harness.createPayments(1)
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        try await Self.waitForListener(setup.url)
+        #expect(try await Self.send([Self.notification(ids[0])], to: setup.url) == 403)
+        _ = await daemon.stop()
+    }
+
+    /// A look-up lost to a crash right after the 200 is done after the restart.
+    @Test(arguments: Backend.available)
+    func aLookUpLeftByAKillIsDoneAfterTheRestart(backend: Backend) async throws {
+        let setup = try await Setup.start(backend: backend)
+        defer { Task { await setup.stop() } }
+        let ids = setup.harness.createPayments(1)
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        try await setup.harness.waitForBaseline()
+        try await Self.waitForListener(setup.url)
+        #expect(await setup.receiver.waitFor(count: 1))
+        // The bank cannot answer look-ups by id: the trigger stays queued.
+        setup.bank.setInterceptor { request in
+            request.path.hasPrefix(BankingCircleClient.listPath + "/") ? SandboxResponse(status: 503) : nil
+        }
+        setup.bank.setStatus(ids[0], "Rejected")
+        #expect(try await Self.send([Self.notification(ids[0])], to: setup.url) == 200)
+        kill(daemon.process.processIdentifier, SIGKILL)
+        _ = await daemon.stop()
+        let store = try await setup.harness.openStore()
+        #expect(try await store.pendingLookups() == 1)
+        store.close()
+
+        // The restart's first poll sees nothing (an empty list), so only the queued look-up
+        // can find the change.
+        setup.bank.setInterceptor { request in
+            request.path == BankingCircleClient.listPath ? .json(200, #"{"result":[],"pageInfo":{"currentPage":1,"pageSize":1000,"rowCount":0}}"#) : nil
+        }
+        let again = try RunDeliveryTests.Daemon(config: setup.path)
+        let event = await waitForEvent(setup.receiver, paymentId: ids[0], status: "Rejected", timeout: .seconds(30))
+        #expect(event?.data["watch"] as? String == "notifications")
+        let (status, log) = await again.stop()
+        #expect(status == 0, "\(log)")
+    }
+
+    /// The subscription watched: missing → `source.notifications.inactive` and `/readyz`
+    /// 503 naming it; Active → `source.notifications.active`.
+    @Test func anInactiveSubscriptionIsAnnouncedOnceAndReadyzSaysSo() async throws {
+        let setup = try await Setup.start(checkEvery: "200ms")
+        defer { Task { await setup.stop() } }
+        _ = setup.harness.createPayments(1)
+        let active = Mutex(false)
+        setup.bank.setInterceptor { request in
+            guard request.path == BankingCircleClient.subscriptionPath else { return nil }
+            let status = active.withLock { $0 } ? 2 : 1
+            let message = status == 2 ? "null" : #""deactivated after failed deliveries""#
+            return .json(
+                200,
+                """
+                [{"id":"sub-1","endpoint":"http://127.0.0.1:\(setup.port)/bc/notifications","status":\(status),"isActive":\(status == 2),
+                  "statusMessage":\(message),"rowVersion":"AAAA","subscriptionEvents":[]}]
+                """)
+        }
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        let inactive = await waitForType(setup.receiver, "source.notifications.inactive")
+        #expect(inactive?.data["subscriptionId"] as? String == "sub-1")
+        #expect(inactive?.data["status"] as? String == "Inactive")
+        let readyz = await Self.post("http://127.0.0.1:\(setup.adminPort)/readyz", [], headers: [], method: .get)
+        #expect(readyz?.0 == 503)
+        #expect(readyz?.1.contains("notification subscription sub-1 is Inactive") == true, "\(readyz?.1 ?? "")")
+        active.withLock { $0 = true }
+        #expect(await waitForType(setup.receiver, "source.notifications.active") != nil)
+        let (status, _) = await daemon.stop()
+        #expect(status == 0)
+        #expect(setup.receiver.requests.filter { $0.type == "source.notifications.inactive" }.count == 1)
+        #expect(setup.receiver.requests.filter { $0.type == "source.notifications.active" }.count == 1)
+    }
+
+    func waitForType(_ receiver: TestReceiver, _ type: String, timeout: Duration = .seconds(15)) async -> TestReceiver.Received? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let found = receiver.requests.first(where: { $0.type == type }) { return found }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    @Test func validateRefusesAWatchNamedNotificationsAndAShortKey() async throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.write(
+            "pb.yaml",
+            """
+            source:
+              kind: sandbox
+              notifications:
+                listen: 127.0.0.1:8443
+                publicURL: https://bridge.example.com/bc/notifications
+                key: tooshort
+                events: [OutgoingPaymentRejected, NoSuchEvent]
+              watches:
+                - name: notifications
+                  every: 30s
+            endpoints:
+              console:
+                kind: console
+            """)
+        let result = try await Binary.run(["validate", "--config", path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("pb.yaml:9:"), "\(result.stderr)")
+        #expect(result.stderr.contains("'notifications' is reserved"), "\(result.stderr)")
+        #expect(result.stderr.contains("must be exactly 32 characters"), "\(result.stderr)")
+        #expect(result.stderr.contains("'NoSuchEvent' is not one of"), "\(result.stderr)")
+        #expect(!result.stderr.contains("tooshort"))
+    }
+}
+
+/// The wire format without a daemon.
+struct NotificationMessageTests {
+    let key = Secret(NotificationTests.key)
+
+    @Test func readsArraysSingleObjectsEnvelopesAndUTF16() throws {
+        let item = #"{"eventId":"e1","notificationType":"MissingFunding","payment":{"paymentId":"p1","extra":[1,2]},"unknown":true}"#
+        for text in ["[\(item)]", item, #"{"notifications":[\#(item)]}"#] {
+            let sealed = try NotificationMessage.seal(Array(text.utf8), key: key)
+            let read = try NotificationMessage.open(
+                sealed.body, nonce: sealed.headers[1].value, tag: sealed.headers[2].value, checksum: sealed.headers[3].value, key: key)
+            #expect(read == [BankNotification(eventId: "e1", notificationType: "MissingFunding", paymentId: "p1")])
+        }
+        // UTF-16LE with a BOM; the checksum of the bytes as decrypted or of their UTF-8.
+        let utf16: [UInt8] = [0xFF, 0xFE] + Array("[\(item)]".utf16).flatMap { unit -> [UInt8] in [UInt8(unit & 0xFF), UInt8(unit >> 8)] }
+        let sealed = try NotificationMessage.seal(utf16, key: key)
+        let utf8Checksum = Data(SHA256.hash(data: Array("[\(item)]".utf8))).base64EncodedString()
+        for checksum in [sealed.headers[3].value, utf8Checksum] {
+            let read = try NotificationMessage.open(sealed.body, nonce: sealed.headers[1].value, tag: sealed.headers[2].value, checksum: checksum, key: key)
+            #expect(read.map(\.paymentId) == ["p1"])
+        }
+    }
+
+    @Test func aNotificationWithoutAPaymentIsKeptWithoutATrigger() throws {
+        let text = #"[{"eventId":"e2","notificationType":13,"payload":{"TransactionStatus":"ACSC"}},{"no":"eventId"}]"#
+        let sealed = try NotificationMessage.seal(Array(text.utf8), key: key)
+        let read = try NotificationMessage.open(sealed.body, nonce: sealed.headers[1].value, tag: sealed.headers[2].value, checksum: sealed.headers[3].value, key: key)
+        #expect(read == [BankNotification(eventId: "e2", notificationType: "PaymentStatus", paymentId: nil)])
+    }
+
+    @Test func addressRanges() {
+        let range = AddressRange("203.0.113.0/24")
+        #expect(range?.contains("203.0.113.7") == true)
+        #expect(range?.contains("::ffff:203.0.113.7") == true)
+        #expect(range?.contains("203.0.114.7") == false)
+        #expect(AddressRange("2001:db8::/32")?.contains("2001:db8:1::5") == true)
+        #expect(AddressRange("2001:db8::/32")?.contains("203.0.113.7") == false)
+        #expect(AddressRange("10.0.0.1")?.contains("10.0.0.1") == true)
+        #expect(AddressRange("10.0.0.0/33") == nil)
+        #expect(AddressRange("bank") == nil)
+    }
+}
