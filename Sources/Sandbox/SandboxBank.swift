@@ -23,12 +23,16 @@ public struct SandboxOptions: Sendable {
     public var requireRequestId: Bool
     /// AISP / PISP access: every call must be signed with this certificate's key.
     public var signature: SignatureRequirement?
+    /// Multiplies the bank's waits between attempts at a notification that failed (15 s, 30 s,
+    /// 1 m, … 48 h; the subscription is deactivated after the last): 0.01 makes 15 s into
+    /// 0.15 s, so a test or a demo sees the whole schedule.
+    public var notificationRetryScale: Double
 
     public init(
         username: String = "sandbox", password: String = "sandbox", tokenLifetime: Duration = .seconds(300),
         expiresInAsString: Bool = true, processingDelay: Duration = .seconds(2), reversalDelay: Duration = .seconds(30),
         initialPayments: Int = 0, newPaymentEvery: Duration? = nil, seed: UInt64 = 1, requireRequestId: Bool = true,
-        signature: SignatureRequirement? = nil
+        signature: SignatureRequirement? = nil, notificationRetryScale: Double = 1
     ) {
         self.username = username
         self.password = password
@@ -41,6 +45,7 @@ public struct SandboxOptions: Sendable {
         self.seed = seed
         self.requireRequestId = requireRequestId
         self.signature = signature
+        self.notificationRetryScale = notificationRetryScale
     }
 }
 
@@ -95,7 +100,9 @@ public struct SandboxResponse: Sendable {
 
 /// A simulated Banking Circle payments API: auth with expiring tokens, the list call with its
 /// filters and paging, look-ups by id, and payments that move through the sandbox's lifecycles
-/// as time passes. HTTP-agnostic: `SandboxServer` puts it on a port.
+/// as time passes. Its Notification Self Service keeps subscriptions and queues a notification
+/// when a payment moves to a status they asked for; `SandboxNotifier` pushes them.
+/// HTTP-agnostic: `SandboxServer` puts it on a port (and runs the notifier).
 public final class SandboxBank: Sendable {
     /// A hook consulted before the bank answers, to inject faults in tests: return a response
     /// to send it instead.
@@ -113,6 +120,7 @@ public final class SandboxBank: Sendable {
         /// Payment ids in the list call's order (newest first), kept sorted as payments are
         /// added so a page costs one scan, not a sort of every payment.
         var order: [(createdAt: Date, id: String)] = []
+        var notifications = NotificationBook()
 
         mutating func add(_ payment: Payment) {
             if let known = payments[payment.id] { remove(known.id) }
@@ -130,6 +138,20 @@ public final class SandboxBank: Sendable {
         mutating func remove(_ paymentId: String) {
             guard let payment = payments.removeValue(forKey: paymentId) else { return }
             order.removeAll { $0.id == payment.id }
+        }
+
+        /// Moves a payment to `status` and queues what subscribers are to hear of it.
+        mutating func move(_ paymentId: String, to status: String, at date: Date) {
+            guard var payment = payments[paymentId], payment.status != status else { return }
+            payment.move(to: status, at: date)
+            payments[paymentId] = payment
+            notifications.paymentMoved(payment, at: date, random: &random)
+        }
+
+        /// A payment that was created in a status subscribers hear of (a test's or a demo's).
+        mutating func announce(_ paymentId: String, at date: Date) {
+            guard let payment = payments[paymentId], notifications.listens(to: payment.status) else { return }
+            notifications.paymentMoved(payment, at: date, random: &random)
         }
     }
 
@@ -172,6 +194,7 @@ public final class SandboxBank: Sendable {
                 status: status ?? "PendingProcessing", random: &state.random)
             if status == nil { payment.plan = lifecycle(amountCents: cents, from: at) }
             state.add(payment)
+            state.announce(payment.id, at: at)
             return payment.id
         }
     }
@@ -181,7 +204,7 @@ public final class SandboxBank: Sendable {
         let at = now()
         state.withLock { state in
             state.payments[paymentId]?.plan = []
-            state.payments[paymentId]?.move(to: status, at: at)
+            state.move(paymentId, to: status, at: at)
         }
     }
 
@@ -220,6 +243,40 @@ public final class SandboxBank: Sendable {
         state.withLock { $0.interceptor = interceptor }
     }
 
+    /// Every POST of notifications made so far (the last 10,000), in the order their answers
+    /// came: when, where, which events, and what the endpoint answered.
+    public func notificationsSent() -> [SandboxNotificationDelivery] {
+        state.withLock { $0.notifications.deliveries }
+    }
+
+    // MARK: Notifications (for `SandboxNotifier`)
+
+    /// The bank's clock (the one given to `init`), which the notification record and the
+    /// retry schedule use too.
+    func currentTime() -> Date { now() }
+
+    /// Brings the bank up to now (the lifecycles' steps queue their notifications) and hands
+    /// out the deliveries due: the notifier's tick.
+    func dueNotificationAttempts() -> [NotificationAttempt] {
+        let at = now()
+        return state.withLock { state in
+            guard state.notifications.isListening else { return [] }
+            advance(&state, to: at)
+            return state.notifications.dueAttempts(at: at)
+        }
+    }
+
+    /// What became of an attempt: `status` is the HTTP answer, nil when none came. Returns the
+    /// status message when this failure deactivated the subscription.
+    @discardableResult
+    func settleNotificationAttempt(_ attempt: NotificationAttempt, status: Int?, error: String?, sentAt: Date) -> String? {
+        let at = now()
+        return state.withLock { state in
+            state.notifications.settle(
+                attempt, status: status, error: error, sentAt: sentAt, at: at, retryScale: options.notificationRetryScale)
+        }
+    }
+
     // MARK: Requests
 
     public func handle(_ request: SandboxRequest) -> SandboxResponse {
@@ -254,6 +311,12 @@ public final class SandboxBank: Sendable {
             case ("GET", 6) where parts[5] == "status": return lookUp(parts[4], state: state, statusOnly: true)
             default: return .error(405, code: "MethodNotAllowed", description: "\(request.method) is not supported here")
             }
+        case (_, 4...6) where Array(parts.prefix(3)) == ["api", "v1", "notificationselfservice"]:
+            if let refusal = checkAccess(request, state: &state, at: at) { return refusal }
+            let path = Array(parts.dropFirst(3))
+            // The client test tells of the newest payment, when there is one.
+            let sample = path.first == "clienttest" ? state.order.first.flatMap { state.payments[$0.id]?.json } : nil
+            return state.notifications.handle(request, path: path, at: at, random: &state.random, samplePayment: sample)
         default:
             return .error(404, code: "NotFound", description: "no such resource")
         }
@@ -344,6 +407,7 @@ public final class SandboxBank: Sendable {
             random: &state.random)
         payment.plan = lifecycle(amountCents: cents, from: at)
         state.add(payment)
+        state.announce(payment.id, at: at)
         return .json(201, "{\"paymentId\":\"\(payment.id)\",\"status\":\"\(payment.status)\"}")
     }
 
@@ -374,12 +438,23 @@ public final class SandboxBank: Sendable {
                 state.nextArrival = arrival.addingTimeInterval(every)
             }
         }
+        // Steps that subscribers hear of are announced after the scan, in time order (the
+        // dictionary's order changes from run to run; the notifications' ids must not).
+        var announced: [(at: Date, payment: Payment)] = []
         for id in state.payments.keys {
             guard let step = state.payments[id]?.plan.first, step.at <= date else { continue }
             while let step = state.payments[id]?.plan.first, step.at <= date {
                 state.payments[id]?.plan.removeFirst()
+                let before = state.payments[id]?.status
                 state.payments[id]?.move(to: step.status, at: step.at)
+                if before != step.status, state.notifications.listens(to: step.status), let payment = state.payments[id] {
+                    announced.append((step.at, payment))
+                }
             }
+        }
+        announced.sort { ($0.at, $0.payment.id) < ($1.at, $1.payment.id) }
+        for (at, payment) in announced {
+            state.notifications.paymentMoved(payment, at: at, random: &state.random)
         }
     }
 }

@@ -4,10 +4,11 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 
-/// Serves a `SandboxBank` over HTTP on 127.0.0.1.
+/// Serves a `SandboxBank` over HTTP on 127.0.0.1, and pushes its notifications.
 public enum SandboxServer {
-    /// An application to run (it is a `Service`); `onListening` receives the bound port,
-    /// which matters when `port` is 0 (an ephemeral port).
+    /// An application to run (it is a `Service`): the HTTP server and, beside it, a
+    /// `SandboxNotifier` for the bank's notification subscriptions. `onListening` receives the
+    /// bound port, which matters when `port` is 0 (an ephemeral port).
     public static func application(
         bank: SandboxBank, host: String = "127.0.0.1", port: Int, logger: Logger? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -35,11 +36,44 @@ public enum SandboxServer {
             router.get(RouterPath(path), use: respond)
         }
         router.post("/api/v1/payments/singles", use: respond)
+        let selfService = "/api/v1/notificationselfservice"
+        router.get(RouterPath("\(selfService)/subscription"), use: respond)
+        router.post(RouterPath("\(selfService)/subscription"), use: respond)
+        router.get(RouterPath("\(selfService)/subscription/{id}"), use: respond)
+        router.put(RouterPath("\(selfService)/subscription/{id}"), use: respond)
+        router.delete(RouterPath("\(selfService)/subscription/{id}"), use: respond)
+        router.put(RouterPath("\(selfService)/subscription/{id}/activate"), use: respond)
+        router.put(RouterPath("\(selfService)/subscription/{id}/deactivate"), use: respond)
+        router.post(RouterPath("\(selfService)/subscriptionEvent"), use: respond)
+        router.delete(RouterPath("\(selfService)/subscriptionEvent/{id}"), use: respond)
+        router.post(RouterPath("\(selfService)/clienttest/{id}"), use: respond)
         var quiet = logger ?? Logger(label: "paybridge.sandbox")
         if logger == nil { quiet.logLevel = .warning }
-        return Application(
+        let application = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "paybridge-sandbox"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) }, logger: quiet)
+        return WithNotifier(server: application, notifier: SandboxNotifier(bank: bank, logger: quiet))
+    }
+
+    /// The server and the notifier as one service, so every caller of `application` (the
+    /// `sandbox` command, the demo, tests) gets the pushes without wiring anything: the notifier
+    /// stops when the server does, and a server that fails takes it down.
+    struct WithNotifier<Server: Service>: Service {
+        let server: Server
+        let notifier: SandboxNotifier
+
+        func run() async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await notifier.run() }
+                do {
+                    try await server.run()
+                } catch {
+                    group.cancelAll()
+                    throw error
+                }
+                group.cancelAll()
+            }
+        }
     }
 
     static func parseQuery(_ query: String?) -> [(name: String, value: String)] {

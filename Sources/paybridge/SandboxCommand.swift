@@ -7,7 +7,14 @@ import ServiceLifecycle
 
 struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sandbox", abstract: "Serve a simulated Banking Circle API (auth + payments) on 127.0.0.1.")
+        commandName: "sandbox",
+        abstract: "Serve a simulated Banking Circle API (auth, payments, notification subscriptions) on 127.0.0.1.",
+        discussion: """
+            Subscriptions made through its Notification Self Service \
+            (/api/v1/notificationselfservice/subscription, …/subscriptionEvent, …/clienttest/{id}) \
+            receive encrypted notifications of the sandbox's own status changes, pushed as the bank \
+            pushes them and retried on the bank's schedule.
+            """)
 
     @Option(name: .long, help: "Port to listen on (0 picks a free one and prints it).")
     var port: Int = 8090
@@ -38,6 +45,13 @@ struct SandboxCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --require-signature: every call must carry this PSU-ID, signed.")
     var requirePsuId: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Multiplies the waits between retries of a notification the endpoint did not take (15s, 30s, 1m, 10m, 30m, 1h, 2h, 6h, 12h, 24h, 48h, then the subscription is deactivated): 0.01 makes 15s into 0.15s.",
+            valueName: "number"))
+    var notificationRetryScale: Double = 1
+
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
@@ -61,10 +75,14 @@ struct SandboxCommand: AsyncParsableCommand {
         } else if requirePsuId != nil {
             throw ValidationError("--require-psu-id goes with --require-signature")
         }
+        guard notificationRetryScale.isFinite, notificationRetryScale >= 0 else {
+            throw ValidationError("--notification-retry-scale: write a number of 0 or more, e.g. 0.01")
+        }
         let bank = SandboxBank(
             options: SandboxOptions(
                 username: username, password: password, tokenLifetime: lifetime, initialPayments: initialPayments,
-                newPaymentEvery: every > .zero ? every : nil, seed: seed, signature: signature))
+                newPaymentEvery: every > .zero ? every : nil, seed: seed, signature: signature,
+                notificationRetryScale: notificationRetryScale))
         let server = SandboxServer.application(bank: bank, port: port) { port in
             logger.info("sandbox listening", metadata: ["url": "http://127.0.0.1:\(port)"])
             // Written unbuffered: a script reading this from a pipe needs the port at once.
