@@ -11,15 +11,25 @@ struct DemoSandbox {
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    /// The demo: the sandbox, a watch every 2 s, a console endpoint, state in a fresh folder.
+    /// The demo: the sandbox, a watch every 10 s, the sandbox's notifications on a free
+    /// loopback port (most changes arrive by notification first, and their lines say so), a
+    /// console endpoint, state in a fresh folder.
     static func demoConfiguration() throws -> Configuration {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("paybridge-demo-\(UUID().uuidString.prefix(8))")
+        let port = try freePort()
+        // A key for this run only (the sandbox encrypts with it; nothing outside sees it).
+        let key = (0..<32).map { _ in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".randomElement() ?? "a" }
         let text = """
             source:
               kind: sandbox
+              notifications:
+                listen: 127.0.0.1:\(port)
+                publicURL: http://127.0.0.1:\(port)/bc/notifications
+                key: \(String(key))
+                checkEvery: 1m
               watches:
                 - name: recent
-                  every: 2s
+                  every: 10s
                   query:
                     InstructedDateFrom: -1d
             state:
@@ -43,7 +53,10 @@ struct DemoSandbox {
         let options = SandboxOptions(
             username: configuration.source.username.value, password: configuration.source.password.value,
             processingDelay: .seconds(4), initialPayments: demo ? 20 : 0, newPaymentEvery: demo ? .seconds(3) : nil,
-            seed: UInt64(Date().timeIntervalSince1970 * 1000), signature: signature)
+            seed: UInt64(Date().timeIntervalSince1970 * 1000), signature: signature,
+            // The demo's listener starts after it subscribes: a first push that finds it not yet
+            // listening is tried again in 1.5 s, not 15.
+            notificationRetryScale: demo ? 0.1 : 1)
         let bank = SandboxBank(options: options)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = SandboxServer.application(bank: bank, port: 0) { port in
@@ -60,6 +73,33 @@ struct DemoSandbox {
         let url = "http://127.0.0.1:\(port)"
         logger.info("in-process sandbox bank listening", metadata: ["url": "\(url)"])
         return DemoSandbox(apiURL: url, group: group, task: task)
+    }
+
+    /// Subscribes the demo's listener to the in-process sandbox's notifications.
+    func subscribe(_ configuration: Configuration, logger: Logger) async {
+        do {
+            let setup = try SubscriptionSetup(source: configuration.source, apiURL: apiURL, logger: logger)
+            let subscribed = try await setup.subscribe()
+            logger.info(
+                "subscribed to the sandbox's notifications: changes arrive by notification, the poll reconciles",
+                metadata: ["subscription": "\(subscribed.subscription.id)", "events": "\(subscribed.subscription.events.map(\.eventType).joined(separator: ","))"])
+        } catch {
+            logger.warning("cannot subscribe to the sandbox's notifications; polling only", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A loopback port free now (bound, read and closed).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard fd >= 0, bound == 0 else { throw CommandError("cannot find a free port for the demo's notifications") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     func stop() async {

@@ -43,6 +43,7 @@ struct Run: AsyncParsableCommand {
         let demo = config == nil
         defer { if demo { try? FileManager.default.removeItem(atPath: configuration.state.path) } }
         let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger, demo: demo)
+        if demo { await sandbox?.subscribe(configuration, logger: logger) }
         // The demo's console: a readable line per event, unless --json.
         let readable = demo && !json
         let console: @Sendable ([UInt8]) -> Void = { body in

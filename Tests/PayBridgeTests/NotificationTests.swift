@@ -357,3 +357,67 @@ struct NotificationMessageTests {
         #expect(AddressRange("bank") == nil)
     }
 }
+
+/// The commands against the sandbox's self-service API, and the sandbox's own pushes to a
+/// running `paybridge run`: the whole path as a user of the demo or the bank's sandbox sees it.
+@Suite(.serialized) struct NotificationCommandTests {
+    @Test func subscribeStatusAndTestThenTheSandboxPushesAChange() async throws {
+        let setup = try await NotificationTests.Setup.start()
+        defer { Task { await setup.stop() } }
+        let ids = setup.harness.createPayments(1)
+
+        let before = try await Binary.run(["notifications", "status", "--config", setup.path])
+        #expect(before.status == 0, "\(before.stderr)")
+        #expect(before.stdout.contains("no subscription at the bank for \(setup.url)"), "\(before.stdout)")
+
+        let subscribed = try await Binary.run(["notifications", "subscribe", "--config", setup.path])
+        #expect(subscribed.status == 0, "\(subscribed.stderr)")
+        #expect(subscribed.stdout.contains("created for \(setup.url)"), "\(subscribed.stdout)")
+        #expect(subscribed.stdout.contains("OutgoingPaymentRejected"), "\(subscribed.stdout)")
+        let again = try await Binary.run(["notifications", "subscribe", "--config", setup.path])
+        #expect(again.stdout.contains("updated for \(setup.url)"), "\(again.stdout)")
+        #expect(!again.stdout.contains("added:"), "no event twice: \(again.stdout)")
+        // Changes went with the row version the bank gave (If-Match).
+        #expect(setup.bank.requests.contains { $0.method == "PUT" && $0.headers["if-match"] != nil })
+
+        let status = try await Binary.run(["notifications", "status", "--config", setup.path, "--json"])
+        #expect(status.status == 0, "\(status.stderr)")
+        let json = (try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8))) as? [String: Any]
+        #expect(json?["status"] as? String == "Active", "\(status.stdout)")
+        #expect(json?["active"] as? Bool == true)
+        #expect(json?["endpoint"] as? String == setup.url)
+        #expect(Set(json?["events"] as? [String] ?? []) == Set(NotificationsConfiguration.defaultEvents))
+        #expect(!status.stdout.contains(NotificationTests.key) && !status.stderr.contains(NotificationTests.key))
+
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        try await setup.harness.waitForBaseline()
+        try await NotificationTests.waitForListener(setup.url)
+        // The sandbox pushes the change itself; the watch polls once an hour.
+        setup.bank.setStatus(ids[0], "Rejected")
+        let event = await NotificationTests().waitForEvent(setup.receiver, paymentId: ids[0], status: "Rejected")
+        #expect(event?.data["watch"] as? String == "notifications")
+
+        let test = try await Binary.run(["notifications", "test", "--config", setup.path])
+        #expect(test.status == 0, "\(test.stderr)")
+        #expect(test.stdout.contains("asked the bank for a test notification"), "\(test.stdout)")
+        let deadline = ContinuousClock.now + .seconds(10)
+        var log = ""
+        while ContinuousClock.now < deadline, setup.bank.notificationsSent().filter(\.succeeded).count < 2 {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(setup.bank.notificationsSent().filter(\.succeeded).count >= 2)
+        (_, log) = await daemon.stop()
+        #expect(log.contains("notifications received"), "\(log)")
+        #expect(!setup.receiver.requests.contains { $0.type == "source.notifications.inactive" }, "the subscription was Active")
+    }
+
+    @Test func commandsWithoutNotificationsInTheConfigSaySo() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/hook")))
+        let result = try await Binary.run(["notifications", "subscribe", "--config", path])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("no source.notifications"), "\(result.stderr)")
+    }
+}

@@ -25,6 +25,10 @@ public enum MetricHelp {
         "paybridge_endpoint_failing": "1 while an endpoint's last attempt failed, 0 once one succeeds.",
         "paybridge_endpoint_circuit_open": "1 while an endpoint's circuit is open (no attempts but a probe).",
         "paybridge_endpoint_disabled": "1 while an endpoint is disabled (by an operator, a 410 or disableAfter).",
+        "paybridge_notifications_received_total": "The bank's notifications received, by outcome (accepted, duplicate, rejected).",
+        "paybridge_notification_lookups_total": "Payments read by id because the bank notified them, by outcome (ok, unknown_payment, failed).",
+        "paybridge_notification_event_latency_seconds": "From a notification's arrival to the event its look-up committed.",
+        "paybridge_notifications_subscription_active": "1 while the bank's notification subscription is Active, 0 when missing or not.",
     ]
 
     /// Registers `paybridge_build_info{version=…} 1`.
