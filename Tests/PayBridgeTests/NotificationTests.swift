@@ -147,6 +147,82 @@ import Testing
         #expect(!log.contains(NotificationTests.key))
     }
 
+    static let cryptographyAvailable: Bool = {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", "import cryptography"]
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }()
+
+    /// Sends with the independent implementation (`Fixtures/bank_notification.py`); the status.
+    static func sendWithPython(_ document: Any, to url: String, encoding: String) async throws -> String {
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: document), as: UTF8.self)
+        let output = try await RequestSigningTests.python(["Tests/PayBridgeTests/Fixtures/bank_notification.py", url, key, encoding, text])
+        #expect(output.status == 0, "\(output.stderr)")
+        return output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Bodies sealed by Python's `cryptography`: a UTF-16LE batch with one unchanged payment
+    /// makes exactly the changes; a single object (no array) is read too.
+    @Test(.enabled(if: cryptographyAvailable, "needs `pip install cryptography`"))
+    func bodiesSealedByAnotherImplementationUTF16BatchesAndSingleObjects() async throws {
+        let setup = try await Setup.start()
+        defer { Task { await setup.stop() } }
+        let ids = setup.harness.createPayments(4)
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        try await setup.harness.waitForBaseline()
+        try await Self.waitForListener(setup.url)
+        setup.bank.setStatus(ids[0], "Rejected")
+        setup.bank.setStatus(ids[2], "MissingFunding")
+        let batch = [Self.notification(ids[0]), Self.notification(ids[1], type: "OutgoingPaymentProcessed"), Self.notification(ids[2], type: "MissingFunding")]
+        #expect(try await Self.sendWithPython(batch, to: setup.url, encoding: "utf-16le-bom") == "200")
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[0], status: "Rejected") != nil)
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[2], status: "MissingFunding") != nil)
+        setup.bank.setStatus(ids[3], "Processed")
+        #expect(try await Self.sendWithPython(Self.notification(ids[3], type: "OutgoingPaymentProcessed"), to: setup.url, encoding: "utf-8") == "200")
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[3], status: "Processed") != nil)
+        setup.bank.setStatus(ids[1], "Rejected")
+        #expect(try await Self.sendWithPython([Self.notification(ids[1])], to: setup.url, encoding: "utf-16le") == "200")
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[1], status: "Rejected") != nil)
+        let (status, log) = await daemon.stop()
+        #expect(status == 0, "\(log)")
+        let changes = setup.receiver.requests.filter { $0.type == "payment.status_changed" }
+        #expect(changes.map(\.paymentId).sorted() == ids.sorted(), "one change each, the unchanged payment's only when it changed")
+        #expect(changes.allSatisfy { $0.data["watch"] as? String == "notifications" })
+    }
+
+    /// Two `run` instances on one PostgreSQL state: either may receive; the poller lease's
+    /// holder runs the look-ups. A notification to each makes its event, once.
+    @Test(arguments: Backend.shared)
+    func onPostgreSQLAnyInstanceReceives(backend: Backend) async throws {
+        let setup = try await Setup.start(backend: backend)
+        defer { Task { await setup.stop() } }
+        let ids = setup.harness.createPayments(2)
+        let otherPort = try Sockets.closedPort()
+        let text = try String(contentsOfFile: setup.path, encoding: .utf8)
+            .replacingOccurrences(of: "127.0.0.1:\(setup.port)", with: "127.0.0.1:\(otherPort)")
+            .replacingOccurrences(of: "127.0.0.1:\(setup.adminPort)", with: "127.0.0.1:\(try Sockets.closedPort())")
+        let otherPath = try setup.harness.directory.write("other.yaml", text)
+        let first = try RunDeliveryTests.Daemon(config: setup.path)
+        let second = try RunDeliveryTests.Daemon(config: otherPath)
+        try await setup.harness.waitForBaseline()
+        let otherURL = "http://127.0.0.1:\(otherPort)/bc/notifications"
+        try await Self.waitForListener(setup.url)
+        try await Self.waitForListener(otherURL)
+        setup.bank.setStatus(ids[0], "Rejected")
+        setup.bank.setStatus(ids[1], "MissingFunding")
+        #expect(try await Self.send([Self.notification(ids[0])], to: setup.url) == 200)
+        #expect(try await Self.send([Self.notification(ids[1], type: "MissingFunding")], to: otherURL) == 200)
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[0], status: "Rejected", timeout: .seconds(20)) != nil)
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[1], status: "MissingFunding", timeout: .seconds(20)) != nil)
+        _ = await second.stop()
+        _ = await first.stop()
+        #expect(setup.receiver.requests.filter { $0.type == "payment.status_changed" }.count == 2)
+    }
+
     @Test func whatDoesNotDecryptOrVerifyIsRefusedAndRecordsNothing() async throws {
         let setup = try await Setup.start()
         defer { Task { await setup.stop() } }
@@ -221,9 +297,12 @@ import Testing
         try await setup.harness.waitForBaseline()
         try await Self.waitForListener(setup.url)
         #expect(await setup.receiver.waitFor(count: 1))
-        // The bank cannot answer look-ups by id: the trigger stays queued.
+        // The bank is slow to answer the look-up by id: the kill comes while it waits.
         setup.bank.setInterceptor { request in
-            request.path.hasPrefix(BankingCircleClient.listPath + "/") ? SandboxResponse(status: 503) : nil
+            guard request.path.hasPrefix(BankingCircleClient.listPath + "/") else { return nil }
+            var slow = SandboxResponse(status: 503)
+            slow.delay = .seconds(5)
+            return slow
         }
         setup.bank.setStatus(ids[0], "Rejected")
         #expect(try await Self.send([Self.notification(ids[0])], to: setup.url) == 200)
