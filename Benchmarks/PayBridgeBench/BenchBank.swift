@@ -88,6 +88,25 @@ final class BenchBankState: Sendable {
         }
     }
 
+    /// One payment as the API returns it by id (nil: unknown id). A scan: B6's 1,000 payments.
+    func payment(id: String) -> [UInt8]? {
+        let wanted = Array(id.lowercased().utf8)
+        guard wanted.count == 36 else { return nil }
+        let statusNames = Self.statuses.map { Array($0.utf8) }
+        for index in 0..<count where ids[index * 36..<(index + 1) * 36].elementsEqual(wanted) {
+            let status = state.withLock { Int($0.statuses[index]) }
+            return before + wanted + middle + statusNames[status] + after
+        }
+        return nil
+    }
+
+    /// Moves the payment at `index` to its next status; returns its id.
+    func move(index: Int) -> String {
+        let index = index % count
+        state.withLock { $0.statuses[index] = ($0.statuses[index] + 1) % UInt8(Self.statuses.count) }
+        return String(decoding: ids[index * 36..<(index + 1) * 36], as: UTF8.self)
+    }
+
     /// Changes `count` payments spread at random.
     func changeRandom(count wanted: Int) {
         var generator = SystemRandomNumberGenerator()
@@ -120,6 +139,14 @@ struct BankCommand: AsyncParsableCommand {
             let size = query["PageSize"].flatMap { Int($0) } ?? 50
             return Response(
                 status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bank.page(number: number, size: size))))
+        }
+        router.get("/api/v1/payments/singles/{id}") { _, context -> Response in
+            guard let id = context.parameters.get("id"), let body = bank.payment(id: id) else { return Response(status: .notFound) }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
+        router.post("/bench/move") { request, _ -> Response in
+            let index = request.uri.queryParameters["index"].flatMap { Int($0) } ?? 0
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: bank.move(index: index))))
         }
         router.post("/bench/change") { request, _ -> Response in
             let query = request.uri.queryParameters

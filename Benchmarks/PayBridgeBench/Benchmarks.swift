@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "paybridge-bench",
         abstract: "paybridge's benchmarks: real processes (bench bank, nginx, the paybridge binary beside this one).",
         discussion: "Build in release first: swift build -c release. See Benchmarks/README.md.",
-        subcommands: [DetectDeliver.self, Scan.self, ScaleOfState.self, SteadyLoad.self, SharedStateBurst.self, BankCommand.self])
+        subcommands: [DetectDeliver.self, Scan.self, ScaleOfState.self, SteadyLoad.self, SharedStateBurst.self, NotificationLatency.self, BankCommand.self])
 }
 
 /// The bench bank and nginx, started together and stopped together.
@@ -37,16 +37,16 @@ struct Run {
     /// database (B5) instead of a SQLite folder; `state` is then its URL.
     init(
         bank: String, receiver: String?, pageSize: Int = 5000, every: String = "1h", concurrency: Int, retry: String? = nil, state: String? = nil,
-        format: String = "standard", postgres: String? = nil
+        format: String = "standard", postgres: String? = nil, notifications: String = ""
     ) throws {
         try self.init(
             bank: bank, receivers: receiver.map { [("receiver", $0)] } ?? [], pageSize: pageSize, every: every, concurrency: concurrency,
-            retry: retry, state: state, format: format, postgres: postgres)
+            retry: retry, state: state, format: format, postgres: postgres, notifications: notifications)
     }
 
     init(
         bank: String, receivers: [(name: String, url: String)], pageSize: Int = 5000, every: String = "1h", concurrency: Int, retry: String? = nil,
-        state: String? = nil, format: String = "standard", postgres: String? = nil
+        state: String? = nil, format: String = "standard", postgres: String? = nil, notifications: String = ""
     ) throws {
         self.state = postgres ?? state ?? Bench.file("state-\(UUID().uuidString.prefix(6))")
         config = Bench.file("paybridge-\(UUID().uuidString.prefix(6)).yaml")
@@ -69,6 +69,7 @@ struct Run {
               password: bench
               pageSize: \(pageSize)
               timeout: 120s
+            \(notifications)
               watches:
                 - name: all
                   every: \(every)

@@ -38,6 +38,7 @@ enum FuzzTarget: String, CaseIterable {
     case headers
     case config
     case signing
+    case notification
 
     static let current: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["PAYBRIDGE_FUZZ_TARGET"] ?? ""
@@ -56,6 +57,13 @@ enum FuzzTarget: String, CaseIterable {
         case .headers: Headers.run(bytes)
         case .config: ConfigText.run(bytes)
         case .signing: Signing.run(bytes)
+        case .notification:
+            // The bank's notifications once decrypted (UTF-8 or UTF-16LE), and its subscription list.
+            let text = NotificationMessage.decodeText(bytes)
+            if let notifications = try? NotificationMessage.read(text), notifications.contains(where: { $0.eventId.isEmpty }) {
+                fatalError("oracle: a notification without an eventId was accepted")
+            }
+            _ = try? NotificationSubscription.parseList(bytes)
         }
     }
 }
