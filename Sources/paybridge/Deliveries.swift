@@ -100,9 +100,7 @@ struct Deliveries: AsyncParsableCommand {
             // A group message: the events (payments) it carried.
             let (delivery, attempts, members) = (detail.delivery, detail.attempts, detail.members)
             if json {
-                var document: [(key: String, value: JSONValue)] = [("delivery", delivery.json), ("attempts", .array(attempts.map(\.json)))]
-                if let members { document.append(("members", GroupMessage.members(members))) }
-                Output.print(.object(document))
+                Output.print(detail.json)
                 return
             }
             let now = Date()

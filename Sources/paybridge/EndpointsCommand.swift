@@ -46,9 +46,7 @@ struct Endpoints: AsyncParsableCommand {
             }
         }
 
-        static func circuit(_ entry: EndpointOverview) -> String {
-            (entry.record.disabledAt != nil ? .disabled : entry.record.stats.circuit ?? .closed).rawValue
-        }
+        static func circuit(_ entry: EndpointOverview) -> String { entry.circuit }
 
         static func cells(_ entry: EndpointOverview, now: Date) -> [String] {
             func ago(_ date: Date?) -> String { date.map { Output.relative($0, now: now) } ?? "-" }
@@ -59,23 +57,11 @@ struct Endpoints: AsyncParsableCommand {
         }
 
         static func json(_ endpoint: EndpointConfiguration, _ entry: EndpointOverview, now: Date) -> JSONValue {
-            let oldestSeconds = entry.oldestPendingAt.map { Int(now.timeIntervalSince($0)) }
-            let members: [(key: String, value: JSONValue)] = [
-                ("name", .string(endpoint.name)), ("health", .string(health(entry.record))),
-                ("url", .text(endpoint.kind == .http ? endpoint.url : nil)), ("pending", .int(entry.pending)), ("dead", .int(entry.dead)),
-                ("oldestPendingAt", .time(entry.oldestPendingAt)), ("oldestPendingSeconds", .int(oldestSeconds)),
-                ("lastSuccessAt", .time(entry.record.stats.lastSuccessAt)), ("lastFailureAt", .time(entry.record.stats.lastFailureAt)),
-                ("failures", .int(entry.record.stats.failures)), ("failingSince", .time(entry.record.failingSince)),
-                ("circuit", .string(circuit(entry))), ("disabledAt", .time(entry.record.disabledAt)),
-                ("disabledReason", .text(entry.record.disabledReason)),
-            ]
-            return .object(members)
+            entry.json(endpoint, now: now)
         }
 
-        /// `ok`, `failing`, `disabled`.
         static func health(_ record: EndpointRecord) -> String {
-            if record.disabledAt != nil { return "disabled" }
-            return record.failingSince != nil ? "failing" : "ok"
+            EndpointOverview(name: "", record: record).health
         }
     }
 

@@ -28,27 +28,7 @@ struct Payments: AsyncParsableCommand {
             // Grouped endpoints get an event inside a group message, not a delivery of its own.
             let (memberships, messages) = (timeline.groups, timeline.messages)
             if json {
-                let paymentJSON = JSONValue.object([
-                    ("paymentId", .string(payment.paymentId)), ("status", .string(payment.status)), ("changes", .int(payment.sequence)),
-                    ("updatedAt", .time(payment.updatedAt)), ("firstSeenAt", .time(payment.firstSeenAt)),
-                    ("firstStatus", .text(payment.firstStatus)), ("firstWatch", .text(payment.firstWatch)),
-                ])
-                let eventsJSON = events.map { event -> JSONValue in
-                    guard case .object(var members) = event.json else { return event.json }
-                    if let groups = memberships[event.id] { members.append(("groups", .array(groups.map(\.json)))) }
-                    members.append(
-                        (
-                            "deliveries",
-                            .array(
-                                (deliveries[event.id] ?? []).map { delivery in
-                                    guard case .object(var fields) = delivery.json else { return delivery.json }
-                                    fields.append(("attempts", .array((attempts[delivery.id] ?? []).map(\.json))))
-                                    return .object(fields)
-                                })
-                        ))
-                    return .object(members)
-                }
-                Output.print(.object([("payment", paymentJSON), ("events", .array(eventsJSON))]))
+                Output.print(timeline.json)
                 return
             }
             let now = Date()

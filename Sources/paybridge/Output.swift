@@ -45,75 +45,13 @@ enum Output {
     }
 }
 
-/// JSON values for `--json` output.
-extension JSONValue {
-    static func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
-    static func int(_ value: Int?) -> JSONValue { value.map { .number(String($0)) } ?? .null }
-    static func double(_ value: Double?) -> JSONValue { value.map { .number(String(format: "%.1f", $0)) } ?? .null }
-    static func time(_ value: Date?) -> JSONValue { value.map { .string(Timestamp.iso8601($0)) } ?? .null }
-}
-
-extension DeliveryRecord {
-    /// `pending`, `failing`, `dead`, `delivered`.
-    var stateText: String { isFailing ? "failing" : state.rawValue }
-
-    var json: JSONValue {
-        .object([
-            ("id", .int(Int(id))), ("eventId", .string(eventId)), ("eventType", .string(eventType)), ("endpoint", .string(endpoint)),
-            ("subject", .string(subject)), ("sequence", .int(sequence)), ("state", .string(stateText)), ("attempts", .int(attempts)),
-            ("dueAt", .time(dueAt)), ("createdAt", .time(createdAt)), ("updatedAt", .time(updatedAt)), ("deliveredAt", .time(deliveredAt)),
-            ("lastAttemptAt", .time(lastAttemptAt)), ("lastStatus", .int(lastStatus)), ("lastError", .text(lastError)),
-        ])
-    }
-}
-
-extension EventSummary {
-    var json: JSONValue {
-        .object([
-            ("id", .string(id)), ("type", .string(type)), ("subject", .string(subject)), ("sequence", .int(sequence)),
-            ("status", .text(status)), ("previousStatus", .text(previousStatus)), ("watch", .text(watch)), ("createdAt", .time(createdAt)),
-        ])
-    }
-
-    /// `Rejected ← PendingProcessing`.
-    var change: String {
-        guard let status else { return type }
-        return previousStatus.map { "\(status) ← \($0)" } ?? "\(status) (new)"
-    }
-}
-
-extension GroupHold {
-    var json: JSONValue {
-        .object([
-            ("endpoint", .string(endpoint)), ("group", .string(group)), ("messageId", .text(messageId)), ("waitingUntil", .time(waitingUntil)),
-        ])
-    }
-}
-
 /// A group message's members, for `deliveries show` and `events list`.
 enum GroupMessage {
-    static func members(_ events: [EventSummary]) -> JSONValue {
-        .array(
-            events.map { member in
-                .object([
-                    ("eventId", .string(member.id)), ("type", .string(member.type)), ("paymentId", .string(member.subject)),
-                    ("status", .text(member.status)),
-                ])
-            })
-    }
+    static func members(_ events: [EventSummary]) -> JSONValue { GroupMembers.json(events) }
 
     /// `3 payments: 0b9f… (Rejected), 4c1d… (Rejected), …`.
     static func line(_ events: [EventSummary]) -> String {
         Output.count(events.count, "payment") + ": " + events.map { "\($0.subject) (\($0.status ?? $0.type))" }.joined(separator: ", ")
-    }
-}
-
-extension AttemptLog {
-    var json: JSONValue {
-        .object([
-            ("number", .int(number)), ("startedAt", .time(startedAt)), ("durationMs", .double(durationMs)), ("httpStatus", .int(httpStatus)),
-            ("error", .text(error)), ("response", .text(response)),
-        ])
     }
 }
 

@@ -95,7 +95,12 @@ final class Signals: Sendable {
         if a.kind != b.kind || a.path != b.path || a.url?.value != b.url?.value || a.tls != b.tls || a.caFile != b.caFile {
             changed.append("state")
         }
-        if old.admin?.listen != new.admin?.listen || old.admin?.token?.value != new.admin?.token?.value { changed.append("admin") }
+        let tokens = { (admin: AdminConfiguration?) in (admin?.tokens ?? []).map { "\($0.name) \($0.role) \($0.token.value)" } }
+        if old.admin?.listen != new.admin?.listen || tokens(old.admin) != tokens(new.admin) || old.admin?.tls?.certificate != new.admin?.tls?.certificate
+            || old.admin?.tls?.key != new.admin?.tls?.key
+        {
+            changed.append("admin")
+        }
         return changed
     }
 }

@@ -85,7 +85,13 @@ struct Run: AsyncParsableCommand {
             let current = running.withLock { $0 }
             var services = bridge.services()
             if let admin = current.admin {
-                services.insert(AdminServer.application(admin, bridge: bridge, registry: registry, logger: logger), at: 0)
+                do {
+                    services.insert(try AdminServer.application(admin, bridge: bridge, registry: registry, logger: logger), at: 0)
+                } catch {
+                    logger.critical("\(error)")
+                    bridge.close()
+                    throw ExitCode(1)
+                }
             }
             do {
                 if let receiver = try bridge.notificationReceiver() { services.insert(receiver, at: 0) }

@@ -2,20 +2,25 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
 import Prometheus
 import ServiceLifecycle
 
-/// The admin server (§9): `/healthz` and `/readyz` for orchestrators, and behind the bearer
-/// token `/metrics` (Prometheus text) and `/v1/events` (the catch-up API: events in commit
-/// order after an id, so a downstream system that was down pulls exactly what it missed).
+/// The admin server (§9, §11): `/healthz` and `/readyz` for orchestrators, and behind a token
+/// `/metrics` (Prometheus text), `/v1/events` (the catch-up API: events in commit order after
+/// an id, so a downstream system that was down pulls exactly what it missed), the operations
+/// API under `/api/v1/` and the console at `/console`. HTTPS with `admin.tls`.
 public enum AdminServer {
+    /// Throws when `admin.tls`'s certificate or key cannot be loaded.
     public static func application(
         _ admin: AdminConfiguration, bridge: Bridge, registry: PrometheusCollectorRegistry, logger: Logger
-    ) -> some Service {
+    ) throws -> some Service {
         let router = Router()
-        let token = admin.token
+        let access = AdminAccess(admin)
         router.get("/healthz") { _, _ -> Response in json(.ok, #"{"status":"ok"}"#) }
         router.get("/readyz") { _, _ -> Response in
             let (ready, reasons) = bridge.readiness()
@@ -44,7 +49,7 @@ public enum AdminServer {
             return json(healthy ? .ok : .serviceUnavailable, String(decoding: body.bytes, as: UTF8.self))
         }
         router.get("/metrics") { request, _ -> Response in
-            guard authorized(request, token) else { return unauthorized() }
+            guard access.identify(request) != nil else { return unauthorized() }
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
             return Response(
@@ -52,7 +57,7 @@ public enum AdminServer {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: MetricHelp.annotate(buffer))))
         }
         router.get("/v1/events") { request, _ -> Response in
-            guard authorized(request, token) else { return unauthorized() }
+            guard access.identify(request) != nil else { return unauthorized() }
             let query = request.uri.queryParameters
             let limit = query["limit"].flatMap { Int(String($0)) } ?? 100
             guard (1...1000).contains(limit) else { return json(.badRequest, #"{"error":"limit must be from 1 to 1000"}"#) }
@@ -75,10 +80,25 @@ public enum AdminServer {
                 return json(.serviceUnavailable, #"{"error":"the state storage cannot be read"}"#)
             }
         }
+        OperationsAPI.register(on: router, bridge: bridge, access: access, logger: logger)
+        Console.register(on: router, access: access, logger: logger)
+        var server = HTTPServerBuilder.http1()
+        if let tls = admin.tls {
+            do {
+                let certificates = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
+                var settings = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: certificates, privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.key, format: .pem)))
+                settings.minimumTLSVersion = .tlsv12
+                server = try .tls(.http1(), tlsConfiguration: settings)
+            } catch {
+                throw ListenError(description: "admin.tls: cannot load the certificate or key: \(error)")
+            }
+        }
+        let scheme = admin.tls == nil ? "http" : "https"
         let application = Application(
-            router: router, configuration: .init(address: .hostname(admin.host, port: admin.port), serverName: "paybridge-admin"),
+            router: router, server: server, configuration: .init(address: .hostname(admin.host, port: admin.port), serverName: "paybridge-admin"),
             onServerRunning: { channel in
-                logger.info("admin server listening", metadata: ["url": "http://\(admin.host):\(channel.localAddress?.port ?? admin.port)"])
+                logger.info("admin server listening", metadata: ["url": "\(scheme)://\(admin.host):\(channel.localAddress?.port ?? admin.port)"])
             }, logger: logger)
         return Listener(application: application, listen: admin.listen)
     }
@@ -100,17 +120,6 @@ public enum AdminServer {
     /// The admin server could not listen where the config says.
     public struct ListenError: Error, CustomStringConvertible {
         public var description: String
-    }
-
-    /// `Authorization: Bearer T`, compared in constant time (no token configured: loopback, open).
-    static func authorized(_ request: Request, _ token: Secret?) -> Bool {
-        guard let token else { return true }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return false }
-        let given = Data(SHA256.hash(data: Data(header.dropFirst(7).utf8)))
-        let wanted = Data(SHA256.hash(data: Data(token.value.utf8)))
-        var difference: UInt8 = 0
-        for (a, b) in zip(given, wanted) { difference |= a ^ b }
-        return difference == 0
     }
 
     static func unauthorized() -> Response {

@@ -358,7 +358,7 @@ final class ConfigReader {
 
     private func readAdmin(_ node: Node) -> AdminConfiguration? {
         guard let entries = mapping(node, "admin") else { return nil }
-        let keys = checkKeys(entries, allowed: ["listen", "token", "tokenFile"], in: "admin")
+        let keys = checkKeys(entries, allowed: ["listen", "token", "tokenFile", "tokens", "tls"], in: "admin")
         guard let entry = keys["listen"] else {
             error(node, "admin: missing 'listen' (HOST:PORT, e.g. 127.0.0.1:9464)")
             return nil
@@ -377,9 +377,49 @@ final class ConfigReader {
         }
         if keys["token"] != nil, keys["tokenFile"] != nil { error(node, "admin: use token or tokenFile, not both") }
         if let token, token.value.count < 16 { error(keys["token"]?.value ?? keys["tokenFile"]?.value, "admin.token is too short: use 16 characters or more") }
-        let admin = AdminConfiguration(listen: text, token: token)
-        if !admin.isLoopback, token == nil {
-            error(entry.value, "admin.listen \(text) is not a loopback address: set admin.token (or tokenFile), or listen on 127.0.0.1")
+        var tokens: [AdminConfiguration.Token] = []
+        if let entry = keys["tokens"], let items = sequence(entry.value, "admin.tokens") {
+            var names: Set<String> = token == nil ? [] : ["admin"]
+            for (index, item) in items.enumerated() {
+                let path = "admin.tokens[\(index)]"
+                guard let fields = mapping(item, path) else { continue }
+                let itemKeys = checkKeys(fields, allowed: ["name", "token", "tokenFile", "role"], in: path)
+                guard let nameEntry = itemKeys["name"], let name = identifier(nameEntry.value, "\(path).name") else {
+                    if itemKeys["name"] == nil { error(item, "\(path): missing 'name' (it names the token in the log of every action)") }
+                    continue
+                }
+                if !names.insert(name).inserted { error(nameEntry.value, "a second admin token is named '\(name)'") }
+                var secret: String?
+                if let value = itemKeys["token"] {
+                    secret = secretString(value.value, "\(path).token")
+                } else if let value = itemKeys["tokenFile"] {
+                    secret = string(value.value, "\(path).tokenFile").flatMap { readSecretFile($0, value.value, "\(path).tokenFile") }
+                } else {
+                    error(item, "\(path): missing 'token' (or tokenFile)")
+                }
+                if itemKeys["token"] != nil, itemKeys["tokenFile"] != nil { error(item, "\(path): use token or tokenFile, not both") }
+                if let secret, secret.count < 16 {
+                    error(itemKeys["token"]?.value ?? itemKeys["tokenFile"]?.value, "\(path).token is too short: use 16 characters or more")
+                }
+                guard let roleEntry = itemKeys["role"] else {
+                    error(item, "\(path): missing 'role' (read: sees everything, acts on nothing; operate: acts too)")
+                    continue
+                }
+                guard let role = enumValue(roleEntry.value, AdminConfiguration.Token.Role.self, "\(path).role"), let secret else { continue }
+                tokens.append(AdminConfiguration.Token(name: name, token: Secret(secret), role: role))
+            }
+        }
+        var tls: (certificate: String, key: String)?
+        if let entry = keys["tls"], let tlsEntries = mapping(entry.value, "admin.tls") {
+            let tlsKeys = checkKeys(tlsEntries, allowed: ["certificate", "key"], in: "admin.tls")
+            let certificate = tlsKeys["certificate"].flatMap { existingFile($0.value, "admin.tls.certificate") }
+            let key = tlsKeys["key"].flatMap { existingFile($0.value, "admin.tls.key") }
+            if tlsKeys["certificate"] == nil || tlsKeys["key"] == nil { error(entry.value, "admin.tls needs both 'certificate' and 'key' (PEM files)") }
+            if let certificate, let key { tls = (certificate, key) }
+        }
+        let admin = AdminConfiguration(listen: text, token: token, tokens: tokens, tls: tls)
+        if !admin.isLoopback, admin.tokens.isEmpty {
+            error(entry.value, "admin.listen \(text) is not a loopback address: set admin.token or admin.tokens, or listen on 127.0.0.1")
         }
         return admin
     }

@@ -37,16 +37,44 @@ public struct Configuration: Sendable {
     }
 }
 
-/// `admin: {listen, token | tokenFile}` (§9).
+/// `admin: {listen, token | tokenFile, tokens, tls}` (§9, §11).
 public struct AdminConfiguration: Sendable {
+    /// A bearer token with a name (in the log of every action) and a role.
+    public struct Token: Sendable {
+        public enum Role: String, Sendable, CaseIterable {
+            /// Sees everything, acts on nothing (403).
+            case read
+            /// Sees everything and acts: replay, redeliver, enable, disable.
+            case operate
+        }
+
+        public var name: String
+        public var token: Secret
+        public var role: Role
+
+        public init(name: String, token: Secret, role: Role) {
+            self.name = name
+            self.token = token
+            self.role = role
+        }
+    }
+
     /// `host:port`.
     public var listen: String
-    /// The bearer token of `/metrics` and `/v1/events`; required unless `listen` is loopback.
+    /// `admin.token`: one `operate` token (named `admin`).
     public var token: Secret?
+    /// `admin.tokens`, with `admin.token` first when both are set. Required (one at least)
+    /// unless `listen` is loopback.
+    public var tokens: [Token]
+    /// Certificate and key (PEM files): the admin server speaks HTTPS (the console's session
+    /// cookie is then `Secure`).
+    public var tls: (certificate: String, key: String)?
 
-    public init(listen: String, token: Secret? = nil) {
+    public init(listen: String, token: Secret? = nil, tokens: [Token] = [], tls: (certificate: String, key: String)? = nil) {
         self.listen = listen
         self.token = token
+        self.tokens = (token.map { [Token(name: "admin", token: $0, role: .operate)] } ?? []) + tokens
+        self.tls = tls
     }
 
     public var host: String { String(listen[..<(listen.lastIndex(of: ":") ?? listen.endIndex)]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")) }

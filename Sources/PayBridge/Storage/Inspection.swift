@@ -8,6 +8,9 @@ public protocol InspectionStore: Sendable {
     /// Events, newest first.
     func events(_ filter: EventFilter) async throws -> [EventSummary]
     func event(id: String) async throws -> EventSummary?
+    /// Payments one of whose events' bodies holds the JSON string `text` (a reference), newest
+    /// first; candidates, to be checked by the caller.
+    func paymentIds(mentioning text: String, limit: Int) async throws -> [String]
     /// The event's stored (standard) body.
     func eventBody(id: String) async throws -> [UInt8]?
     /// Events in commit order after `after` (nil: from the first), for the catch-up API;
@@ -106,8 +109,11 @@ public struct EventFilter: Sendable {
     public var paymentId: String?
     public var since: Date?
     public var limit: Int
+    /// A cursor: only events committed before this one.
+    public var before: String?
 
-    public init(type: String? = nil, status: String? = nil, paymentId: String? = nil, since: Date? = nil, limit: Int = 50) {
+    public init(type: String? = nil, status: String? = nil, paymentId: String? = nil, since: Date? = nil, limit: Int = 50, before: String? = nil) {
+        self.before = before
         self.type = type
         self.status = status
         self.paymentId = paymentId
@@ -137,8 +143,11 @@ public struct DeliveryFilter: Sendable {
     public var since: Date?
     public var eventId: String?
     public var limit: Int
+    /// A cursor: only deliveries with a smaller id (older).
+    public var before: Int64?
 
-    public init(endpoint: String? = nil, state: State? = nil, since: Date? = nil, eventId: String? = nil, limit: Int = 50) {
+    public init(endpoint: String? = nil, state: State? = nil, since: Date? = nil, eventId: String? = nil, limit: Int = 50, before: Int64? = nil) {
+        self.before = before
         self.endpoint = endpoint
         self.state = state
         self.since = since

@@ -31,10 +31,27 @@ extension SQLStore {
         if let status = filter.status { (conditions, values) = (conditions + ["e.status = ?"], values + [.text(status)]) }
         if let payment = filter.paymentId { (conditions, values) = (conditions + ["e.subject = ?"], values + [.text(payment)]) }
         if let since = filter.since { (conditions, values) = (conditions + ["e.created_at >= ?"], values + [.date(since)]) }
+        if let before = filter.before {
+            (conditions, values) = (conditions + ["e.row_id < (SELECT row_id FROM event WHERE id = ?)"], values + [.text(before)])
+        }
         let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         let bound = values + [.int(filter.limit)]
         return try await reading { connection in
             try await connection.rows("SELECT \(Self.eventColumns) FROM event e \(clause) ORDER BY e.row_id DESC LIMIT ?", bound, Self.event)
+        }
+    }
+
+    public func paymentIds(mentioning text: String, limit: Int) async throws -> [String] {
+        // A candidate scan (the JSON string "text" anywhere in a payment event's body); the
+        // caller checks each candidate.
+        let pattern = Array("%\"\(text)\"%".utf8)
+        return try await reading { connection in
+            try await connection.rows(
+                """
+                SELECT subject FROM event WHERE type IN ('payment.created', 'payment.status_changed') AND body LIKE ?
+                GROUP BY subject ORDER BY MAX(row_id) DESC LIMIT ?
+                """, [.bytes(pattern), .int(limit)]
+            ) { try $0.string(0) }
         }
     }
 
@@ -116,6 +133,7 @@ extension SQLStore {
         if let state = filter.state { conditions.append(state.condition) }
         if let since = filter.since { (conditions, values) = (conditions + ["d.updated_at >= ?"], values + [.date(since)]) }
         if let eventId = filter.eventId { (conditions, values) = (conditions + ["d.event_row = (SELECT row_id FROM event WHERE id = ?)"], values + [.text(eventId)]) }
+        if let before = filter.before { (conditions, values) = (conditions + ["d.id < ?"], values + [.int(before)]) }
         let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         let bound = values + [.int(filter.limit)]
         return try await reading { connection in
