@@ -139,6 +139,7 @@ function route() {
   const page = (location.hash || "#overview").slice(1).split("/")[0] || "overview";
   current = ["overview", "payment", "dead", "endpoints"].includes(page) ? page : "overview";
   for (const link of document.querySelectorAll("nav a")) link.classList.toggle("current", link.dataset.page === current);
+  say("");
   render(false);
 }
 async function render(live) {
@@ -246,9 +247,9 @@ let selected = new Set(), plan = null;
 async function deadLetters(live) {
   const page = await api("/api/v1/deliveries?state=dead&limit=200");
   const all = await api("/api/v1/deliveries?limit=200");
-  const replaying = plan && plan.replayed ? new Set(plan.replayed) : new Set();
+  const replaying = plan && !plan.dryRun ? new Set(plan.replayed) : new Set();
   const rows = page.deliveries.map(d => el("tr", { "data-delivery": String(d.id) },
-    el("td", {}, el("input", { type: "checkbox", class: "pick", "aria-label": "select delivery " + d.id, checked: selected.has(d.id), onchange: (e) => { e.target.checked ? selected.add(d.id) : selected.delete(d.id); plan = null; showPlan(); } })),
+    el("td", {}, el("input", { type: "checkbox", class: "pick", "aria-label": "select delivery " + d.id, checked: selected.has(d.id), onchange: (e) => { e.target.checked ? selected.add(d.id) : selected.delete(d.id); plan = null; showPlan(); updateButtons(); } })),
     el("td", { text: String(d.id) }), el("td", { text: d.endpoint }), el("td", { class: "mono", text: d.subject }), el("td", { text: d.eventType }),
     el("td", { text: d.attempts + (d.lastStatus ? " (last HTTP " + d.lastStatus + ")" : d.lastError ? " (" + d.lastError + ")" : "") }), el("td", { text: when(d.updatedAt) })));
   const recent = all.deliveries.filter(d => replaying.has(d.id)).map(d => el("tr", { "data-replayed": String(d.id) }, el("td", { text: String(d.id) }), el("td", { text: d.endpoint }), el("td", {}, stateWord(d.state)), el("td", { text: String(d.attempts) })));
@@ -256,21 +257,25 @@ async function deadLetters(live) {
     el("section", { id: "dead-letters" }, el("h2", { text: "Dead letters (" + page.deliveries.length + ")" }),
       page.deliveries.length ? table(["", "delivery", "endpoint", "payment", "event", "attempts", "dead since"], rows) : el("p", { class: "muted", text: "No dead letters." }),
       el("p", { class: "inline" }, el("button", { id: "dry-run", class: "secondary", disabled: !canAct() || selected.size === 0, onclick: dryRun }, "Dry run"), " ",
-        el("button", { id: "replay", disabled: !canAct() || !plan || plan.replayed || plan.ids.length === 0, onclick: replay }, "Replay"),
+        el("button", { id: "replay", disabled: !canAct() || !plan || !plan.dryRun || plan.ids.length === 0, onclick: replay }, "Replay"),
         canAct() ? null : el("span", { class: "muted", text: " Signed in with a read token: actions are disabled." })),
       el("div", { id: "plan" })),
     recent.length ? el("section", { id: "replayed" }, el("h2", { text: "Replayed" }), table(["delivery", "endpoint", "state", "attempts"], recent)) : "");
   showPlan();
 }
+function updateButtons() {
+  if ($("dry-run")) $("dry-run").disabled = !canAct() || selected.size === 0;
+  if ($("replay")) $("replay").disabled = !canAct() || !plan || !plan.dryRun || plan.ids.length === 0;
+}
 function showPlan() {
   const box = $("plan"); if (!box) return;
   if (!plan) { box.replaceChildren(); return; }
-  box.replaceChildren(el("div", { class: "notice", id: "plan-text" }, plan.replayed
+  box.replaceChildren(el("div", { class: "notice", id: "plan-text" }, !plan.dryRun
     ? "Replayed " + plan.replayed.length + " deliver" + (plan.replayed.length === 1 ? "y" : "ies") + " with their webhook-ids; their states follow below."
     : "Dry run: " + plan.ids.length + " deliver" + (plan.ids.length === 1 ? "y" : "ies") + " would be queued again (" + plan.ids.join(", ") + ")" + (plan.outOfOrder.length ? "; out of order for their receiver: " + plan.outOfOrder.join(", ") : "") + ". Press Replay to do it."));
 }
 async function dryRun() {
-  try { plan = await post("/api/v1/deliveries/replay", { ids: [...selected], confirm: false }); showPlan(); $("replay").disabled = plan.ids.length === 0; }
+  try { plan = await post("/api/v1/deliveries/replay", { ids: [...selected], confirm: false }); showPlan(); updateButtons(); }
   catch (e) { say(e.message, "error"); }
 }
 async function replay() {

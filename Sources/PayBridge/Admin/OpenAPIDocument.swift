@@ -1,5 +1,6 @@
 // The operations API's OpenAPI 3.1 document, served at /api/v1/openapi.json. The same text is
-// docs/api/openapi.json in the repository (AdminConsoleTests checks they are equal); edit both.
+// docs/api/openapi.json in the repository (OperationsAPITests checks they are equal); both are
+// written by docs/api/generate.py: edit that and run it.
 
 enum OpenAPIDocument {
     static let text = #"""
@@ -1655,5 +1656,6 @@ enum OpenAPIDocument {
     }
   }
 }
+
 """#
 }

@@ -78,23 +78,10 @@ public struct Operations: Sendable {
         if let payment = try await store.payment(id: query) { return [payment] }
         if let payment = try await store.payment(id: query.lowercased()) { return [payment] }
         var found: [PaymentRecord] = []
-        let quoted = Array("\"\(query)\"".utf8)
         for id in try await store.paymentIds(mentioning: query, limit: limit) {
-            // LIKE reads % and _ as wildcards: a candidate counts only when a body holds the text.
-            if query.contains(where: { $0 == "%" || $0 == "_" }) {
-                let events = try await store.events(EventFilter(paymentId: id, limit: 100))
-                var holds = false
-                for event in events where !holds { holds = (try await store.eventBody(id: event.id)).map { Self.contains($0, quoted) } ?? false }
-                guard holds else { continue }
-            }
             if let payment = try await store.payment(id: id) { found.append(payment) }
         }
         return found
-    }
-
-    private static func contains(_ bytes: [UInt8], _ part: [UInt8]) -> Bool {
-        guard part.count <= bytes.count else { return false }
-        return (0...(bytes.count - part.count)).contains { bytes[$0..<$0 + part.count].elementsEqual(part) }
     }
 
     /// Events, newest first, with the events each group message (`payment.group`) carried.

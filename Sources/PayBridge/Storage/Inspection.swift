@@ -9,7 +9,7 @@ public protocol InspectionStore: Sendable {
     func events(_ filter: EventFilter) async throws -> [EventSummary]
     func event(id: String) async throws -> EventSummary?
     /// Payments one of whose events' bodies holds the JSON string `text` (a reference), newest
-    /// first; candidates, to be checked by the caller.
+    /// first.
     func paymentIds(mentioning text: String, limit: Int) async throws -> [String]
     /// The event's stored (standard) body.
     func eventBody(id: String) async throws -> [UInt8]?

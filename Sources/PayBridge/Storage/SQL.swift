@@ -40,6 +40,14 @@ enum SQLDialect: Sendable {
         }
     }
 
+    /// `column` (bytes) holds the bytes bound here.
+    func containsBytes(_ column: String) -> String {
+        switch self {
+        case .sqlite: "instr(\(column), ?) > 0"
+        case .postgres: "position(? IN \(column)) > 0"
+        }
+    }
+
     /// The larger of two values (SQLite's two-argument `MAX`).
     func greatest(_ first: String, _ second: String) -> String {
         switch self {

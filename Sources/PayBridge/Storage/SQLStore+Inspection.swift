@@ -42,15 +42,15 @@ extension SQLStore {
     }
 
     public func paymentIds(mentioning text: String, limit: Int) async throws -> [String] {
-        // A candidate scan (the JSON string "text" anywhere in a payment event's body); the
-        // caller checks each candidate.
-        let pattern = Array("%\"\(text)\"%".utf8)
+        // A scan for the JSON string "text" anywhere in a payment event's body: an operator's
+        // search, not a hot path.
+        let quoted = Array("\"\(text)\"".utf8)
         return try await reading { connection in
             try await connection.rows(
                 """
-                SELECT subject FROM event WHERE type IN ('payment.created', 'payment.status_changed') AND body LIKE ?
+                SELECT subject FROM event WHERE type IN ('payment.created', 'payment.status_changed') AND \(connection.dialect.containsBytes("body"))
                 GROUP BY subject ORDER BY MAX(row_id) DESC LIMIT ?
-                """, [.bytes(pattern), .int(limit)]
+                """, [.bytes(quoted), .int(limit)]
             ) { try $0.string(0) }
         }
     }
