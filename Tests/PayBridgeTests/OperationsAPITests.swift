@@ -198,12 +198,15 @@ import Testing
         setup.failing.set(false)
         let daemon = try RunDeliveryTests.Daemon(config: setup.path)
         try await setup.harness.waitForBaseline()
+        let connected = setup.harness.directory.file("connected")
         let reading = Task {
             try await RequestSigningTests.python([
-                "Tests/PayBridgeTests/Fixtures/sse_reader.py", setup.base + "/api/v1/stream", Self.operate, "event", "20",
+                "Tests/PayBridgeTests/Fixtures/sse_reader.py", setup.base + "/api/v1/stream", Self.operate, "event", "60", connected,
             ])
         }
-        try await Task.sleep(for: .milliseconds(1500))
+        // The change comes once the stream is open (events before it are not news to it).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !FileManager.default.fileExists(atPath: connected), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         setup.bank.setStatus(setup.ids[0], "Rejected")
         let output = try await reading.value
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")

@@ -251,12 +251,14 @@ enum OperationsAPI {
         }
     }
 
-    /// The query's parameters. An empty value counts as absent (`?endpoint=` is no filter),
-    /// but for `since`, `q` and `cursor`, where it is a mistake (or, for an event cursor, an
-    /// id that names no event: an empty page).
+    /// The query's parameters. An empty filter counts as absent (`?endpoint=` filters
+    /// nothing); an empty `since`, `limit`, `state`, `q` or `cursor` is a mistake, refused as
+    /// any malformed value is (an empty event cursor names no event: an empty page).
     static func parameters(_ request: Request) -> [String: Substring] {
         var found: [String: Substring] = [:]
-        for (name, value) in request.uri.queryParameters where !value.isEmpty || ["since", "q", "cursor"].contains(name) { found[String(name)] = value }
+        for (name, value) in request.uri.queryParameters where !value.isEmpty || !["endpoint", "type", "status", "payment"].contains(name) {
+            found[String(name)] = value
+        }
         return found
     }
 
