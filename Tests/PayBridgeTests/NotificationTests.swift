@@ -277,6 +277,38 @@ import Testing
         #expect(try await store.pendingLookups() == 0)
     }
 
+    /// `tls: {certificate, key}`: the listener speaks HTTPS, as the bank requires.
+    @Test(.enabled(if: TLSTests.opensslAvailable, "needs openssl"))
+    func theListenerServesHTTPSWithItsCertificate() async throws {
+        let certificates = try await TLSTests.Certificates.make()
+        let setup = try await Setup.start(extra: "    tls: { certificate: \(certificates.serverCertificate), key: \(certificates.serverKey) }")
+        defer { Task { await setup.stop() } }
+        let ids = setup.harness.createPayments(1)
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        try await setup.harness.waitForBaseline()
+        setup.bank.setStatus(ids[0], "Rejected")
+        let sealed = try NotificationMessage.seal(try Self.plaintext([Self.notification(ids[0])]), key: Secret(Self.key))
+        let http = CurlHTTPClient()
+        defer { http.shutdown() }
+        let https = "https://127.0.0.1:\(setup.port)/bc/notifications"
+        var status: Int?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while status == nil, ContinuousClock.now < deadline {
+            let request = HTTPRequest(method: .post, url: https, headers: sealed.headers, body: sealed.body, tls: TLSOptions(caFile: certificates.ca))
+            if case .success(let response) = await http.send(request) { status = response.status } else { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(status == 200)
+        #expect(await waitForEvent(setup.receiver, paymentId: ids[0], status: "Rejected") != nil)
+        // Plain HTTP to a TLS listener is no notification.
+        #expect(await Self.post(setup.url, sealed.body, headers: sealed.headers)?.0 != 200)
+        // The metrics count it.
+        let metrics = await Self.post("http://127.0.0.1:\(setup.adminPort)/metrics", [], headers: [], method: .get)?.1 ?? ""
+        #expect(metrics.contains(#"paybridge_notifications_received_total{outcome="accepted"} 1"#), "\(metrics)")
+        #expect(metrics.contains("paybridge_notification_event_latency_seconds"))
+        #expect(metrics.contains(#"paybridge_notification_lookups_total{outcome="ok"} 1"#))
+        _ = await daemon.stop()
+    }
+
     @Test func aSenderOutsideAllowFromIsRefused() async throws {
         let setup = try await Setup.start(extra: "    allowFrom: [10.0.0.0/8, 192.0.2.7]")
         defer { Task { await setup.stop() } }

@@ -288,6 +288,31 @@ import Testing
         #expect(!log.contains(Self.operate) && !log.contains(Self.read))
     }
 
+    /// Without tokens a loopback admin server is open for reading, as `/metrics` always was;
+    /// acting needs an `operate` token.
+    @Test func anOpenLoopbackServerReadsButNeverActs() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let adminPort = try Sockets.closedPort()
+        let path = try harness.directory.write(
+            "pb.yaml",
+            Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/hook"))
+                + "admin:\n  listen: 127.0.0.1:\(adminPort)\n")
+        let daemon = try RunDeliveryTests.Daemon(config: path)
+        let base = "http://127.0.0.1:\(adminPort)"
+        var status: Answer?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while status == nil, ContinuousClock.now < deadline {
+            status = await Self.call(.get, base + "/api/v1/status", token: nil)
+            if status == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(status?.status == 200)
+        let refused = await Self.call(.post, base + "/api/v1/endpoints/erp/disable", token: nil, body: "{}")
+        #expect(refused?.status == 403)
+        #expect(refused.map { String(decoding: $0.body, as: UTF8.self).contains("actions need an operate token") } == true)
+        _ = await daemon.stop()
+    }
+
     @Test(.enabled(if: TLSTests.opensslAvailable, "needs openssl"))
     func theAdminServerSpeaksHTTPSAndItsSessionCookieIsSecure() async throws {
         let certificates = try await TLSTests.Certificates.make()

@@ -32,8 +32,8 @@ public final class AdminAccess: Sendable {
         secureCookies = admin.tls != nil
     }
 
-    /// Without any token (a loopback listener), everyone may read and act, as `/metrics` was
-    /// open before roles.
+    /// Without any token (a loopback listener), everyone may read, as `/metrics` was open
+    /// before roles; nobody may act (an action needs an `operate` token).
     public var open: Bool { tokens.isEmpty }
 
     /// The token that matches `given`, compared with every configured token in constant time.
@@ -51,7 +51,7 @@ public final class AdminAccess: Sendable {
 
     /// The bearer token's identity, else the session cookie's; nil when neither is valid.
     func identify(_ request: Request) -> Identity? {
-        if open { return Identity(name: "anonymous", role: .operate, csrf: nil) }
+        if open { return Identity(name: "anonymous", role: .read, csrf: nil) }
         if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
             return identify(token: String(header.dropFirst(7)))
         }
@@ -96,7 +96,13 @@ public final class AdminAccess: Sendable {
     /// carries no cookie and needs none.
     func allowsAction(_ identity: Identity, _ request: Request) -> Bool {
         guard let csrf = identity.csrf else { return true }
-        return request.headers.first { $0.name.canonicalName == "x-csrf-token" }?.value == csrf
+        let given = request.headers.first { $0.name.canonicalName == "x-csrf-token" }?.value ?? ""
+        // In constant time, as the tokens.
+        let a = Array(SHA256.hash(data: Data(given.utf8)))
+        let b = Array(SHA256.hash(data: Data(csrf.utf8)))
+        var difference: UInt8 = 0
+        for (x, y) in zip(a, b) { difference |= x ^ y }
+        return difference == 0
     }
 
     static func cookie(_ request: Request, _ name: String) -> String? {

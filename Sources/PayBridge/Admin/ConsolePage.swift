@@ -132,7 +132,7 @@ function start(identity) {
 function listen() {
   if (stream || !window.EventSource) return;
   stream = new EventSource("/api/v1/stream");
-  const changed = () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(() => { if (current !== "payment-search") render(true); }, 300); };
+  const changed = () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(() => render(true), 300); };
   for (const name of ["event", "delivery", "endpoint"]) stream.addEventListener(name, changed);
 }
 function route() {
@@ -142,18 +142,23 @@ function route() {
   say("");
   render(false);
 }
+// A page drawn from an answer that arrives after the user moved on is dropped.
+let drawn = 0;
+function stillCurrent(page, ticket) { return current === page && ticket === drawn; }
 async function render(live) {
   if (!session) return;
+  const ticket = ++drawn;
   try {
-    if (current === "overview") await overview();
-    else if (current === "payment") await paymentPage(live);
-    else if (current === "dead") await deadLetters(live);
-    else if (current === "endpoints") await endpoints();
+    if (current === "overview") await overview(ticket);
+    else if (current === "payment") await paymentPage(live, ticket);
+    else if (current === "dead") await deadLetters(live, ticket);
+    else if (current === "endpoints") await endpoints(ticket);
   } catch (e) { if (e.message !== "signed out") say(e.message, "error"); }
 }
 
-async function overview() {
+async function overview(ticket) {
   const status = await api("/api/v1/status");
+  if (!stillCurrent("overview", ticket)) return;
   const sections = [];
   sections.push(el("section", { id: "overview-summary" }, el("h2", { text: "paybridge" }),
     el("p", {}, "Polling: ", status.polling ? word("yes", "ok") : word("no (another instance polls, or it is waiting for the lease)", "warn"),
@@ -186,8 +191,9 @@ function endpointTable(list, actions) {
       ? el("button", { class: "enable", disabled: !canAct(), title: canAct() ? null : "a read token cannot act", onclick: () => toggle(e.name, true) }, "Enable")
       : el("button", { class: "disable secondary", disabled: !canAct(), title: canAct() ? null : "a read token cannot act", onclick: () => toggle(e.name, false) }, "Disable")) : null)));
 }
-async function endpoints() {
+async function endpoints(ticket) {
   const status = await api("/api/v1/status");
+  if (ticket !== undefined && !stillCurrent("endpoints", ticket)) return;
   $("page").replaceChildren(el("section", { id: "endpoints" }, el("h2", { text: "Endpoints" }), endpointTable(status.endpoints, true),
     canAct() ? null : el("p", { class: "muted", text: "Signed in with a read token: actions are disabled." })));
 }
@@ -198,8 +204,10 @@ async function toggle(name, enable) {
 }
 
 let shownPayment = null;
-async function paymentPage(live) {
-  if (!live || !shownPayment) {
+async function paymentPage(live, ticket) {
+  // A live update redraws a timeline on show, never the search box or a list of matches.
+  if (live) { if (shownPayment) await showTimeline(shownPayment, ticket); return; }
+  {
     const form = el("form", { class: "inline", id: "payment-form", onsubmit: async (event) => { event.preventDefault(); await findPayment($("payment-query").value); } },
       el("label", { for: "payment-query", text: "Payment id or reference" }), el("input", { id: "payment-query", type: "text", required: true }), el("button", { type: "submit", id: "payment-find" }, "Find"));
     $("page").replaceChildren(el("section", {}, el("h2", { text: "Find a payment" }), form), el("div", { id: "payment-result" }));
@@ -209,7 +217,8 @@ async function paymentPage(live) {
 async function findPayment(query) {
   try {
     const found = await api("/api/v1/payments?q=" + encodeURIComponent(query.trim()));
-    if (found.payments.length === 0) { shownPayment = null; $("payment-result").replaceChildren(el("section", {}, el("p", { text: "paybridge has not seen a payment with id or reference " + query + "." }))); return; }
+    shownPayment = null;
+    if (found.payments.length === 0) { $("payment-result").replaceChildren(el("section", {}, el("p", { text: "paybridge has not seen a payment with id or reference " + query + "." }))); return; }
     if (found.payments.length > 1) {
       $("payment-result").replaceChildren(el("section", {}, el("h2", { text: found.payments.length + " payments carry " + query }),
         table(["payment", "status", "updated"], found.payments.map(p => el("tr", {}, el("td", {}, el("a", { href: "#payment", onclick: () => showTimeline(p.paymentId), text: p.paymentId })), el("td", { text: p.status }), el("td", { text: when(p.updatedAt) }))))));
@@ -218,9 +227,10 @@ async function findPayment(query) {
     await showTimeline(found.payments[0].paymentId);
   } catch (e) { say(e.message, "error"); }
 }
-async function showTimeline(id) {
+async function showTimeline(id, ticket) {
   shownPayment = id;
   const t = await api("/api/v1/payments/" + encodeURIComponent(id));
+  if (ticket !== undefined && !stillCurrent("payment", ticket)) return;
   const p = t.payment;
   const rows = [];
   for (const event of t.events) {
@@ -244,9 +254,10 @@ async function showTimeline(id) {
 }
 
 let selected = new Set(), plan = null;
-async function deadLetters(live) {
+async function deadLetters(live, ticket) {
   const page = await api("/api/v1/deliveries?state=dead&limit=200");
   const all = await api("/api/v1/deliveries?limit=200");
+  if (ticket !== undefined && !stillCurrent("dead", ticket)) return;
   const replaying = plan && !plan.dryRun ? new Set(plan.replayed) : new Set();
   const rows = page.deliveries.map(d => el("tr", { "data-delivery": String(d.id) },
     el("td", {}, el("input", { type: "checkbox", class: "pick", "aria-label": "select delivery " + d.id, checked: selected.has(d.id), onchange: (e) => { e.target.checked ? selected.add(d.id) : selected.delete(d.id); plan = null; showPlan(); updateButtons(); } })),

@@ -167,7 +167,10 @@ enum OperationsAPI {
             guard access.identify(request) != nil else { return error(APIError(.unauthorized, "unauthorized", "a token is required")) }
             return Response(
                 status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-                body: ResponseBody { writer in try await EventStream.run(bridge: bridge, writer: &writer) })
+                body: ResponseBody { writer in
+                    // A session signed out (or expired) ends its stream.
+                    try await EventStream.run(bridge: bridge, writer: &writer, allowed: { access.identify(request) != nil })
+                })
         }
     }
 
@@ -209,7 +212,8 @@ enum OperationsAPI {
     ) async throws -> Response {
         guard let identity = access.identify(request) else { return error(APIError(.unauthorized, "unauthorized", "a token is required")) }
         guard identity.role == .operate else {
-            return error(APIError(.forbidden, "forbidden", "the token '\(identity.name)' may read, not act (role: read)"))
+            let why = access.open ? "no admin token is configured: actions need an operate token (admin.tokens)" : "the token '\(identity.name)' may read, not act (role: read)"
+            return error(APIError(.forbidden, "forbidden", why))
         }
         guard access.allowsAction(identity, request) else {
             return error(APIError(.forbidden, "csrf", "the console's action lacks its CSRF token (X-CSRF-Token)"))
@@ -299,7 +303,7 @@ enum OperationsAPI {
 /// when an endpoint's health changes. Read from the state every second; a stream ends after
 /// ten minutes or at shutdown (an `EventSource` reconnects by itself).
 enum EventStream {
-    static func run(bridge: Bridge, writer: inout any ResponseBodyWriter) async throws {
+    static func run(bridge: Bridge, writer: inout any ResponseBodyWriter, allowed: @Sendable () -> Bool) async throws {
         try await writer.write(ByteBuffer(string: "retry: 2000\n: paybridge\n\n"))
         var lastEvent = try await bridge.operations.events(EventFilter(limit: 1)).events.first?.id
         var seenDeliveries: [Int64: String] = [:]
@@ -309,7 +313,7 @@ enum EventStream {
         var health: [String: String] = [:]
         for entry in try await bridge.operations.endpointOverview() { health[entry.name] = entry.health }
         let started = ContinuousClock.now
-        while !Task.isCancelled, !Task.isShuttingDownGracefully, ContinuousClock.now - started < .seconds(600) {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully, ContinuousClock.now - started < .seconds(600), allowed() {
             try await Task.sleep(for: .seconds(1))
             var frames = ""
             // New events, oldest first.

@@ -152,14 +152,19 @@ public enum NotificationMessage {
         } else {
             throw NotificationRefusal("the decrypted body is neither a notification nor a list of them")
         }
-        return items.compactMap { item in
-            guard let object = item as? [String: Any], let eventId = value(object, "eventId") as? String, !eventId.isEmpty else { return nil }
+        let notifications = items.compactMap { item -> BankNotification? in
+            guard let object = item as? [String: Any] else { return nil }
+            let id = value(object, "eventId")
+            guard let eventId = (id as? String) ?? (id as? NSNumber).map({ $0.stringValue }), !eventId.isEmpty else { return nil }
             let payment = (value(object, "payment") ?? value(object, "payload")) as? [String: Any]
             let paymentId = payment.flatMap { value($0, "paymentId") as? String }.flatMap { $0.isEmpty ? nil : $0 }
             return BankNotification(
                 eventId: eventId, notificationType: typeName(value(object, "notificationType")),
                 subscriptionId: value(object, "subscriptionId") as? String, paymentId: paymentId)
         }
+        // Items without an id cannot be deduplicated; a body with none at all is not answered 200.
+        if notifications.isEmpty, !items.isEmpty { throw NotificationRefusal("no notification in the body carries an eventId") }
+        return notifications
     }
 
     /// A field by name, in any case (the bank's samples mix camelCase and PascalCase).

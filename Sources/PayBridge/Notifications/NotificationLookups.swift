@@ -51,21 +51,30 @@ public final class NotificationLookups: Sendable {
                 return done
             }
             if due.isEmpty { return done }
-            for lookup in due {
+            // Different payments in parallel, a few at a time: one slow answer from the bank
+            // does not hold the others (their commits are independent: one payment each).
+            for start in stride(from: 0, to: due.count, by: Self.parallel) {
                 if shouldStop() { return done }
-                switch await run(lookup) {
-                case .done: done += 1
-                case .leaseLost:
+                let outcomes = await withTaskGroup(of: Outcome.self) { group in
+                    for lookup in due[start..<min(start + Self.parallel, due.count)] { group.addTask { await self.run(lookup) } }
+                    var outcomes: [Outcome] = []
+                    for await outcome in group { outcomes.append(outcome) }
+                    return outcomes
+                }
+                done += outcomes.filter { $0 == .done }.count
+                if outcomes.contains(.leaseLost) {
                     onLeaseLost()
                     return done
-                case .postponed: break
                 }
             }
         }
         return done
     }
 
-    private enum Outcome { case done, postponed, leaseLost }
+    /// Look-ups run at once.
+    static let parallel = 8
+
+    private enum Outcome: Sendable { case done, postponed, leaseLost }
 
     private func run(_ lookup: Lookup) async -> Outcome {
         let counter = Counter(label: "paybridge_notification_lookups_total", dimensions: [("outcome", "ok")])
@@ -123,12 +132,19 @@ public final class NotificationLookups: Sendable {
         var iterator = wakes.makeAsyncIterator()
         while !Task.isCancelled {
             let leader = isLeader()
-            if leader, canWrite() {
-                await runDue(shouldStop: { Task.isCancelled || !isLeader() }, onLeaseLost: stepDown)
+            var done = 0
+            let writable = canWrite()
+            if leader, writable {
+                done = await runDue(shouldStop: { Task.isCancelled || !isLeader() }, onLeaseLost: stepDown)
             }
             // Not the poller: look again soon (leadership changes are not announced).
             var deadline = clock.now().addingTimeInterval(leader ? 5 : 0.2)
-            if leader, let next = try? await store.nextLookupDate(), next < deadline { deadline = next }
+            if leader, let next = try? await store.nextLookupDate(), next < deadline {
+                // A pass that finished nothing (the state refuses writes, so a failed look-up
+                // could not even be postponed) waits a second rather than asking the bank again
+                // at once.
+                deadline = done == 0 || !writable ? max(next, clock.now().addingTimeInterval(1)) : next
+            }
             timer?.cancel()
             let clock = self.clock
             timer = Task {

@@ -83,6 +83,10 @@ public enum NotificationReceiver {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > NotificationsConfiguration.maxBody {
             return reject(413, "the body is over 50 MB", address: address, logger: logger)
         }
+        // Without its headers a body cannot be opened: refused before it is read.
+        for name in ["nonce", "authenticationtag", "checksum"] where header(request, name) == nil {
+            return reject(400, "missing \(["nonce": "Nonce", "authenticationtag": "AuthenticationTag", "checksum": "Checksum"][name] ?? name) header", address: address, logger: logger)
+        }
         let body: ByteBuffer
         do {
             body = try await withTimeout(requestTimeout) { [request] in
@@ -91,8 +95,13 @@ public enum NotificationReceiver {
             }
         } catch let error as HTTPError where error.status == .contentTooLarge {
             return reject(413, "the body is over 50 MB", address: address, logger: logger)
+        } catch is NIOTooManyBytesError {
+            // A chunked body has no Content-Length to refuse it early.
+            return reject(413, "the body is over 50 MB", address: address, logger: logger)
+        } catch is CancellationError {
+            return reject(400, "the body did not arrive within 60 s", address: address, logger: logger)
         } catch {
-            return reject(400, "the body did not arrive in time", address: address, logger: logger)
+            return reject(400, "the body could not be read: \(error)", address: address, logger: logger)
         }
         let notifications: [BankNotification]
         do {

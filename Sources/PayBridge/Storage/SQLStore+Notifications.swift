@@ -46,7 +46,7 @@ extension SQLStore {
                 try await connection.execute(
                     """
                     INSERT INTO lookup (payment_id, requested_at, due_at) VALUES (?, ?, ?)
-                    ON CONFLICT (payment_id) DO UPDATE SET due_at = excluded.due_at, generation = lookup.generation + 1
+                    ON CONFLICT (payment_id) DO UPDATE SET due_at = excluded.due_at, attempts = 0, generation = lookup.generation + 1
                     """, [.text(paymentId), .date(date), .date(date)])
             }
             return fresh
