@@ -324,6 +324,32 @@ import Testing
     func aLookUpLeftByAKillIsDoneAfterTheRestart(backend: Backend) async throws {
         let setup = try await Setup.start(backend: backend)
         defer { Task { await setup.stop() } }
+        let paymentId = try await leaveALookUpQueuedByAKill(setup)
+        let again = try RunDeliveryTests.Daemon(config: setup.path)
+        let event = await waitForEvent(setup.receiver, paymentId: paymentId, status: "Rejected", timeout: .seconds(30))
+        #expect(event?.data["watch"] as? String == "notifications")
+        let (status, log) = await again.stop()
+        #expect(status == 0, "\(log)")
+    }
+
+    /// `poll --once` (from cron, no `run`) finishes the look-ups a killed `run` left too.
+    @Test func aLookUpLeftByAKillIsDoneByPollOnce() async throws {
+        let setup = try await Setup.start()
+        defer { Task { await setup.stop() } }
+        let paymentId = try await leaveALookUpQueuedByAKill(setup)
+        let poll = try await Binary.run(["poll", "--once", "--config", setup.path])
+        #expect(poll.status == 0, "\(poll.stderr)")
+        let event = setup.receiver.requests.first { $0.paymentId == paymentId && $0.status == "Rejected" }
+        #expect(event?.data["watch"] as? String == "notifications")
+        let store = try await setup.harness.openStore()
+        #expect(try await store.pendingLookups() == 0)
+        store.close()
+    }
+
+    /// A `run` that answered a notification 200 and was killed while the bank was slow to
+    /// answer its look-up; the bank then lists nothing, so only the queued look-up can find the
+    /// change. Returns the payment's id.
+    func leaveALookUpQueuedByAKill(_ setup: Setup) async throws -> String {
         let ids = setup.harness.createPayments(1)
         let daemon = try RunDeliveryTests.Daemon(config: setup.path)
         try await setup.harness.waitForBaseline()
@@ -343,17 +369,10 @@ import Testing
         let store = try await setup.harness.openStore()
         #expect(try await store.pendingLookups() == 1)
         store.close()
-
-        // The restart's first poll sees nothing (an empty list), so only the queued look-up
-        // can find the change.
         setup.bank.setInterceptor { request in
             request.path == BankingCircleClient.listPath ? .json(200, #"{"result":[],"pageInfo":{"currentPage":1,"pageSize":1000,"rowCount":0}}"#) : nil
         }
-        let again = try RunDeliveryTests.Daemon(config: setup.path)
-        let event = await waitForEvent(setup.receiver, paymentId: ids[0], status: "Rejected", timeout: .seconds(30))
-        #expect(event?.data["watch"] as? String == "notifications")
-        let (status, log) = await again.stop()
-        #expect(status == 0, "\(log)")
+        return ids[0]
     }
 
     /// The subscription watched: missing → `source.notifications.inactive` and `/readyz`

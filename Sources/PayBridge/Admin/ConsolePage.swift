@@ -207,11 +207,9 @@ let shownPayment = null;
 async function paymentPage(live, ticket) {
   // A live update redraws a timeline on show, never the search box or a list of matches.
   if (live) { if (shownPayment) await showTimeline(shownPayment, ticket); return; }
-  {
-    const form = el("form", { class: "inline", id: "payment-form", onsubmit: async (event) => { event.preventDefault(); await findPayment($("payment-query").value); } },
-      el("label", { for: "payment-query", text: "Payment id or reference" }), el("input", { id: "payment-query", type: "text", required: true }), el("button", { type: "submit", id: "payment-find" }, "Find"));
-    $("page").replaceChildren(el("section", {}, el("h2", { text: "Find a payment" }), form), el("div", { id: "payment-result" }));
-  }
+  const form = el("form", { class: "inline", id: "payment-form", onsubmit: async (event) => { event.preventDefault(); await findPayment($("payment-query").value); } },
+    el("label", { for: "payment-query", text: "Payment id or reference" }), el("input", { id: "payment-query", type: "text", required: true }), el("button", { type: "submit", id: "payment-find" }, "Find"));
+  $("page").replaceChildren(el("section", {}, el("h2", { text: "Find a payment" }), form), el("div", { id: "payment-result" }));
   if (shownPayment) await showTimeline(shownPayment);
 }
 async function findPayment(query) {
