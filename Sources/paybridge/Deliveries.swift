@@ -65,7 +65,7 @@ struct Deliveries: AsyncParsableCommand {
                 return
             }
             print("")
-            let now = Date()
+            let now = WallClock.fromEnvironment().now()
             print(
                 Output.table(
                     ["ID", "ENDPOINT", "STATE", "ATTEMPTS", "LAST", "EVENT", "PAYMENT", "UPDATED", "ERROR"],
@@ -103,7 +103,7 @@ struct Deliveries: AsyncParsableCommand {
                 Output.print(detail.json)
                 return
             }
-            let now = Date()
+            let now = WallClock.fromEnvironment().now()
             print("delivery \(delivery.id) to \(delivery.endpoint): \(delivery.stateText), \(Output.count(delivery.attempts, "attempt"))")
             print("  event     \(delivery.eventId) (\(delivery.eventType), \(delivery.subject) #\(delivery.sequence))")
             if let members { print("  carried   \(GroupMessage.line(members))") }
@@ -226,7 +226,7 @@ struct Deliveries: AsyncParsableCommand {
         func run() async throws {
             guard let age = DurationText.parse(olderThan) else { throw ValidationError("--older-than: write a duration like 7d") }
             let operations = try await openState(config, common: common)
-            let cutoff = Date().addingTimeInterval(-age.seconds)
+            let cutoff = WallClock.fromEnvironment().now().addingTimeInterval(-age.seconds)
             guard yes else {
                 let doomed = try await operating(config) { try await operations.purgeable(endpoint: endpoint, before: cutoff) }
                 print("would delete \(Output.count(doomed.count, "dead delivery", "dead deliveries")) of \(endpoint); add --yes to do it")

@@ -28,7 +28,7 @@ struct Endpoints: AsyncParsableCommand {
         func run() async throws {
             let operations = try await openState(config, common: common)
             let rows = try await operations.endpointOverview()
-            let now = Date()
+            let now = WallClock.fromEnvironment().now()
             if json {
                 Output.print(.object([("endpoints", .array(zip(operations.configuration.endpoints, rows).map { Self.json($0, $1, now: now) }))]))
                 return

@@ -31,7 +31,7 @@ struct Payments: AsyncParsableCommand {
                 Output.print(timeline.json)
                 return
             }
-            let now = Date()
+            let now = WallClock.fromEnvironment().now()
             print("payment \(payment.paymentId): \(payment.status), \(Output.count(payment.sequence, "change")) seen")
             if let first = payment.firstSeenAt {
                 print("  \(Output.when(first, now: now))  first seen \(payment.firstStatus ?? "?") by watch \(payment.firstWatch ?? "?")")
@@ -123,7 +123,7 @@ struct Events: AsyncParsableCommand {
                 print("no events match")
                 return
             }
-            let now = Date()
+            let now = WallClock.fromEnvironment().now()
             print(
                 Output.table(
                     ["TIME", "AGO", "TYPE", "CHANGE", "SUBJECT", "WATCH", "EVENT ID"],

@@ -35,7 +35,7 @@ struct Poll: AsyncParsableCommand {
         let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger)
         let bridge: Bridge
         do {
-            bridge = try await Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger)
+            bridge = try await Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger, clock: .fromEnvironment())
         } catch {
             printError("error: \(error)")
             throw ExitCode(1)

@@ -52,13 +52,15 @@ struct Run: AsyncParsableCommand {
         // A state folder that cannot be opened (read-only, full, locked) is waited out: the
         // operator sees one line and paybridge starts as soon as it clears.
         var opened: Bridge?
+        // The system's clock, or a test's (`PAYBRIDGE_TEST_CLOCK`).
+        let clock = WallClock.fromEnvironment()
         var announced = false
         var lock: StateLock?
         defer { withExtendedLifetime(lock) {} }
         while opened == nil {
             do {
                 if lock == nil { lock = try lockState(configuration) }
-                opened = try await Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger, console: console)
+                opened = try await Bridge(configuration: configuration, apiURL: sandbox?.apiURL, logger: logger, console: console, clock: clock)
             } catch StateLockError.held(let folder) {
                 // Another run or poll delivers from this state: waiting would only deliver twice later.
                 logger.critical("\(StateLockError.held(folder: folder))")
@@ -68,8 +70,10 @@ struct Run: AsyncParsableCommand {
                     let text = (error as? StateLockError)?.message(configuration).dropFirst("error: ".count).description ?? "\(error)"
                     logger.error("\(text); retrying every 2 s until it opens")
                     announced = true
+                } else {
+                    logger.debug("the state database still cannot be opened: \(error)")
                 }
-                try await Task.sleep(for: .seconds(2))
+                try await clock.sleep(for: .seconds(2))
             }
         }
         guard var bridge = opened else { return }
@@ -121,7 +125,7 @@ struct Run: AsyncParsableCommand {
             bridge.close()
             guard failure == nil, let next = signals.takeReload() else { break }
             do {
-                bridge = try await Bridge(configuration: next, apiURL: sandbox?.apiURL, logger: logger, console: console)
+                bridge = try await Bridge(configuration: next, apiURL: sandbox?.apiURL, logger: logger, console: console, clock: clock)
             } catch {
                 failure = error
                 logger.critical("stopped: the reloaded config's state cannot be opened: \(error)")

@@ -37,6 +37,7 @@ import Testing
     }
 
     @Test func healthReadinessMetricsAndTheCatchUpAPI() async throws {
+        let clock = try BinaryClock()
         let harness = try await Harness.start()
         let receiver = try await TestReceiver.start()
         let ids = harness.createPayments(5)
@@ -45,7 +46,7 @@ import Testing
             .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
             + "admin:\n  listen: 127.0.0.1:\(port)\n  token: ${ADMIN_TOKEN}\n"
         let path = try harness.directory.write("pb.yaml", text)
-        let (process, _, errors) = try Binary.start(["run", "--config", path], environment: ["ADMIN_TOKEN": Self.token])
+        let (process, _, errors) = try Binary.start(["run", "--config", path], environment: ["ADMIN_TOKEN": Self.token].merging(clock.environment) { $1 })
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let log = PipeReader(errors)
         let admin = Admin(port: port)
@@ -108,8 +109,13 @@ import Testing
             let name = String(match.output)
             #expect(metrics.contains("# TYPE \(name) "), "\(name) in the alert rules is not exported")
         }
-        try await Task.sleep(for: .seconds(5.2))  // queue gauges are sampled every 5 s
-        let later = String(decoding: await admin.get("/metrics")?.body ?? [], as: UTF8.self)
+        // Queue gauges are sampled every 5 s of the run's clock.
+        try clock.advance(by: 5.2)
+        var later = ""
+        try await until("the queue gauges are sampled") {
+            later = String(decoding: await admin.get("/metrics")?.body ?? [], as: UTF8.self)
+            return later.contains("paybridge_payments_tracked 5")
+        }
         #expect(later.contains(#"paybridge_queue_depth{endpoint="erp"} 0"#), "\(later)")
         #expect(later.contains(#"paybridge_queue_oldest_pending_age_seconds{endpoint="erp"} 0"#))
         #expect(later.contains("paybridge_payments_tracked 5"))
@@ -218,16 +224,17 @@ import Testing
     /// lines the event, payment and endpoint; no secret at any level.
     @Test func jsonLogsCarryTheirIdsAndNoSecret() async throws {
         let password = "pw-Json-Secret-9182"
-        let harness = try await Harness.start(SandboxOptions(password: password, tokenLifetime: .seconds(1), processingDelay: .seconds(3600)))
+        let clock = try BinaryClock()
+        let harness = try await Harness.start(SandboxOptions(password: password, tokenLifetime: .seconds(1), processingDelay: .seconds(3600)), clock: clock)
         let failing = try await TestReceiver.start { _, _ in .status(500) }
         let ids = harness.createPayments(2)
         let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: failing.url, retry: "[]"))
             .replacingOccurrences(of: "password: sandbox", with: "password: ${BC_PASSWORD}")
         let path = try harness.directory.write("pb.yaml", text)
-        let environment = ["BC_PASSWORD": password]
+        let environment = ["BC_PASSWORD": password].merging(clock.environment) { $1 }
         var output = try await Binary.run(["poll", "--once", "--config", path, "--log-format", "json", "--log-level", "trace"], environment: environment)
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
-        try await Task.sleep(for: .milliseconds(1100))  // the token expires: renewed
+        try clock.advance(by: 1.1)  // the token expires: renewed
         let failed = Counter()
         harness.bank.bank.setInterceptor { request in
             request.path.hasPrefix("/api/v1/payments") && failed.next() == 0 ? .json(500, #"{"errorCode":"Boom","errorDescription":"try again"}"#) : nil

@@ -186,7 +186,7 @@ import Testing
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         for _ in 0..<100 where harness.bank.paymentRequests.count < 4 { try await Task.sleep(for: .milliseconds(50)) }
         slowPages.withLock { $0 = true }
-        try await Task.sleep(for: .milliseconds(1100))  // the next poll is on page 1 or 2
+        #expect(await harness.bank.waitForPolls(1), "the next poll has asked for its first (slow) page")
         let pagesBefore = harness.bank.paymentRequests.count
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)

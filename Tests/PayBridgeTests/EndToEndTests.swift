@@ -225,14 +225,16 @@ import Testing
     }
 
     @Test func theSandboxLifecycleProducesTheTriggerStatuses() async throws {
-        let scenario = try await Scenario.start(payments: 0, options: SandboxOptions(processingDelay: .milliseconds(200)))
+        // The bank's lifecycle moves on its clock, which the test advances.
+        let bankClock = try BinaryClock()
+        let scenario = try await Scenario.start(payments: 0, options: SandboxOptions(processingDelay: .milliseconds(200)), bankClock: bankClock)
         let (harness, receiver, bridge) = (scenario.harness, scenario.receiver, scenario.bridge)
         _ = await bridge.pollOnce()
         let amounts: [Double: String] = [13: "MissingFunding", 19: "Rejected", 53: "Cancelled", 100: "Processed"]
         var expected: [String: String] = [:]
         for (amount, status) in amounts { expected[harness.bank.bank.createPayment(amount: amount)] = status }
         _ = await bridge.pollOnce()
-        try await Task.sleep(for: .milliseconds(300))
+        try bankClock.advance(by: 0.3)
         _ = await bridge.pollOnce()
         var finalStatus: [String: String] = [:]
         for request in receiver.requests { finalStatus[request.paymentId] = request.status }

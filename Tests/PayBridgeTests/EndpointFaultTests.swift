@@ -101,7 +101,9 @@ import Testing
                   - when: { type: [endpoint.disabled] }
                     to: [ops, erp]
                 """)
-        let bridge = try await harness.bridge(text)
+        // The bridge's time: only the test moves it.
+        let clock = ManualClock(Date())
+        let bridge = try await harness.bridge(text, clock: clock.clock)
         _ = await bridge.pollOnce()
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
         _ = await bridge.pollOnce()
@@ -128,7 +130,7 @@ import Testing
         // dispatcher picks that up and delivers everything, in order per payment.
         gone.setResponder { _, _ in .ok }
         try await bridge.store.write { try await $0.saveEndpointRecord(name: "erp", EndpointRecord()) }
-        try await Task.sleep(for: .milliseconds(2100))
+        clock.advance(by: 2.1)
         await bridge.deliverDue()
         #expect(try await bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).isEmpty)
         #expect(Set(gone.requests.dropFirst().map(\.paymentId)) == Set(ids))

@@ -195,16 +195,30 @@ import Testing
             first.log.all.contains { $0.contains("another instance polls the bank now") }
         }
         for id in ids { harness.bank.bank.setStatus(id, "Processed") }
+        // Waits for what it asserts: every change at the receiver, or nothing left to try.
+        func changesReceived() -> [String: Set<String>] {
+            var idsByChange: [String: Set<String>] = [:]
+            for request in receiver.requests { idsByChange["\(request.paymentId) \(request.status)", default: []].insert(request.webhookId) }
+            return idsByChange
+        }
         try await until("the second wave is detected and delivered") {
             let pending = try await store.pendingCounts().values.reduce(0, +)
             let processed = try await store.eventsAfter(nil, limit: 1000, type: nil, status: "Processed").count
-            return pending == 0 && processed == 20
+            return changesReceived().count == 40 || (pending == 0 && processed == 20)
         }
         #expect(!first.leads)
+        let idsByChange = changesReceived()
+        if idsByChange.count != 40 {
+            // The story of each delivery that did not arrive, for the failure's reader.
+            for delivery in try await store.deliveries(endpoint: "erp", state: nil, limit: 1000) {
+                let received = receiver.requests.contains { $0.webhookId == delivery.eventId }
+                guard !received else { continue }
+                let attempts = try await store.attempts(deliveryId: delivery.id)
+                Issue.record("not received: \(delivery.subject) \(delivery.eventType) \(delivery.state) attempts \(attempts.map { "\($0.httpStatus.map(String.init) ?? "-") \($0.error ?? "")" })\nfirst: \(first.log.all.suffix(15).joined(separator: "\n"))\nsecond: \(second.log.all.suffix(15).joined(separator: "\n"))")
+            }
+        }
         await first.kill()
         await second.kill()
-        var idsByChange: [String: Set<String>] = [:]
-        for request in receiver.requests { idsByChange["\(request.paymentId) \(request.status)", default: []].insert(request.webhookId) }
         #expect(idsByChange.count == 40)
         #expect(idsByChange.values.allSatisfy { $0.count == 1 })
         await receiver.stop()

@@ -67,7 +67,7 @@ import Testing
         #expect(await slack.waitFor(count: 1, timeout: .seconds(15)))
         #expect(await teams.waitFor(count: 1, timeout: .seconds(15)))
         #expect(await erp.waitFor(count: 60, timeout: .seconds(15)))
-        try await Task.sleep(for: .seconds(1))
+        #expect(await harness.bank.waitForPolls(2), "the run goes on after the messages")
         process.terminate()
         _ = await Binary.exitStatus(of: process)
 

@@ -24,7 +24,8 @@ import Testing
 
     @Test func secretsNeverAppearInLogsErrorsOrOutput() async throws {
         let password = "pw-Very-Secret-4711"
-        let harness = try await Harness.start(SandboxOptions(password: password, tokenLifetime: .seconds(1), processingDelay: .seconds(3600)))
+        let clock = try BinaryClock()
+        let harness = try await Harness.start(SandboxOptions(password: password, tokenLifetime: .seconds(1), processingDelay: .seconds(3600)), clock: clock)
         let failing = try await TestReceiver.start { _, index in index % 2 == 0 ? .status(500) : .status(401) }
         let ids = harness.createPayments(3)
         let secretFile = try harness.directory.write("hook.secret", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n")
@@ -33,12 +34,12 @@ import Testing
             endpoints: Fixtures.endpoint("erp", url: failing.url) + "  other:\n    url: \(failing.url)\n    secretFile: \(secretFile)\n    retry: []\n")
         text = text.replacingOccurrences(of: "password: sandbox", with: "password: ${BC_PASSWORD}")
         let path = try harness.directory.write("pb.yaml", text)
-        let environment = ["BC_PASSWORD": password, "PAYBRIDGE_LOG_LEVEL": "trace"]
+        let environment = ["BC_PASSWORD": password, "PAYBRIDGE_LOG_LEVEL": "trace"].merging(clock.environment) { $1 }
         var output = ""
         let baseline = try await Binary.run(["poll", "--once", "--config", path], environment: environment)
         output += baseline.stdout + baseline.stderr
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
-        try await Task.sleep(for: .milliseconds(1100))  // the token expires: renewal is logged too
+        try clock.advance(by: 1.1)  // the token expires: renewal is logged too
         harness.bank.bank.revokeTokens()
         let changed = try await Binary.run(["poll", "--once", "--config", path], environment: environment)
         output += changed.stdout + changed.stderr
@@ -93,7 +94,7 @@ import Testing
         for id in ids { harness.bank.bank.setStatus(id, "Processed") }
         #expect(await fine.waitFor(count: 2))
         #expect(await gone.waitFor(count: 1))
-        try await Task.sleep(for: .milliseconds(300))
+        try await until("the 410 disables the endpoint") { await get("/health")?.status == 503 }
 
         let degraded = await get("/health")
         #expect(degraded?.status == 503)

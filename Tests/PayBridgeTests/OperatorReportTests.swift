@@ -28,6 +28,7 @@ import Testing
     // MARK: 1. A success ends a failure streak, in memory and in the record
 
     @Test func aRecoveredEndpointIsHealthyAndOneLaterFailureDoesNotDisableIt() async throws {
+        let clock = try BinaryClock()
         let harness = try await Harness.start()
         let failNext = Tally()
         let receiver = try await TestReceiver.start { _, _ in
@@ -38,41 +39,41 @@ import Testing
             bankURL: harness.bank.url, state: harness.statePath,
             endpoints: Fixtures.endpoint("erp", url: receiver.url, retry: "[300ms, 300ms, 300ms]", extra: "    disableAfter: 2s"))
         let path = try harness.directory.write("pb.yaml", text)
-        let baseline = try await Binary.run(["poll", "--once", "--config", path])
+        let baseline = try await Binary.run(["poll", "--once", "--config", path], environment: clock.environment)
         #expect(baseline.status == 0, "\(baseline.stderr)")
 
         // A blip: the first attempt fails, the retry succeeds (in another process: a restart).
         failNext.add()
         harness.bank.bank.setStatus(ids[0], "Rejected")
-        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
-        let failing = Self.endpoint(try await Binary.run(["endpoints", "list", "--json", "--config", path]), "erp")
+        #expect(try await Binary.run(["poll", "--once", "--config", path], environment: clock.environment).status == 0)
+        let failing = Self.endpoint(try await Binary.run(["endpoints", "list", "--json", "--config", path], environment: clock.environment), "erp")
         #expect(failing["health"] as? String == "failing", "\(failing)")
         failNext.add()
-        try await Task.sleep(for: .milliseconds(400))
-        let retried = try await Binary.run(["poll", "--once", "--config", path])
+        try clock.advance(by: 0.4)
+        let retried = try await Binary.run(["poll", "--once", "--config", path], environment: clock.environment)
         #expect(retried.status == 0)
         #expect(retried.stderr.contains("endpoint recovered"), "the recovery is logged: \(retried.stderr)")
         #expect(receiver.requests.count == 2)
-        let healthy = Self.endpoint(try await Binary.run(["endpoints", "list", "--json", "--config", path]), "erp")
+        let healthy = Self.endpoint(try await Binary.run(["endpoints", "list", "--json", "--config", path], environment: clock.environment), "erp")
         #expect(healthy["health"] as? String == "ok", "\(healthy)")
         #expect(healthy["failingSince"] is NSNull, "\(healthy)")
-        let table = try await Binary.run(["endpoints", "list", "--config", path])
+        let table = try await Binary.run(["endpoints", "list", "--config", path], environment: clock.environment)
         #expect(!table.stdout.contains("failing since"), "\(table.stdout)")
 
         // Past disableAfter since the blip, one failure (after another restart) is a new streak.
-        try await Task.sleep(for: .milliseconds(2200))
+        try clock.advance(by: 2.2)
         failNext.add()
         harness.bank.bank.setStatus(ids[1], "Rejected")
-        let later = try await Binary.run(["poll", "--once", "--config", path])
+        let later = try await Binary.run(["poll", "--once", "--config", path], environment: clock.environment)
         #expect(later.status == 0)
         #expect(!later.stderr.contains("endpoint disabled"), "\(later.stderr)")
-        let after = Self.endpoint(try await Binary.run(["endpoints", "list", "--json", "--config", path]), "erp")
+        let after = Self.endpoint(try await Binary.run(["endpoints", "list", "--json", "--config", path], environment: clock.environment), "erp")
         #expect(after["health"] as? String == "failing", "\(after)")
         #expect(after["disabledAt"] is NSNull, "one failure after a success never disables: \(after)")
         // Its retry goes out.
         failNext.add()
-        try await Task.sleep(for: .milliseconds(400))
-        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        try clock.advance(by: 0.4)
+        #expect(try await Binary.run(["poll", "--once", "--config", path], environment: clock.environment).status == 0)
         #expect(receiver.requests.filter { $0.paymentId == ids[1] }.count == 2)
         await receiver.stop()
         await harness.stop()
@@ -127,7 +128,7 @@ import Testing
         let racing = try await Binary.run(["poll", "--once", "--config", path])
         #expect(racing.status == 1)
         #expect(await receiver.waitFor(count: 4))
-        try await Task.sleep(for: .milliseconds(500))
+        #expect(await harness.bank.waitForPolls(2), "the run goes on polling")
         #expect(receiver.requests.count == 4)
         #expect(Set(receiver.requests.map(\.webhookId)).count == 4)
         process.terminate()
@@ -223,6 +224,7 @@ import Testing
     // MARK: 5. Groups on the timeline, and a group message's members
 
     @Test func groupsShowOnThePaymentsTimelineAndMessagesListTheirMembers() async throws {
+        let clock = try BinaryClock()
         let harness = try await Harness.start()
         let alerts = try await TestReceiver.start()
         let ids = harness.createPayments(3)
@@ -234,10 +236,10 @@ import Testing
             """
         let path = try harness.directory.write(
             "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: endpoints))
-        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        #expect(try await Binary.run(["poll", "--once", "--config", path], environment: clock.environment).status == 0)
         harness.bank.bank.setStatus(ids[0], "Rejected")
         harness.bank.bank.setStatus(ids[1], "Rejected")
-        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        #expect(try await Binary.run(["poll", "--once", "--config", path], environment: clock.environment).status == 0)
 
         // Waiting: the timeline says so, with when.
         let waiting = try await Binary.run(["payments", "show", ids[0], "--config", path])
@@ -251,25 +253,25 @@ import Testing
         #expect(group["waitingUntil"] is String)
 
         // Sent: the timeline names the message; the message names its members.
-        try await Task.sleep(for: .milliseconds(1200))
-        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        try clock.advance(by: 1.2)
+        #expect(try await Binary.run(["poll", "--once", "--config", path], environment: clock.environment).status == 0)
         #expect(alerts.requests.count == 1)
         let message = try #require(alerts.requests.first?.webhookId)
         let sent = try await Binary.run(["payments", "show", ids[0], "--config", path])
         #expect(sent.stdout.contains("→ alerts: in group \(message), delivered"), "\(sent.stdout)")
-        let listed = Self.json(try await Binary.run(["events", "list", "--type", "payment.group", "--json", "--config", path]).stdout)
+        let listed = Self.json(try await Binary.run(["events", "list", "--type", "payment.group", "--json", "--config", path], environment: clock.environment).stdout)
         let groupEvent = try #require((listed["events"] as? [[String: Any]])?.first)
         #expect(groupEvent["id"] as? String == message)
         let members = groupEvent["members"] as? [[String: Any]] ?? []
         #expect(Set(members.compactMap { $0["paymentId"] as? String }) == Set(ids.prefix(2)), "\(groupEvent)")
-        let table = try await Binary.run(["events", "list", "--type", "payment.group", "--config", path])
+        let table = try await Binary.run(["events", "list", "--type", "payment.group", "--config", path], environment: clock.environment)
         #expect(table.stdout.contains("\(message) carried 2 payments: "), "\(table.stdout)")
-        let deliveries = Self.json(try await Binary.run(["deliveries", "list", "--endpoint", "alerts", "--json", "--config", path]).stdout)
+        let deliveries = Self.json(try await Binary.run(["deliveries", "list", "--endpoint", "alerts", "--json", "--config", path], environment: clock.environment).stdout)
         let deliveryId = try #require((deliveries["deliveries"] as? [[String: Any]])?.first?["id"] as? Int)
-        let shown = try await Binary.run(["deliveries", "show", "\(deliveryId)", "--config", path])
+        let shown = try await Binary.run(["deliveries", "show", "\(deliveryId)", "--config", path], environment: clock.environment)
         #expect(shown.stdout.contains("carried   2 payments: "), "\(shown.stdout)")
         #expect(shown.stdout.contains(ids[0]) && shown.stdout.contains(ids[1]))
-        let shownJSON = Self.json(try await Binary.run(["deliveries", "show", "\(deliveryId)", "--json", "--config", path]).stdout)
+        let shownJSON = Self.json(try await Binary.run(["deliveries", "show", "\(deliveryId)", "--json", "--config", path], environment: clock.environment).stdout)
         #expect((shownJSON["members"] as? [[String: Any]])?.count == 2, "\(shownJSON)")
         await alerts.stop()
         await harness.stop()

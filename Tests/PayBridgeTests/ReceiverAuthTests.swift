@@ -98,7 +98,10 @@ import Testing
         #expect(Set(accepted.map(\.paymentId)) == Set(ids.suffix(3)))
         #expect(await plain.waitFor(count: 8))
         #expect(plain.requests.allSatisfy { $0.headers["authorization"] == "Bearer static-Token-77" })
-        try await Task.sleep(for: .milliseconds(300))
+        try await until("the run has recorded every delivery") {
+            try await Binary.run(["deliveries", "--config", path, "--endpoint", "oauth"], environment: environment).stdout
+                .contains("oauth: pending=0 delivered=8 dead=0")
+        }
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)
 

@@ -50,8 +50,8 @@ import Testing
         let process: Process
         private let log: PipeReader
 
-        init(config: String) throws {
-            let (process, _, errors) = try Binary.start(["run", "--config", config])
+        init(config: String, environment: [String: String] = [:]) throws {
+            let (process, _, errors) = try Binary.start(["run", "--config", config], environment: environment)
             self.process = process
             log = PipeReader(errors)
         }
@@ -81,10 +81,14 @@ import Testing
     func retriesGoOutAtTheirDueTimesThenTheDeliveryIsDeadLettered(backend: Backend) async throws {
         let setup = try await Setup.start(retry: "[1s, 2s]", backend: backend) { _, _ in .status(500) }
         _ = setup.harness.createPayments(1)
-        let daemon = try Daemon(config: setup.path)
+        let clock = try BinaryClock()
+        let daemon = try Daemon(config: setup.path, environment: clock.environment)
         #expect(await setup.receiver.waitFor(count: 3, timeout: .seconds(15)))
         #expect(try await waitForListing(setup.path, containing: "erp: pending=0 delivered=0 dead=1"))
-        try await Task.sleep(for: .milliseconds(500))
+        // An hour later on the run's clock: its hourly poll comes round (seen at the bank), and
+        // a retry the dead letter failed to cancel would be long due.
+        try clock.advance(by: 3600)
+        #expect(await setup.harness.bank.waitForPolls(1))
         let (status, log) = await daemon.stop()
         #expect(status == 0, "\(log)")
 
@@ -178,7 +182,12 @@ import Testing
         _ = setup.harness.createPayments(3)
         let daemon = try Daemon(config: setup.path)
         #expect(await setup.receiver.waitFor(count: 3))
-        try await Task.sleep(for: .milliseconds(300))
+        // The three failures are recorded with their due times before the stop.
+        let store = try await setup.harness.openStore()
+        try await until("the failed attempts are recorded") {
+            try await store.deliveries(endpoint: "erp", state: .pending, limit: 10).filter { $0.attempts == 1 }.count == 3
+        }
+        store.close()
         let stopping = Date()
         let (status, log) = await daemon.stop()
         let stoppedAfter = Date().timeIntervalSince(stopping)

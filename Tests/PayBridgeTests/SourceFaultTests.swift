@@ -10,18 +10,20 @@ import Testing
 @Suite(.serialized) struct SourceFaultTests {
     @Test func anOutageIsAnnouncedOnceAndItsEndToo() async throws {
         let harness = try await Harness.start()
+        // The bridges' time: only the test moves it.
+        let clock = ManualClock(Date())
         let ops = try await TestReceiver.start()
         _ = harness.createPayments(2)
         let text = Fixtures.config(
             bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("ops", url: ops.url),
             routes: "  - when: { type: [source.unavailable, source.recovered] }\n    to: [ops]",
             extraSource: "  unavailableAfter: 300ms")
-        let bridge = try await harness.bridge(text)
+        let bridge = try await harness.bridge(text, clock: clock.clock)
         _ = await bridge.pollOnce()
         harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? .json(503, "{}") : nil }
         for _ in 0..<4 {
             _ = await bridge.pollOnce()
-            try await Task.sleep(for: .milliseconds(150))
+            clock.advance(by: 0.15)
         }
         #expect(ops.requests.map(\.type) == ["source.unavailable"])
         #expect(await !bridge.source.isAvailable)
@@ -36,12 +38,12 @@ import Testing
 
         // A restart during an outage does not announce it again.
         harness.bank.bank.setInterceptor { request in request.path.hasPrefix("/api/v1/payments") ? .json(503, "{}") : nil }
-        let first = try await harness.bridge(text)
+        let first = try await harness.bridge(text, clock: clock.clock)
         _ = await first.pollOnce()
-        try await Task.sleep(for: .milliseconds(350))
+        clock.advance(by: 0.35)
         _ = await first.pollOnce()
         first.close()
-        let second = try await harness.bridge(text)
+        let second = try await harness.bridge(text, clock: clock.clock)
         _ = await second.pollOnce()
         #expect(ops.requests.map(\.type) == ["source.unavailable", "source.recovered", "source.unavailable"])
         second.close()
@@ -61,16 +63,24 @@ import Testing
         let (process, _, _) = try Binary.start(["run", "--config", path])
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         for _ in 0..<100 where harness.bank.paymentRequests.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-        let storm = Counter()
+        let storm = Mutex<[Date]>([])
         harness.bank.bank.setInterceptor { request in
             guard request.path.hasPrefix("/api/v1/payments") else { return nil }
-            _ = storm.next()
+            storm.withLock { $0.append(request.receivedAt) }
             return .json(500, #"{"errorCode":"Internal"}"#)
         }
-        try await Task.sleep(for: .seconds(3))
-        // Without backoff a 100 ms watch polls ~30 times in 3 s; backing off 0.2, 0.4, 0.8, 0.8 … s it polls about 6.
-        let duringStorm = storm.next()
-        #expect(duringStorm >= 3 && duringStorm <= 10, "\(duringStorm) polls during the storm")
+        // Six polls into the storm: without backoff a 100 ms watch asks every 0.1 s; backing off
+        // it waits 0.2, 0.4, 0.8, 0.8 … s (never more than maxBackoff, 800 ms).
+        try await until("six polls during the storm") { storm.withLock { $0.count } >= 6 }
+        let times = storm.withLock { $0 }
+        let waits = zip(times.dropFirst(), times).map { $0.timeIntervalSince($1) }
+        #expect(waits.count >= 5)
+        if waits.count >= 5 {
+            // A wait runs from its poll's start, and the request comes a little into the poll:
+            // the bounds leave room for that. Without backoff the five waits add up to 0.5 s.
+            #expect(waits.prefix(5).reduce(0, +) >= 1.8 && waits[2] >= 0.5 && waits[3] >= 0.5, "backs off: \(waits)")
+            #expect(waits.max() ?? 0 < 3, "up to maxBackoff (with room for a slow machine): \(waits)")
+        }
         harness.bank.bank.setInterceptor(nil)
         harness.bank.bank.setStatus(ids[0], "Rejected")
         #expect(await receiver.waitFor(count: 1, timeout: .seconds(5)))

@@ -72,14 +72,14 @@ import Testing
         let running = Task { await bridge.dispatcher.run(.continuous) }
         #expect(await receiver.waitFor(count: 2))
         let lock = try WriteLock(path: harness.statePath + "/" + SQLiteStore.fileName)  // taken while both attempts are in flight
-        try await Task.sleep(for: .milliseconds(1500))
-        #expect(!bridge.storage.isAvailable)
+        try await until("the results' commit finds the database locked") { !bridge.storage.isAvailable }
         #expect(receiver.requests.count == 2)  // held, not sent again
         #expect(try await bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 2)
         lock.unlock()
-        try await Task.sleep(for: .milliseconds(1500))
-        #expect(bridge.storage.isAvailable)
-        #expect(try await bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 10).count == 2)
+        try await until("the held results are committed once the lock goes") {
+            guard bridge.storage.isAvailable else { return false }
+            return try await bridge.store.deliveries(endpoint: "erp", state: .delivered, limit: 10).count == 2
+        }
         #expect(receiver.requests.count == 2)
         bridge.dispatcher.stop(grace: .zero)
         await running.value
@@ -151,18 +151,23 @@ import Testing
         #expect(once.stderr.contains("cannot open the state database in \(mountPoint)/state"))
 
         // run waits, says so once, and starts when the folder becomes writable.
-        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        let clock = try BinaryClock()
+        let (process, _, errors) = try Binary.start(["run", "--config", path], environment: ["PAYBRIDGE_LOG_LEVEL": "debug"].merging(clock.environment) { $1 })
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let log = PipeReader(errors)
-        try await Task.sleep(for: .milliseconds(2500))
+        let log = LineCollector(errors.fileHandleForReading)
+        try await until("run says it waits") { log.all.contains { $0.contains("retrying every 2 s until it opens") } }
+        try clock.advance(by: 2.1)
+        try await until("run tries again, quietly") { log.all.contains { $0.contains("still cannot be opened") } }
         #expect(harness.bank.paymentRequests.isEmpty)
         #expect(Self.run("/bin/mount", ["-o", "remount,rw", mountPoint]) == 0)
+        try clock.advance(by: 2.1)
         try await harness.waitForBaseline(state: mountPoint + "/state")
         harness.bank.bank.setStatus(ids[0], "Processed")
         #expect(await receiver.waitFor(count: 1, timeout: .seconds(10)))
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)
-        let logged = await log.text()
+        try await until("the log is read to its end") { log.all.contains { $0.contains("stopped") } }
+        let logged = log.all.joined(separator: "\n")
         #expect(logged.components(separatedBy: "retrying every 2 s until it opens").count == 2, "\(logged)")
         #expect(logged.contains("state database opened"))
         await receiver.stop()
@@ -176,23 +181,30 @@ import Testing
         let state = harness.statePath
         let text = config(harness, receiver: receiver, state: state).replacingOccurrences(of: "every: 1s", with: "every: 100ms")
         let path = try harness.directory.write("pb.yaml", text)
-        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        let clock = try BinaryClock()
+        let (process, _, errors) = try Binary.start(["run", "--config", path], environment: ["PAYBRIDGE_LOG_LEVEL": "debug"].merging(clock.environment) { $1 })
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let log = PipeReader(errors)
+        let log = LineCollector(errors.fileHandleForReading)
         for _ in 0..<100 where harness.bank.paymentRequests.count < 2 { try await Task.sleep(for: .milliseconds(50)) }
 
         let lock = try WriteLock(path: state + "/" + SQLiteStore.fileName)
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
-        try await Task.sleep(for: .milliseconds(1500))  // many poll intervals
+        try await until("run finds the state locked") { log.all.contains { $0.contains("state storage unavailable") } }
         #expect(receiver.requests.isEmpty)
+        // Many poll intervals later on the run's clock, and after it has probed the state again,
+        // it still has not polled: polling is paused.
         let pollsWhileLocked = harness.bank.paymentRequests.count
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(harness.bank.paymentRequests.count == pollsWhileLocked)  // polling is paused
+        let probes = log.all.filter { $0.contains("still not writable") }.count
+        try clock.advance(by: 2.5)
+        try await until("run probes the state again") { log.all.filter { $0.contains("still not writable") }.count > probes }
+        #expect(harness.bank.paymentRequests.count == pollsWhileLocked)
         lock.unlock()
+        try clock.advance(by: 1.1)
         #expect(await receiver.waitFor(count: 3, timeout: .seconds(10)))
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)
-        let logged = await log.text()
+        try await until("the log is read to its end") { log.all.contains { $0.contains("stopped") } }
+        let logged = log.all.joined(separator: "\n")
         #expect(logged.components(separatedBy: "state storage unavailable").count == 2, "\(logged)")
         #expect(logged.contains("state storage available again"))
         #expect(receiver.requests.count == 3)
@@ -220,18 +232,23 @@ import Testing
         #expect(once.stderr.contains("cannot open the state database in \(harness.statePath)"), "\(once.stderr)")
         #expect(once.stderr.contains("endpoint_state"))
 
-        let (process, _, errors) = try Binary.start(["run", "--config", path])
+        let clock = try BinaryClock()
+        let (process, _, errors) = try Binary.start(["run", "--config", path], environment: ["PAYBRIDGE_LOG_LEVEL": "debug"].merging(clock.environment) { $1 })
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let log = PipeReader(errors)
-        try await Task.sleep(for: .milliseconds(2500))
+        let log = LineCollector(errors.fileHandleForReading)
+        try await until("run says it waits") { log.all.contains { $0.contains("retrying every 2 s") } }
+        try clock.advance(by: 2.1)
+        try await until("run tries again, quietly") { log.all.contains { $0.contains("still cannot be opened") } }
         #expect(receiver.requests.isEmpty, "nothing is sent while the records cannot be read")
         #expect(harness.bank.paymentRequests.count == 1, "nor polled: only the baseline's request")
         // Readable again: run starts, and delivers.
         try await database.write { db in try db.execute(sql: "ALTER TABLE endpoint_state_hidden RENAME TO endpoint_state") }
+        try clock.advance(by: 2.1)
         #expect(await receiver.waitFor(count: 1, timeout: .seconds(10)))
         process.terminate()
         #expect(await Binary.exitStatus(of: process) == 0)
-        let logged = await log.text()
+        try await until("the log is read to its end") { log.all.contains { $0.contains("stopped") } }
+        let logged = log.all.joined(separator: "\n")
         #expect(logged.components(separatedBy: "retrying every 2 s").count == 2, "said once: \(logged)")
         await receiver.stop()
         await harness.stop()

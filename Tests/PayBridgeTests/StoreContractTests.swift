@@ -309,8 +309,9 @@ import Testing
 
         // The leader pauses (no renewal) while its session stays connected: the lease
         // expires and the other instance takes it.
-        try await Task.sleep(for: .milliseconds(3300))
-        #expect(try await other.holdPollerLease())
+        try await until("the paused leader's lease expires and the other instance takes it", timeout: .seconds(30)) {
+            try await other.holdPollerLease()
+        }
         await #expect(throws: StorageError.leaseLost) {
             try await Contract.detect(fixture.store, "p1", 2, "Processed")
         }

@@ -54,6 +54,7 @@ public final class StorageMonitor: Sendable {
                 reportHealthy()
                 return
             } catch {
+                logger.debug("the state is still not writable", metadata: ["error": "\(error)"])
                 try? await clock.sleep(for: interval)
             }
         }

@@ -40,6 +40,33 @@ public struct WallClock: Sendable {
             try await Task.sleep(for: .seconds(left))
         }
     }
+
+    /// The variable that names a test clock's file (see `shifted(byOffsetIn:)`).
+    public static let testClockVariable = "PAYBRIDGE_TEST_CLOCK"
+
+    /// The system's clock moved on by the seconds written in `file`, read at every reading (a
+    /// missing or unreadable file counts as 0). This is how the tests drive the real binary's
+    /// timers: writing a larger number advances its time, so a retry, a group's flush or a
+    /// sampled gauge comes due without the test sleeping. A sleeper looks again every 20 ms.
+    public static func shifted(byOffsetIn file: String) -> WallClock {
+        let offset: @Sendable () -> TimeInterval = {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }
+            return TimeInterval(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+        return WallClock({ Date().addingTimeInterval(offset()) }) { deadline in
+            while true {
+                let left = deadline.timeIntervalSince(Date().addingTimeInterval(offset()))
+                guard left > 0 else { return }
+                try await Task.sleep(for: .seconds(min(left, 0.02)))
+            }
+        }
+    }
+
+    /// The test clock when `PAYBRIDGE_TEST_CLOCK` names a file, else the system's clock.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> WallClock {
+        guard let file = environment[testClockVariable], !file.isEmpty else { return .system }
+        return shifted(byOffsetIn: file)
+    }
 }
 
 /// A clock that moves only when told to (tests). Whatever sleeps on it wakes when `advance`

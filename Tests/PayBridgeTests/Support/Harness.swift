@@ -13,11 +13,15 @@ struct Harness {
     let state: String
 
     static func start(
-        _ options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)), backend: Backend = .sqlite
+        _ options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)), backend: Backend = .sqlite,
+        clock: BinaryClock? = nil
     ) async throws -> Harness {
         let directory = try TemporaryDirectory()
         let state = try await backend.freshState(in: directory)
-        return Harness(bank: try await TestBank.start(options), directory: directory, backend: backend, state: state)
+        let now: @Sendable () -> Date
+        if let clock { now = { clock.now() } } else { now = { Date() } }
+        let bank = try await TestBank.start(options, now: now)
+        return Harness(bank: bank, directory: directory, backend: backend, state: state)
     }
 
     /// The SQLite state folder (tests that look at its files).
@@ -82,9 +86,9 @@ struct Scenario {
     static func start(
         payments: Int, pageSize: Int = 1000, watches: String = Fixtures.defaultWatch, retry: String = "[100ms, 100ms]",
         concurrency: Int = 8, options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)), backend: Backend = .sqlite,
-        clock: WallClock = .system, responder: @escaping TestReceiver.Responder = { _, _ in .ok }
+        clock: WallClock = .system, bankClock: BinaryClock? = nil, responder: @escaping TestReceiver.Responder = { _, _ in .ok }
     ) async throws -> Scenario {
-        let harness = try await Harness.start(options, backend: backend)
+        let harness = try await Harness.start(options, backend: backend, clock: bankClock)
         let receiver = try await TestReceiver.start(responder: responder)
         let ids = harness.createPayments(payments)
         let bridge = try await harness.bridge(

@@ -10,8 +10,10 @@ struct TestBank {
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    static func start(_ options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600))) async throws -> TestBank {
-        let bank = SandboxBank(options: options)
+    static func start(
+        _ options: SandboxOptions = SandboxOptions(processingDelay: .seconds(3600)), now: @escaping @Sendable () -> Date = Date.init
+    ) async throws -> TestBank {
+        let bank = SandboxBank(options: options, now: now)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: "test-bank")
         logger.logLevel = .critical
@@ -24,6 +26,19 @@ struct TestBank {
         var iterator = ports.makeAsyncIterator()
         let port = await iterator.next() ?? 0
         return TestBank(bank: bank, url: "http://127.0.0.1:\(port)", group: group, task: task)
+    }
+
+    /// Waits until the payments API has answered `count` more requests than now: a running
+    /// `paybridge` has gone round its loop that many times (what a test waits for before it
+    /// says nothing more arrived). False on timeout.
+    func waitForPolls(_ count: Int, timeout: Duration = .seconds(20)) async -> Bool {
+        let target = paymentRequests.count + count
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if paymentRequests.count >= target { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
     }
 
     /// Requests for the payments API (not the authorize call).
