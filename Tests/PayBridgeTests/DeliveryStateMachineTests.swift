@@ -32,6 +32,10 @@ struct MachineDriver {
     var groupFlushAt: Date?
     var flushes = 0
     var groupMessages: [Int64] = []
+    /// Answer `.flushGroups` only when `answerHeldFlushes` is called (as the dispatcher's
+    /// flush task does, in a later turn).
+    var holdsFlushes = false
+    var heldFlushes: [Int] = []
     var wake: Date?
     var finished: Int?
 
@@ -76,6 +80,8 @@ struct MachineDriver {
                 savedRecords.append(record)
             case .readGroupSchedule(let lane):
                 actions.append(contentsOf: machine.handle(.groupSchedule(lane: lane, next: groupFlushAt), now: now))
+            case .flushGroups(let lane, _) where holdsFlushes:
+                heldFlushes.append(lane)
             case .flushGroups(let lane, _):
                 flushes += 1
                 groupFlushAt = nil
@@ -90,6 +96,18 @@ struct MachineDriver {
                 finished = abandoned
             }
             index += 1
+        }
+    }
+
+    /// The held group flushes are answered: each queued one message.
+    mutating func answerHeldFlushes() {
+        let lanes = heldFlushes
+        heldFlushes.removeAll()
+        for lane in lanes {
+            flushes += 1
+            groupFlushAt = nil
+            groupMessages.append(queue("group"))
+            feed(.groupsFlushed(lane: lane, messages: 1, next: nil))
         }
     }
 
@@ -442,5 +460,24 @@ struct MachineDriver {
         let id = driver.queue("p1")
         driver.feed(.deliveriesQueued)
         #expect(driver.startedIds == [id])
+    }
+
+    /// The dispatcher queues group messages in a task of its own, so the answer comes in a
+    /// later turn: a drain (`poll --once`) must not end before it.
+    @Test func aDrainWaitsForAGroupMessageAnsweredInALaterTurn() {
+        var lane = Driver.lane()
+        lane.grouped = true
+        var driver = Driver([lane])
+        driver.holdsFlushes = true
+        driver.groupFlushAt = driver.now
+        driver.feed(.begin(.drain(dueBy: driver.now)))
+        #expect(driver.heldFlushes == [0])
+        driver.feed(.deliveriesQueued)
+        #expect(driver.finished == nil, "the drain ended with a group message still being queued")
+        driver.answerHeldFlushes()
+        #expect(driver.startedIds == driver.groupMessages)
+        for id in driver.startedIds { driver.answer(id, status: 200) }
+        driver.commit()
+        #expect(driver.finished == 0)
     }
 }

@@ -20,6 +20,55 @@ import Testing
         }
     }
 
+    /// A group message is queued beside the delivery loop: while it waits for the state's
+    /// write lock (another process holds it), another endpoint's retry that comes due at the
+    /// same moment still goes out.
+    @Test func aGroupMessageWaitingForTheWriteLockHoldsNoOtherEndpointUp() async throws {
+        let clock = try BinaryClock()
+        let harness = try await Harness.start()
+        let alerts = try await TestReceiver.start()
+        let erp = try await TestReceiver.start { _, index in index == 0 ? .status(500) : .ok }
+        let ids = harness.createPayments(1)
+        let endpoints = """
+              alerts:
+                url: \(alerts.url)
+                secret: \(Fixtures.secret)
+                group: { by: [status], wait: 10s, interval: 1m }
+            """ + "\n" + Fixtures.endpoint("erp", url: erp.url, retry: "[10s]")
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, watches: RunDeliveryTests.quietWatch, endpoints: endpoints))
+        let (process, _, errors) = try Binary.start(["run", "--config", path], environment: clock.environment)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let log = LineCollector(errors.fileHandleForReading)
+        try await harness.waitForBaseline()
+        // The watch polls hourly: advance an hour for it to see the change.
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        try clock.advance(by: 3600)
+        #expect(await erp.waitFor(count: 1), "the first attempt, refused")
+        try await until("the group waits and the retry is recorded") {
+            let waiting = try Self.waitingMembers(harness.statePath).waiting
+            let attempts = try DatabaseQueue(path: harness.statePath + "/" + SQLiteStore.fileName).read { db in
+                try Int.fetchOne(db, sql: "SELECT attempts FROM delivery WHERE endpoint = 'erp'") ?? 0
+            }
+            return waiting == 1 && attempts == 1
+        }
+        // Another process takes the write lock; then the group's wait and erp's retry end together.
+        let lock = try WriteLock(path: harness.statePath + "/" + SQLiteStore.fileName)
+        try clock.advance(by: 11)
+        #expect(await erp.waitFor(count: 2, timeout: .seconds(20)))
+        // The group message gives up on the lock only after the state's 5 s busy timeout (and
+        // says so): the retry went out before, while it waited.
+        #expect(!log.all.contains { $0.contains("state storage unavailable") }, "the retry waited for the group message: \(log.all)")
+        #expect(alerts.requests.isEmpty)
+        lock.unlock()
+        #expect(await alerts.waitFor(count: 1, timeout: .seconds(15)), "the group message, once the lock is gone")
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        await erp.stop()
+        await alerts.stop()
+        await harness.stop()
+    }
+
     @Test func aGroupSurvivesKillNineDuringItsWaitAndIsSentOnce() async throws {
         let harness = try await Harness.start()
         let slack = try await TestReceiver.start()

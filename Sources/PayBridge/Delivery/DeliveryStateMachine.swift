@@ -505,6 +505,8 @@ public struct DeliveryStateMachine: Sendable {
         case .continuous: dueBy = now
         case .drain(let cutoff): dueBy = cutoff
         }
+        // A group read or flush not answered yet: a drain waits for the message it may queue.
+        if lanes[index].groupsBusy { busy = true }
         if lanes[index].settings.grouped, !lanes[index].groupsBusy {
             if lanes[index].groupsStale {
                 lanes[index].groupsBusy = true

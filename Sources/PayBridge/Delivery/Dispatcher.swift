@@ -60,6 +60,9 @@ public actor Dispatcher {
     private var storageAvailable = true
     /// Work for the recorder gathered during one turn of the loop.
     private var outgoing = Recorder.Batch()
+    /// Group messages being queued beside the loop (see `.flushGroups`).
+    private var flushes: [UInt64: Task<Void, Never>] = [:]
+    private var flushCount: UInt64 = 0
     private var requests: [Submission] = []
     /// OAuth2 endpoints' tokens, by lane: one fetch shared by the endpoint's deliveries.
     private var tokens: [Int: OAuth2Tokens] = [:]
@@ -198,6 +201,8 @@ public actor Dispatcher {
                 await loop(.continuous, then: trigger.dueBy, recorder: recorder, wakeups: &wakeups)
             case .drain(let dueBy): await loop(.drain(dueBy: dueBy), recorder: recorder, wakeups: &wakeups)
             }
+            // A message being queued is committed or not, never half: wait for it.
+            for flush in flushes.values { await flush.value }
             timer?.task.cancel()
             timer = nil
             inbox.withLock {
@@ -346,7 +351,17 @@ public actor Dispatcher {
                     feedback.append(.groupsFailed(lane: lane))
                 }
             case .flushGroups(let lane, let dueBy):
-                feedback.append(await flushGroups(lane, dueBy: dueBy))
+                // Beside the loop: a message waiting for the state's write lock holds no other
+                // endpoint up. Its answer comes through the inbox; the machine counts the lane
+                // busy until then, so a drain waits for it.
+                flushCount += 1
+                let id = flushCount
+                // The task runs on this actor once the turn yields it: it is in `flushes` by then.
+                flushes[id] = Task { [self] in
+                    let answer = await flushGroups(lane, dueBy: dueBy)
+                    flushes[id] = nil
+                    post(answer)
+                }
             case .record(let outcome):
                 outgoing.records.append(outcome.record)
                 note(outcome)
