@@ -24,8 +24,11 @@ import Testing
         }
 
         /// Detection writes need the poller lease on a shared state.
+        /// Polls and delivers: the poller lease and the endpoints' (on PostgreSQL only an
+        /// endpoint's owner claims its deliveries).
         func lead() async throws {
             #expect(try await store.holdPollerLease())
+            _ = try await store.holdEndpointLeases(["erp", "alerts", "other"], takeAllFree: true)
         }
     }
 
@@ -383,6 +386,24 @@ import Testing
         #expect(owned == ["erp"])
         let taken = try await other.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: [])
         #expect(Set(taken.map(\.id)) == Set(claimed.map(\.id)), "the dead owner's claims return to the queue")
+    }
+
+    /// An instance paused past its endpoint lease (it still believes it owns the endpoint) claims
+    /// nothing once another instance holds the lease: the endpoint's concurrency and rate limit
+    /// hold across instances, and its deliveries go out from the new owner only.
+    @Test(arguments: Backend.shared)
+    func aFormerOwnerClaimsNothingOnceItsEndpointLeaseHasMoved(backend: Backend) async throws {
+        let fixture = try await Contract.Fixture(backend)
+        let other = try await fixture.second()
+        defer { other.close() }
+        try await fixture.lead()
+        try await Contract.detect(fixture.store, "p1", 1, "Rejected")
+        // The lease expires while its holder is paused; the other instance takes it.
+        let session = try #require(other as? PostgresStore)
+        _ = try await session.writing(announce: false) { try await $0.execute("UPDATE lease SET expires_at = 0 WHERE name = 'endpoint:erp'", []) }
+        #expect(try await other.holdEndpointLeases(["erp"], takeAllFree: true) == ["erp"])
+        #expect(try await fixture.store.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: []).isEmpty)
+        #expect(try await other.dueDeliveries(endpoint: "erp", dueBy: Contract.start, limit: 10, excluding: []).count == 1)
     }
 
     @Test(arguments: Backend.shared)

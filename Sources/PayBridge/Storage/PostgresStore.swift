@@ -331,6 +331,11 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
                 WITH candidates AS (
                     SELECT d.id FROM delivery d
                     WHERE d.endpoint = $1 AND d.state = 'pending' AND d.due_at <= $2
+                      -- Only the endpoint's owner claims: an instance that was paused past its
+                      -- lease, and has not yet heard that another took the endpoint, gets nothing
+                      -- (the endpoint's concurrency and rate limit hold across instances).
+                      AND EXISTS (
+                        SELECT 1 FROM lease o WHERE o.name = 'endpoint:' || $1 AND o.holder = $5 AND o.expires_at > \(Self.now))
                       -- A hashed subplan: the ids in memory here can be thousands.
                       AND d.id NOT IN (SELECT unnest($3::BIGINT[]))
                       AND (d.claimed_by IS NULL OR d.claimed_by = $5 OR d.claimed_until < \(Self.now)
