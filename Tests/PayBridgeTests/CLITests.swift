@@ -124,15 +124,16 @@ import Testing
             try await Task.sleep(for: .milliseconds(50))
         }
         kill(process.processIdentifier, SIGINT)
-        #expect(await Binary.exitStatus(of: process) == 0)
-        let first = try #require(lines.all.first)
+        let status = await Binary.exitStatus(of: process)
+        let logged = await log.text()
+        #expect(status == 0, "\(logged)")
+        let first = try #require(lines.all.first, "\(logged)")
         // `21:04:05  Processed ← PendingProcessing  120.00 EUR  Müller & Söhne GmbH  ref INV-…  <id>`, and for a change
         // a notification brought: `  by notification, 0.1 s after the change`.
         let line = /^\d\d:\d\d:\d\d  \w+ (← \w+|\(new\))  \d+\.\d\d EUR  .+  ref INV-\d+  [0-9a-f-]{36}(  by notification, \d+\.\d s after the change)?$/
         #expect(first.firstMatch(of: line) != nil, "\(first)")
         let notified = lines.all.first { $0.contains("by notification") }
         #expect(notified?.firstMatch(of: line) != nil, "\(lines.all)")
-        let logged = await log.text()
         let state = try #require(logged.firstMatch(of: /state=(\S+)/)).1
         #expect(!FileManager.default.fileExists(atPath: String(state)), "the demo's temporary state is removed")
     }

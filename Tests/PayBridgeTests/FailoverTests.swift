@@ -224,6 +224,34 @@ import Testing
         await receiver.stop()
         await harness.stop()
     }
+
+    /// A `poll --once` whose deliveries take longer than the lease keeps its leases (it renews
+    /// them as `run` does), so it delivers everything it found: only an endpoint's lease holder
+    /// claims deliveries.
+    @Test(arguments: Backend.shared)
+    func aPollOnceLongerThanItsLeaseDeliversEverything(backend: Backend) async throws {
+        let harness = try await Harness.start(backend: backend)
+        var slow = TestReceiver.Reply.ok
+        slow.delay = .milliseconds(10)
+        let receiver = try await TestReceiver.start { [slow] _, _ in slow }
+        let ids = harness.createPayments(300)
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: receiver.url, concurrency: 1))
+            .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 1s")
+        let path = try harness.directory.write("pb.yaml", text)
+        let baseline = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(baseline.status == 0, "\(baseline.stderr)")
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        // 300 deliveries one at a time, 10 ms each at least: the drain lasts three leases, and
+        // claims twice (256 at a time), the second time after the first lease has run out.
+        let once = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(once.status == 0, "\(once.stderr)")
+        #expect(Set(receiver.requests.map(\.paymentId)) == Set(ids), "\(once.stderr)")
+        let store = try await harness.openStore()
+        #expect(try await store.pendingCounts().values.reduce(0, +) == 0)
+        store.close()
+        await receiver.stop()
+        await harness.stop()
+    }
 }
 
 /// Waits up to `timeout` for `condition`; records `what` as the issue when it never holds.

@@ -35,8 +35,15 @@ import Testing
                 secret: \(Fixtures.secret)
                 group: { by: [status], wait: 10s, interval: 1m }
             """ + "\n" + Fixtures.endpoint("erp", url: erp.url, retry: "[10s]")
+        // One poll at start (a silent baseline), then hourly: only the clock makes it poll.
+        let watch = """
+                - name: recent
+                  every: 1h
+                  query:
+                    InstructedDateFrom: -3d
+            """
         let path = try harness.directory.write(
-            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, watches: RunDeliveryTests.quietWatch, endpoints: endpoints))
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, watches: watch, endpoints: endpoints))
         let (process, _, errors) = try Binary.start(["run", "--config", path], environment: clock.environment)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let log = LineCollector(errors.fileHandleForReading)

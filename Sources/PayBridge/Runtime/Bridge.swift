@@ -104,6 +104,7 @@ public final class Bridge: Sendable {
             await letGoOfOneShotLeases()
             return OnceResult(reports: [], failures: failures)
         }
+        let renewal = renewingOneShotLeases(poller: true)
         let trigger = Dispatcher.DrainTrigger(dispatcher)
         let delivering = Task { await dispatcher.run(.drainWhen(trigger)) }
         let result = await pollWatches()
@@ -112,6 +113,8 @@ public final class Bridge: Sendable {
         trigger.fire(dueBy: clock.now())
         await delivering.value
         await prune()
+        renewal?.cancel()
+        await renewal?.value
         await letGoOfOneShotLeases()
         return result
     }
@@ -126,7 +129,10 @@ public final class Bridge: Sendable {
             await letGoOfOneShotLeases()
             return
         }
+        let renewal = renewingOneShotLeases(poller: false)
         await dispatcher.run(.drain(dueBy: date))
+        renewal?.cancel()
+        await renewal?.value
         await letGoOfOneShotLeases()
     }
 
@@ -139,6 +145,34 @@ public final class Bridge: Sendable {
             leadership.withLock { $0.tookOneShot() }
         }
         dispatcher.ownership(try await store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: true))
+    }
+
+    /// Keeps a one-shot command's leases while it runs, renewing them every third of the lease
+    /// as `run` does: a long drain outlasts a lease, and only an endpoint's lease holder claims
+    /// its deliveries (and only the poller lease's holder commits what it detects).
+    private func renewingOneShotLeases(poller: Bool) -> Task<Void, Never>? {
+        guard store.isShared else { return nil }
+        let (store, clock, dispatcher, logger) = (store, clock, dispatcher, logger)
+        let (endpoints, every) = (configuration.endpoints.map(\.name), store.leaseDuration / 3)
+        return Task {
+            var current: Set<String>?
+            while true {
+                try? await clock.sleep(for: every)
+                if Task.isCancelled { return }
+                do {
+                    if poller, try await !store.holdPollerLease() {
+                        logger.warning("lost the poller lease while polling once; what it detects now is not committed")
+                    }
+                    let owned = try await store.holdEndpointLeases(endpoints, takeAllFree: true)
+                    if owned != current {
+                        current = owned
+                        dispatcher.ownership(owned)
+                    }
+                } catch {
+                    logger.warning("cannot renew the leases", metadata: ["error": "\(error)"])
+                }
+            }
+        }
     }
 
     private func letGoOfOneShotLeases() async {
