@@ -96,9 +96,14 @@ import Testing
         let statuses = ["Hold", "MissingFunding", "Processed", "Reversed", "Rejected", "Cancelled"]
         for (wave, status) in statuses.enumerated() {
             for id in ids { harness.bank.bank.setStatus(id, status) }
-            // Kill one instance while the wave is detected and delivered: the leader on
-            // even waves, another on odd ones; a fresh one joins.
-            try await Task.sleep(for: .milliseconds(Int64.random(in: 50...400)))
+            // Kill one instance at a random point of the wave, seen at the receiver: before any
+            // of it is delivered, or with part of it delivered and the rest in flight or still
+            // being detected. The leader on even waves, another on odd ones; a fresh one joins.
+            let killAfter = Int.random(in: 0..<payments)
+            let waveDeadline = ContinuousClock.now + .seconds(20)
+            while erp.requests.filter({ $0.status == status }).count < killAfter, ContinuousClock.now < waveDeadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             let current = await leader()
             #expect(current != nil, "one instance leads")
             let victim = wave.isMultiple(of: 2) ? current : instances.first { $0 !== current }

@@ -60,9 +60,9 @@ public actor Dispatcher {
     private var storageAvailable = true
     /// Work for the recorder gathered during one turn of the loop.
     private var outgoing = Recorder.Batch()
-    /// Group messages being queued beside the loop (see `.flushGroups`).
-    private var flushes: [UInt64: Task<Void, Never>] = [:]
-    private var flushCount: UInt64 = 0
+    /// Group messages being queued beside the loop, by lane (the machine asks for one flush of
+    /// a lane at a time; see `.flushGroups`).
+    private var flushes: [Int: Task<Void, Never>] = [:]
     private var requests: [Submission] = []
     /// OAuth2 endpoints' tokens, by lane: one fetch shared by the endpoint's deliveries.
     private var tokens: [Int: OAuth2Tokens] = [:]
@@ -203,6 +203,7 @@ public actor Dispatcher {
             }
             // A message being queued is committed or not, never half: wait for it.
             for flush in flushes.values { await flush.value }
+            flushes.removeAll()
             timer?.task.cancel()
             timer = nil
             inbox.withLock {
@@ -354,14 +355,7 @@ public actor Dispatcher {
                 // Beside the loop: a message waiting for the state's write lock holds no other
                 // endpoint up. Its answer comes through the inbox; the machine counts the lane
                 // busy until then, so a drain waits for it.
-                flushCount += 1
-                let id = flushCount
-                // The task runs on this actor once the turn yields it: it is in `flushes` by then.
-                flushes[id] = Task { [self] in
-                    let answer = await flushGroups(lane, dueBy: dueBy)
-                    flushes[id] = nil
-                    post(answer)
-                }
+                flushes[lane] = Task { [self] in post(await flushGroups(lane, dueBy: dueBy)) }
             case .record(let outcome):
                 outgoing.records.append(outcome.record)
                 note(outcome)
