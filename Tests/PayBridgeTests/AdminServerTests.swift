@@ -119,6 +119,8 @@ import Testing
         #expect(later.contains(#"paybridge_queue_depth{endpoint="erp"} 0"#), "\(later)")
         #expect(later.contains(#"paybridge_queue_oldest_pending_age_seconds{endpoint="erp"} 0"#))
         #expect(later.contains("paybridge_payments_tracked 5"))
+        // The jump made the watch look late for a moment: ready again once it has polled.
+        #expect(await admin.wait("/readyz", status: 200, token: nil, timeout: .seconds(20)))
 
         // Readiness follows the bank: 503 with a reason while it fails, 200 after.
         harness.bank.bank.setInterceptor { $0.path.hasPrefix("/api/v1/payments") ? .json(503, "busy") : nil }

@@ -61,8 +61,10 @@ import Testing
 
     @Test func deliveryResultsAreHeldNotResentWhileTheDatabaseIsLocked() async throws {
         let harness = try await Harness.start()
+        // Slow enough answers that the lock below is taken while both are awaited, however
+        // long another connection takes to get it on a busy machine.
         var slow = TestReceiver.Reply.ok
-        slow.delay = .milliseconds(300)
+        slow.delay = .seconds(2)
         let receiver = try await TestReceiver.start { [slow] _, _ in slow }
         let ids = harness.createPayments(2)
         let bridge = try await harness.bridge(config(harness, receiver: receiver, state: harness.statePath))
