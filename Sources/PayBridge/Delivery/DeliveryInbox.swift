@@ -45,6 +45,19 @@ final class DeliveryInbox: Sendable {
     func deliveriesQueued() { signal { $0.taken.queued = true } }
     func externalChange() { signal { $0.taken.externalChange = true } }
     func ownership(_ owned: Set<String>) { signal { $0.taken.ownership = owned } }
+    /// Follows the storage seam's one signal: new deliveries wake the loop; other processes'
+    /// commits matter only to a continuous run (a drain reads records once, as it begins).
+    func follow(_ changes: AsyncStream<StateChange>, externalChanges: Bool) -> Task<Void, Never> {
+        Task { [weak self] in
+            for await change in changes {
+                switch change {
+                case .queued: self?.deliveriesQueued()
+                case .changed: if externalChanges { self?.externalChange() }
+                }
+            }
+        }
+    }
+
     /// Only wakes the loop (a timer, a refused commit: the loop looks at the clock and the storage).
     func wake() { signal { _ in } }
 

@@ -89,6 +89,21 @@ struct DeliveryReport {
     }
 
     /// Counts an outcome in the endpoint's metrics.
+    /// Said before a stop waits for attempts in flight, so a stop that seems to hang is explained.
+    func stopping(inFlight: Int, grace: TimeInterval) {
+        logger.notice(
+            "stopping: waiting for deliveries in flight",
+            metadata: [
+                "inFlight": .stringConvertible(inFlight),
+                "grace": "\(DurationText.format(.milliseconds(Int64(max(0, grace) * 1000))))",
+            ])
+    }
+
+    func stopped(abandoning abandoned: Int) {
+        guard abandoned > 0 else { return }
+        logger.warning("stopping with deliveries in flight; they stay queued", metadata: ["inFlight": .stringConvertible(abandoned)])
+    }
+
     func count(_ outcome: DeliveryStateMachine.Outcome) {
         let metrics = metrics[outcome.lane]
         metrics.attempt.recordNanoseconds(Int64(outcome.record.duration.seconds * 1e9))

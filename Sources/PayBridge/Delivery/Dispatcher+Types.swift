@@ -35,5 +35,15 @@ extension Dispatcher {
         public var failures: Int
         public var failingSince: Date?
         public var inFlight: Int
+
+        /// Every endpoint's status as the machine knows it.
+        static func all(_ machine: DeliveryStateMachine, _ endpoints: [EndpointConfiguration]) -> [EndpointStatus] {
+            endpoints.indices.map { index in
+                let health = machine.health(ofLane: index)
+                return EndpointStatus(
+                    name: endpoints[index].name, state: health.state.circuit, failures: health.failures, failingSince: health.failingSince,
+                    inFlight: machine.inFlight(ofLane: index))
+            }
+        }
     }
 }

@@ -61,7 +61,7 @@ public actor Dispatcher {
         self.endpoints = endpoints
         let machine = DeliveryStateMachine(lanes: endpoints.map(DeliveryLaneSettings.init), records: records, owned: owned)
         self.machine = machine
-        let inbox = DeliveryInbox(statuses: Self.statuses(of: machine, endpoints))
+        let inbox = DeliveryInbox(statuses: EndpointStatus.all(machine, endpoints))
         self.inbox = inbox
         sender = AttemptSender(endpoints: endpoints, http: http, inbox: inbox, clock: clock, random: random, console: console, logger: logger)
         report = DeliveryReport(endpoints: endpoints.map(\.name), logger: logger)
@@ -111,19 +111,9 @@ public actor Dispatcher {
             acknowledge: { [weak self] commit in self?.post(.resultsCommitted(commit)) },
             // A refused commit sends no acknowledgement: without this a drain waiting for one would sleep on.
             refused: { [inbox] in inbox.wake() })
-        // The storage seam's one signal: new deliveries wake the loop; other processes'
-        // commits matter only to a long run (a drain reads records once, as it begins).
-        let changes = store.changes()
         var continuous = false
         if case .continuous = mode { continuous = true }
-        let changeWatch = Task { [weak self, continuous] in
-            for await change in changes {
-                switch change {
-                case .queued: self?.wake()
-                case .changed: if continuous { self?.externalChange() }
-                }
-            }
-        }
+        let changeWatch = inbox.follow(store.changes(), externalChanges: continuous)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await recorder.run() }
             var wakeups = wakeups.makeAsyncIterator()
@@ -178,13 +168,7 @@ public actor Dispatcher {
                     return nil
                 }.first
                 if let stopDeadline, machine.inFlightCount > 0, !cancelled {
-                    // Said before the wait, so a stop that seems to hang is explained.
-                    logger.notice(
-                        "stopping: waiting for deliveries in flight",
-                        metadata: [
-                            "inFlight": .stringConvertible(machine.inFlightCount),
-                            "grace": "\(DurationText.format(.milliseconds(Int64(max(0, stopDeadline.timeIntervalSince(now)) * 1000))))",
-                        ])
+                    report.stopping(inFlight: machine.inFlightCount, grace: stopDeadline.timeIntervalSince(now))
                 }
                 ended = await execute(machine.handle(inputs, now: now))
                 inputs.removeAll(keepingCapacity: true)
@@ -196,11 +180,9 @@ public actor Dispatcher {
             finishStats(at: now)
             recorder.submit(outgoing)
             outgoing = Recorder.Batch()
-            publishStatuses()
+            inbox.statuses = EndpointStatus.all(machine, endpoints)
             if let abandoned = ended {
-                if abandoned > 0 {
-                    logger.warning("stopping with deliveries in flight; they stay queued", metadata: ["inFlight": .stringConvertible(abandoned)])
-                }
+                report.stopped(abandoning: abandoned)
                 return
             }
             setTimer()
@@ -271,8 +253,7 @@ public actor Dispatcher {
                 let (storage, endpoint, inbox) = (laneStorage, endpoints[lane], inbox)
                 groupFlushes[lane] = Task { inbox.post(await storage.flushGroups(lane, endpoint: endpoint, dueBy: dueBy)) }
             case .record(let outcome):
-                outgoing.records.append(outcome.record)
-                note(outcome)
+                outgoing.add(outcome, endpoint: endpoints[outcome.lane].name)
                 report.count(outcome)
                 report.log(outcome)
             case .saveEndpointRecord(let lane, let record):
@@ -300,55 +281,19 @@ public actor Dispatcher {
             report.announce(announcement, lane: index, at: date)
             return
         }
-        let (store, name) = (self.store, endpoints[index].name)
+        let name = endpoints[index].name
         let pending = (try? await store.pendingCounts()[name]) ?? 0
         report.announce(announcement, lane: index, at: date, pending: pending)
-        let event = Event.operational(
-            type: .endpointDisabled, subject: "endpoint:\(name)", sequence: Int(date.timeIntervalSince1970 * 1000),
-            createdAt: date,
-            data: [
-                "endpoint": .string(name), "reason": .string(reason),
-                "failingSince": since.map { .string(Timestamp.iso8601($0)) } ?? .null, "pendingDeliveries": .number(pending),
-            ])
-        outgoing.disabled.append(
-            Recorder.Disabled(endpoint: name, record: EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since), event: event))
-    }
-
-    /// Keeps the endpoint's stats for the recorder: when it last answered 2xx, last failed.
-    private func note(_ outcome: DeliveryStateMachine.Outcome) {
-        let name = endpoints[outcome.lane].name
-        var stats = outgoing.stats[name] ?? EndpointStats()
-        let finished = outcome.record.startedAt.addingTimeInterval(outcome.record.duration.seconds)
-        if case .delivered = outcome.record.next { stats.lastSuccessAt = finished } else { stats.lastFailureAt = finished }
-        outgoing.stats[name] = stats
+        outgoing.disable(endpoint: name, reason: reason, failingSince: since, pending: pending, at: date)
     }
 
     /// Completes the turn's stats with each endpoint's failures and circuit, and lets the
     /// report summarize failing endpoints.
     private func finishStats(at date: Date) {
         for index in endpoints.indices {
-            let name = endpoints[index].name
             let health = machine.health(ofLane: index)
-            if var stats = outgoing.stats[name] {
-                report.failing(lane: index, health.failures > 0)
-                stats.failures = health.failures
-                stats.circuit = health.state.circuit
-                outgoing.stats[name] = stats
-            }
+            if outgoing.complete(endpoint: endpoints[index].name, health: health) { report.failing(lane: index, health.failures > 0) }
             report.summarize(health, lane: index, at: date)
-        }
-    }
-
-    private func publishStatuses() {
-        inbox.statuses = Self.statuses(of: machine, endpoints)
-    }
-
-    private static func statuses(of machine: DeliveryStateMachine, _ endpoints: [EndpointConfiguration]) -> [EndpointStatus] {
-        endpoints.indices.map { index in
-            let health = machine.health(ofLane: index)
-            return EndpointStatus(
-                name: endpoints[index].name, state: health.state.circuit, failures: health.failures, failingSince: health.failingSince,
-                inFlight: machine.inFlight(ofLane: index))
         }
     }
 }

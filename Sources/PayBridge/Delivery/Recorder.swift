@@ -40,6 +40,38 @@ final class Recorder: Sendable {
                 stats[name] = merged
             }
         }
+
+        /// An attempt's result, and the endpoint's stats for operators: when it last answered
+        /// 2xx, when it last failed.
+        mutating func add(_ outcome: DeliveryStateMachine.Outcome, endpoint name: String) {
+            records.append(outcome.record)
+            var endpointStats = stats[name] ?? EndpointStats()
+            let finished = outcome.record.startedAt.addingTimeInterval(outcome.record.duration.seconds)
+            if case .delivered = outcome.record.next { endpointStats.lastSuccessAt = finished } else { endpointStats.lastFailureAt = finished }
+            stats[name] = endpointStats
+        }
+
+        /// An endpoint disabled by paybridge: its record with its `endpoint.disabled` event.
+        mutating func disable(endpoint name: String, reason: String, failingSince since: Date?, pending: Int, at date: Date) {
+            let event = Event.operational(
+                type: .endpointDisabled, subject: "endpoint:\(name)", sequence: Int(date.timeIntervalSince1970 * 1000),
+                createdAt: date,
+                data: [
+                    "endpoint": .string(name), "reason": .string(reason),
+                    "failingSince": since.map { .string(Timestamp.iso8601($0)) } ?? .null, "pendingDeliveries": .number(pending),
+                ])
+            disabled.append(Disabled(endpoint: name, record: EndpointRecord(disabledAt: date, disabledReason: reason, failingSince: since), event: event))
+        }
+
+        /// Completes an endpoint's stats of this batch, if it has any, with its failures and
+        /// circuit; returns whether it had.
+        mutating func complete(endpoint name: String, health: EndpointHealth) -> Bool {
+            guard var endpointStats = stats[name] else { return false }
+            endpointStats.failures = health.failures
+            endpointStats.circuit = health.state.circuit
+            stats[name] = endpointStats
+            return true
+        }
     }
 
     private let outbox: Outbox
