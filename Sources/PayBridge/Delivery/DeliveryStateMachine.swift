@@ -142,59 +142,22 @@ public struct DeliveryStateMachine: Sendable {
         case finish(abandoned: Int)
     }
 
-    /// One endpoint's lane: its health, limits and what the machine knows of its queue.
+    /// One endpoint's lane: its health, limits and what the machine knows of its queue, each a
+    /// small machine of its own (`EndpointHealth`, `RateLimiter`, `QueueCursor`, `GroupClock`).
     struct Lane: Sendable {
         let settings: DeliveryLaneSettings
         var health: EndpointHealth
         var limiter: RateLimiter?
+        var queue = QueueCursor()
+        var groups: GroupClock
         var inFlight: Set<Int64> = []
-        /// Due deliveries read from the store, oldest first, not yet started.
-        var ready: [QueuedDelivery] = []
-        var readyHead = 0
-        var readyIds: Set<Int64> = []
         /// Results handed to the recorder and not committed yet: not read from the store meanwhile.
         var unrecorded: Set<Int64> = []
-        /// When to read the queue again whatever the due times say (a signal, a successor).
-        var lookAt: Date?
-        /// The earliest due time of a pending delivery not read yet, as far as known.
-        var nextDue: Date?
-        /// Whether the store must be asked for `nextDue` (after a start, an operator's change,
-        /// or once the known one was read); otherwise the machine's own retries keep it.
-        var nextDueUnknown = true
-        var refilling = false
-        var lastRefillAt = Date.distantPast
         /// A disabled record not committed yet: an operator's stale "enabled" must not undo it.
         var disableUnsaved = false
-        /// Grouped endpoints: when the next group message is due, and whether to read that again.
-        var groupFlushAt: Date?
-        var groupsStale = false
-        var groupsBusy = false
         /// Whether this instance delivers the endpoint (always, unless the state is shared).
-        var owned = true
-
-        var readyCount: Int { ready.count - readyHead }
-
-        mutating func popReady() -> QueuedDelivery? {
-            guard readyHead < ready.count else { return nil }
-            let delivery = ready[readyHead]
-            readyHead += 1
-            readyIds.remove(delivery.id)
-            if readyHead > 1024, readyHead * 2 > ready.count {
-                ready.removeFirst(readyHead)
-                readyHead = 0
-            }
-            return delivery
-        }
-
-        mutating func clearReady() {
-            ready.removeAll()
-            readyHead = 0
-            readyIds.removeAll()
-        }
-
-        mutating func look(at date: Date) {
-            lookAt = lookAt.map { min($0, date) } ?? date
-        }
+        var ownership = LaneOwnership.owned
+        var owned: Bool { ownership == .owned }
     }
 
     private(set) var lanes: [Lane]
@@ -212,13 +175,18 @@ public struct DeliveryStateMachine: Sendable {
             var lane = Lane(
                 settings: settings,
                 health: EndpointHealth(settings: settings.breaker, disableAfter: settings.disableAfter, record: records[settings.endpoint]),
-                limiter: settings.rateLimit.map { RateLimiter(perSecond: $0) })
-            lane.owned = owned?.contains(settings.endpoint) ?? true
+                limiter: settings.rateLimit.map { RateLimiter(perSecond: $0) }, groups: GroupClock(grouped: settings.grouped))
+            if let owned, !owned.contains(settings.endpoint) { lane.ownership = .elsewhere }
             return lane
         }
     }
 
     public func isOwned(lane index: Int) -> Bool { lanes[index].owned }
+
+    private var isDrain: Bool {
+        if case .drain = mode { return true }
+        return false
+    }
 
     public var isRunning: Bool { mode != nil }
     public var inFlightCount: Int { lanes.reduce(0) { $0 + $1.inFlight.count } }
@@ -255,13 +223,8 @@ public struct DeliveryStateMachine: Sendable {
                 // Attempts left in flight by an earlier run that stopped are not waited for.
                 lanes[index].inFlight.removeAll()
                 lanes[index].unrecorded.removeAll()
-                lanes[index].clearReady()
-                lanes[index].refilling = false
-                lanes[index].nextDue = nil
-                lanes[index].nextDueUnknown = true
-                lanes[index].lookAt = now
-                lanes[index].groupsBusy = false
-                lanes[index].groupsStale = lanes[index].settings.grouped
+                lanes[index].queue.begin(now: now)
+                lanes[index].groups.begin()
             }
         case .drain(let dueBy):
             guard mode != nil else { return }
@@ -283,53 +246,22 @@ public struct DeliveryStateMachine: Sendable {
             }
             // A replay makes deliveries due now, with nothing else to say so.
             lookEverywhere(at: now)
-            for index in lanes.indices { lanes[index].nextDueUnknown = true }
+            for index in lanes.indices { lanes[index].queue.forgetNextDue() }
         case .refilled(let index, let deliveries, let exhausted, let nextDue):
-            lanes[index].refilling = false
-            lanes[index].lastRefillAt = now
-            for delivery in deliveries
-            where !lanes[index].inFlight.contains(delivery.id) && !lanes[index].readyIds.contains(delivery.id)
-                && unrecorded[delivery.id] == nil
-            {
-                lanes[index].ready.append(delivery)
-                lanes[index].readyIds.insert(delivery.id)
-            }
-            if exhausted {
-                lanes[index].lookAt = nil
-                if lanes[index].nextDueUnknown {
-                    lanes[index].nextDue = nextDue
-                    lanes[index].nextDueUnknown = false
-                }
-            } else {
-                lanes[index].lookAt = now  // more is due: read on when these have started
-            }
+            let (inFlight, unrecorded) = (lanes[index].inFlight, self.unrecorded)
+            lanes[index].queue.refilled(
+                deliveries, exhausted: exhausted, nextDue: nextDue, now: now, known: { inFlight.contains($0) || unrecorded[$0] != nil })
         case .groupSchedule(let index, let next):
-            lanes[index].groupsBusy = false
-            lanes[index].groupsStale = false
-            lanes[index].groupFlushAt = next
+            lanes[index].groups.answered(next: next)
         case .groupsFlushed(let index, let messages, let next):
-            lanes[index].groupsBusy = false
-            lanes[index].groupsStale = false
-            lanes[index].groupFlushAt = next
-            if messages > 0 { lanes[index].look(at: now) }
+            lanes[index].groups.answered(next: next)
+            if messages > 0 { lanes[index].queue.look(at: now) }
         case .groupsFailed(let index):
-            lanes[index].groupsBusy = false
-            if case .drain = mode {
-                lanes[index].groupFlushAt = nil
-                lanes[index].groupsStale = false
-            } else {
-                lanes[index].groupFlushAt = now.addingTimeInterval(Self.refillRetry)
-                lanes[index].groupsStale = true
-            }
+            // A drain gives up on the lane's groups; a run reads them again in a while.
+            lanes[index].groups.failed(retryAt: isDrain ? nil : now.addingTimeInterval(Self.refillRetry))
         case .refillFailed(let index):
-            lanes[index].refilling = false
-            if case .drain = mode {
-                // A drain gives up on this queue; its deliveries stay pending for the next run.
-                lanes[index].lookAt = nil
-                lanes[index].nextDue = nil
-            } else {
-                lanes[index].lookAt = now.addingTimeInterval(Self.refillRetry)
-            }
+            // A drain gives up on this queue; its deliveries stay pending for the next run.
+            lanes[index].queue.refillFailed(retryAt: isDrain ? nil : now.addingTimeInterval(Self.refillRetry))
         case .attemptFinished(let end):
             finished(end, into: &actions)
         case .resultsCommitted(let commit):
@@ -341,20 +273,19 @@ public struct DeliveryStateMachine: Sendable {
         case .ownership(let owned, let records):
             for index in lanes.indices {
                 let name = lanes[index].settings.endpoint
-                let owns = owned.contains(name)
-                guard owns != lanes[index].owned else { continue }
-                lanes[index].owned = owns
-                lanes[index].clearReady()
-                lanes[index].nextDue = nil
-                lanes[index].nextDueUnknown = true
-                lanes[index].groupFlushAt = nil
-                lanes[index].groupsStale = owns && lanes[index].settings.grouped
-                lanes[index].lookAt = owns ? now : nil
-                if owns {
+                switch lanes[index].ownership.lease(held: owned.contains(name)) {
+                case .takenOver:
+                    lanes[index].queue.reset(lookAt: now)
+                    lanes[index].groups.owned(true)
                     // The last owner's breaker and failures, as it stored them.
                     let settings = lanes[index].settings
                     lanes[index].health = EndpointHealth(settings: settings.breaker, disableAfter: settings.disableAfter, record: records[name])
                     lanes[index].disableUnsaved = false
+                case .released:
+                    lanes[index].queue.reset(lookAt: nil)
+                    lanes[index].groups.owned(false)
+                case nil:
+                    break
                 }
             }
         case .deadline:
@@ -368,8 +299,8 @@ public struct DeliveryStateMachine: Sendable {
     /// Something may be due anywhere: read every queue, and every group schedule, again.
     private mutating func lookEverywhere(at date: Date) {
         for index in lanes.indices {
-            lanes[index].look(at: date)
-            if lanes[index].settings.grouped { lanes[index].groupsStale = true }
+            lanes[index].queue.look(at: date)
+            lanes[index].groups.invalidate()
         }
     }
 
@@ -411,15 +342,15 @@ public struct DeliveryStateMachine: Sendable {
             lanes[index].unrecorded.remove(id)
             switch next {
             case .retry(let at):
-                lanes[index].nextDue = lanes[index].nextDue.map { min($0, at) } ?? at
+                lanes[index].queue.retry(at: at)
             case .delivered, .dead:
                 // The payment's next event for this endpoint may be waiting behind this one.
                 // A continuous run spaces these reads (B4's latency); a drain reads at once, as
                 // it must finish even on a clock that stands still (tests' manual clocks).
-                if case .drain = mode {
-                    lanes[index].look(at: now)
+                if isDrain {
+                    lanes[index].queue.look(at: now)
                 } else {
-                    lanes[index].look(at: max(now, lanes[index].lastRefillAt.addingTimeInterval(Self.successorRefillSpacing)))
+                    lanes[index].queue.look(at: max(now, lanes[index].queue.lastRefillAt.addingTimeInterval(Self.successorRefillSpacing)))
                 }
             }
         }
@@ -489,13 +420,6 @@ public struct DeliveryStateMachine: Sendable {
         actions.append(.finish(abandoned: abandoned))
     }
 
-    private func refill(_ index: Int, dueBy: Date) -> Action {
-        let lane = lanes[index]
-        return .refill(
-            lane: index, dueBy: dueBy, limit: lane.settings.refillLimit, excluding: lane.inFlight.union(lane.readyIds).union(lane.unrecorded),
-            askNextDue: lane.nextDueUnknown)
-    }
-
     private mutating func fill(_ index: Int, mode: Mode, now: Date, wake: inout Date?, busy: inout Bool, into actions: inout [Action]) {
         func earliest(_ date: Date) { wake = wake.map { min($0, date) } ?? date }
         // Another instance delivers this endpoint; attempts already in flight still finish.
@@ -505,52 +429,45 @@ public struct DeliveryStateMachine: Sendable {
         case .continuous: dueBy = now
         case .drain(let cutoff): dueBy = cutoff
         }
-        // A group read or flush not answered yet: a drain waits for the message it may queue.
-        if lanes[index].groupsBusy { busy = true }
-        if lanes[index].settings.grouped, !lanes[index].groupsBusy {
-            if lanes[index].groupsStale {
-                lanes[index].groupsBusy = true
-                actions.append(.readGroupSchedule(lane: index))
-                busy = true
-            } else if let at = lanes[index].groupFlushAt, at <= dueBy {
-                lanes[index].groupsBusy = true
-                actions.append(.flushGroups(lane: index, dueBy: dueBy))
-                busy = true
-            }
+        switch lanes[index].groups.next(now: now, dueBy: dueBy) {
+        case .read: actions.append(.readGroupSchedule(lane: index))
+        case .flush(let dueBy): actions.append(.flushGroups(lane: index, dueBy: dueBy))
+        case nil: break
         }
-        if case .continuous = mode, let at = lanes[index].groupFlushAt, at > now { earliest(at) }
+        // A group read or flush not answered yet: a drain waits for the message it may queue.
+        if lanes[index].groups.isBusy { busy = true }
+        // A read of the queue not answered yet: a drain waits for what it may find.
+        if lanes[index].queue.state == .refilling { busy = true }
+        if case .continuous = mode, let at = lanes[index].groups.wake(after: now) { earliest(at) }
         let (admitted, change) = lanes[index].health.admits(now: now, inFlight: lanes[index].inFlight.count)
         if let change { announce(change, lane: index, at: now, into: &actions) }
         var free = min(lanes[index].settings.concurrency - lanes[index].inFlight.count, admitted)
         if let limiter = lanes[index].limiter { free = limiter.allows(now: now) ? min(free, 1) : 0 }
-        let lookAt = lanes[index].lookAt
-        let needsRefill = (lookAt.map { $0 <= now } ?? false) || (lanes[index].nextDue.map { $0 <= dueBy } ?? false)
-        if free > 0, lanes[index].readyCount < free, needsRefill, !lanes[index].refilling {
-            lanes[index].refilling = true
-            // The known due time is being read now; the one after it is the store's to say.
-            if let due = lanes[index].nextDue, due <= dueBy {
-                lanes[index].nextDue = nil
-                lanes[index].nextDueUnknown = true
-            }
-            actions.append(refill(index, dueBy: dueBy))
+        let needsRefill = lanes[index].queue.needsRefill(now: now, dueBy: dueBy)
+        if let refill = lanes[index].queue.refill(now: now, dueBy: dueBy, free: free) {
+            let lane = lanes[index]
+            actions.append(
+                .refill(
+                    lane: index, dueBy: dueBy, limit: lane.settings.refillLimit,
+                    excluding: lane.inFlight.union(lane.queue.readyIds).union(lane.unrecorded), askNextDue: refill.askNextDue))
             busy = true
         }
-        while free > 0, let delivery = lanes[index].popReady() {
+        while free > 0, let delivery = lanes[index].queue.pop() {
             lanes[index].inFlight.insert(delivery.id)
             lanes[index].limiter?.take(now: now)
             free -= 1
             actions.append(.start(lane: index, delivery: delivery))
         }
 
-        if let lookAt, lookAt > now {
+        if let lookAt = lanes[index].queue.lookAt, lookAt > now {
             earliest(lookAt)
             busy = true  // a payment's next event may be found then
         }
         if case .continuous = mode {
-            if let due = lanes[index].nextDue, due > now { earliest(due) }
+            if let due = lanes[index].queue.nextDue, due > now { earliest(due) }
             if let probe = lanes[index].health.nextChange, probe > now { earliest(probe) }
         }
-        if let slot = lanes[index].limiter?.nextStart, slot > now, lanes[index].readyCount > 0 || needsRefill {
+        if let slot = lanes[index].limiter?.nextStart, slot > now, lanes[index].queue.readyCount > 0 || needsRefill {
             earliest(slot)
             busy = true
         }
