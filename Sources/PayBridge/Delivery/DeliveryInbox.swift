@@ -45,6 +45,7 @@ final class DeliveryInbox: Sendable {
     func deliveriesQueued() { signal { $0.taken.queued = true } }
     func externalChange() { signal { $0.taken.externalChange = true } }
     func ownership(_ owned: Set<String>) { signal { $0.taken.ownership = owned } }
+
     /// Follows the storage seam's one signal: new deliveries wake the loop; other processes'
     /// commits matter only to a continuous run (a drain reads records once, as it begins).
     func follow(_ changes: AsyncStream<StateChange>, externalChanges: Bool) -> Task<Void, Never> {
@@ -69,6 +70,14 @@ final class DeliveryInbox: Sendable {
             state.running = true
             state.wakeup = wakeup
             state.taken.externalChange = true
+            // A stop or drain posted while the last run waited for its group flushes was for
+            // that run: this one must not stop or drain because of it.
+            state.taken.inputs.removeAll { input in
+                switch input {
+                case .stop, .drain: true
+                default: false
+                }
+            }
             return true
         }
     }

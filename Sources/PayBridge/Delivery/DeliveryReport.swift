@@ -88,7 +88,6 @@ struct DeliveryReport {
         lastSummary[name] = date
     }
 
-    /// Counts an outcome in the endpoint's metrics.
     /// Said before a stop waits for attempts in flight, so a stop that seems to hang is explained.
     func stopping(inFlight: Int, grace: TimeInterval) {
         logger.notice(
@@ -104,6 +103,7 @@ struct DeliveryReport {
         logger.warning("stopping with deliveries in flight; they stay queued", metadata: ["inFlight": .stringConvertible(abandoned)])
     }
 
+    /// Counts an outcome in the endpoint's metrics.
     func count(_ outcome: DeliveryStateMachine.Outcome) {
         let metrics = metrics[outcome.lane]
         metrics.attempt.recordNanoseconds(Int64(outcome.record.duration.seconds * 1e9))

@@ -157,11 +157,13 @@ enum LaneOwnership: Sendable, Equatable {
 /// way is read again once it is answered.
 struct GroupClock: Sendable, Equatable {
     enum State: Sendable, Equatable {
-        /// Not a grouped endpoint, or not delivered by this instance.
+        /// Not a grouped endpoint, or its lease was lost (a lane this instance does not
+        /// deliver is never asked for `next`, whatever its clock says).
         case off
         /// The schedule must be read.
         case stale
-        /// The next message is due at `next` (nil: none is waiting).
+        /// The next message is due at `next` (nil: none is waiting, or a drain gave up after a
+        /// failure).
         case known(next: Date?)
         /// A read or flush failed: read again at this time.
         case retrying(at: Date)
@@ -208,7 +210,7 @@ struct GroupClock: Sendable, Equatable {
     }
 
     /// The lane's lease was taken or lost. A read or flush under way is answered first (one
-    /// at a time); the schedule is read again after it.
+    /// at a time); the clock is then stale, read again if the lane is delivered here by then.
     mutating func owned(_ owns: Bool) {
         if isBusy {
             invalidate()
@@ -238,7 +240,7 @@ struct GroupClock: Sendable, Equatable {
     mutating func answered(next: Date?) {
         switch state {
         case .reading(let staleAgain), .flushing(let staleAgain): state = staleAgain ? .stale : .known(next: next)
-        default: break  // the lane stopped meanwhile
+        default: break  // not asked for in this run (an earlier run's flush, answered late)
         }
     }
 
