@@ -103,7 +103,14 @@ import Testing
         #expect((report?["endpoints"] as? [String: [String: Any]])?["erp"]?["state"] as? String == "disabled")
         #expect((report?["endpoints"] as? [String: [String: Any]])?["chat"]?["state"] as? String == "closed")
 
-        let metrics = String(decoding: await get("/metrics")?.body ?? [], as: UTF8.self)
+        // A delivery is counted once paybridge has read its answer, a moment after the receiver
+        // saw it; the endpoint.disabled announcement reaches chat after the 410 was recorded.
+        #expect(await fine.waitFor(count: 3))
+        var metrics = ""
+        try await until("chat's three deliveries are counted") {
+            metrics = String(decoding: await get("/metrics")?.body ?? [], as: UTF8.self)
+            return metrics.contains(#"paybridge_deliveries_total{endpoint="chat",outcome="delivered"} 3"#)
+        }
         #expect(metrics.contains(#"paybridge_endpoint_disabled{endpoint="erp"} 1.0"#), "\(metrics)")
         #expect(metrics.contains(#"paybridge_endpoint_disabled{endpoint="chat"} 0.0"#))
         // Two payment events and the endpoint.disabled announcement (no routes: everything to everyone else).
