@@ -61,10 +61,10 @@ import Testing
 
     @Test func deliveryResultsAreHeldNotResentWhileTheDatabaseIsLocked() async throws {
         let harness = try await Harness.start()
-        // Slow enough answers that the lock below is taken while both are awaited, however
-        // long another connection takes to get it on a busy machine.
+        // Answers held until the lock below is taken: both attempts are in flight meanwhile.
+        let gate = ReplyGate()
         var slow = TestReceiver.Reply.ok
-        slow.delay = .seconds(2)
+        slow.heldUntil = gate
         let receiver = try await TestReceiver.start { [slow] _, _ in slow }
         let ids = harness.createPayments(2)
         let bridge = try await harness.bridge(config(harness, receiver: receiver, state: harness.statePath))
@@ -74,6 +74,7 @@ import Testing
         let running = Task { await bridge.dispatcher.run(.continuous) }
         #expect(await receiver.waitFor(count: 2))
         let lock = try WriteLock(path: harness.statePath + "/" + SQLiteStore.fileName)  // taken while both attempts are in flight
+        gate.open()
         try await until("the results' commit finds the database locked") { !bridge.storage.isAvailable }
         #expect(receiver.requests.count == 2)  // held, not sent again
         #expect(try await bridge.store.deliveries(endpoint: "erp", state: .pending, limit: 10).count == 2)

@@ -6,6 +6,31 @@ import ServiceLifecycle
 import Synchronization
 
 /// A webhook receiver on 127.0.0.1 that records every request and answers as told.
+/// A gate replies wait behind until the test opens it.
+final class ReplyGate: Sendable {
+    private let state = Mutex((open: false, waiting: [CheckedContinuation<Void, Never>]()))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let resume = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiting.append(continuation)
+                return false
+            }
+            if resume { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiting = state.withLock { state in
+            state.open = true
+            defer { state.waiting.removeAll() }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+}
+
 final class TestReceiver: Sendable {
     struct Received: Sendable {
         var path: String
@@ -26,6 +51,9 @@ final class TestReceiver: Sendable {
         var status: Int = 204
         var headers: [(String, String)] = []
         var delay: Duration = .zero
+        /// Holds the answer until the test opens the gate (what a slow endpoint does, without
+        /// guessing how slow is slow enough).
+        var heldUntil: ReplyGate?
         var bodySize = 0
         /// A body to answer with (JSON for a token server).
         var body: String?
@@ -70,6 +98,7 @@ final class TestReceiver: Sendable {
             receiver.inFlight.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
             let reply = receiver.record(received)
             if reply.delay > .zero { try? await Task.sleep(for: reply.delay) }
+            if let gate = reply.heldUntil { await gate.wait() }
             receiver.inFlight.withLock { $0.now -= 1 }
             var fields = HTTPFields()
             for (name, value) in reply.headers {
