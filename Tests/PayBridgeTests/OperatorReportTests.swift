@@ -143,7 +143,8 @@ import Testing
     /// had queued and in flight; after a graceful stop it says nothing of the kind.
     @Test func aKilledRunLeavesNoLockBehindAndTheNextStartSaysItResumes() async throws {
         let harness = try await Harness.start()
-        let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, delay: .seconds(2)) }
+        let gate = ReplyGate()  // the delivery stays in flight until the run is killed
+        let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, heldUntil: gate) }
         let ids = harness.createPayments(1)
         let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url))
             .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
@@ -155,6 +156,7 @@ import Testing
         #expect(await Self.eventually { receiver.mostConcurrent > 0 })  // in flight
         kill(process.processIdentifier, SIGKILL)
         _ = await Binary.exitStatus(of: process)
+        gate.open()  // its answer goes nowhere: the connection died with the run
         receiver.setResponder { _, _ in .ok }
         let next = try await Binary.run(["poll", "--once", "--config", path])
         #expect(next.status == 0, "\(next.stderr)")
@@ -502,7 +504,8 @@ import Testing
     /// refused with why, and the running one goes on.
     @Test func sighupReloadsTheConfigWholeOrNotAtAll() async throws {
         let harness = try await Harness.start()
-        let before = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, delay: .milliseconds(1500)) }
+        let gate = ReplyGate()  // the first delivery stays in flight until the reload waits for it
+        let before = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, heldUntil: gate) }
         let after = try await TestReceiver.start()
         let ids = harness.createPayments(4)
         let port = try Sockets.closedPort()
@@ -523,6 +526,10 @@ import Testing
         #expect(await Self.eventually { before.mostConcurrent > 0 })
         _ = try harness.directory.write("pb.yaml", config(after.url))
         kill(process.processIdentifier, SIGHUP)
+        // The reload waits for it (within the grace), then starts the services on the new config.
+        #expect(await log.shows("stopping: waiting for deliveries in flight"))
+        gate.open()
+        #expect(await log.shows("config reloaded"))
         #expect(try await Self.eventually { try await Binary.run(["deliveries", "list", "--json", "--config", path]).stdout.contains(#""state":"delivered""#) })
         harness.bank.bank.setStatus(ids[1], "Rejected")
         #expect(await after.waitFor(count: 1))
@@ -557,7 +564,8 @@ import Testing
 
     @Test func aGracefulStopSaysItIsWaitingForDeliveriesInFlight() async throws {
         let harness = try await Harness.start()
-        let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, delay: .seconds(3)) }
+        let gate = ReplyGate()  // the delivery stays in flight until the run says it waits for it
+        let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, heldUntil: gate) }
         let ids = harness.createPayments(1)
         let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url))
             .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
@@ -569,9 +577,12 @@ import Testing
         harness.bank.bank.setStatus(ids[0], "Rejected")
         #expect(await Self.eventually { receiver.mostConcurrent > 0 })
         process.terminate()
+        #expect(await log.shows("stopping: waiting for deliveries in flight"))
+        gate.open()
         #expect(await Binary.exitStatus(of: process) == 0)
         let logged = await log.text()
         #expect(logged.contains("stopping: waiting for deliveries in flight"), "\(logged)")
+        #expect(receiver.requests.count == 1, "the delivery in flight finished; nothing was sent again")
         await receiver.stop()
         await harness.stop()
     }

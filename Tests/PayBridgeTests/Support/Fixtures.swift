@@ -146,20 +146,39 @@ enum Binary {
 
 /// Reads a pipe to its end on a thread of its own.
 final class PipeReader: Sendable {
-    private let result = Mutex<Data?>(nil)
+    private let state = Mutex((data: Data(), ended: false))
 
     init(_ pipe: Pipe) {
         Thread.detachNewThread { [self] in
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            result.withLock { $0 = data }
+            let handle = pipe.fileHandleForReading
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                state.withLock { $0.data.append(chunk) }
+            }
+            state.withLock { $0.ended = true }
         }
     }
 
+    /// Everything written, once the writer has closed the pipe.
     func text() async -> String {
         while true {
-            if let data = result.withLock({ $0 }) { return String(decoding: data, as: UTF8.self) }
+            if let data = state.withLock({ $0.ended ? $0.data : nil }) { return String(decoding: data, as: UTF8.self) }
             try? await Task.sleep(for: .milliseconds(10))
         }
+    }
+
+    /// Whether `needle` has been written (or is, within `timeout`): what a test waits for
+    /// before its next step, instead of a fixed time.
+    func shows(_ needle: String, within timeout: Duration = .seconds(30)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let (data, ended) = state.withLock { ($0.data, $0.ended) }
+            if String(decoding: data, as: UTF8.self).contains(needle) { return true }
+            if ended { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
     }
 }
 
