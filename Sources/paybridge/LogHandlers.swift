@@ -66,6 +66,9 @@ struct TextLogHandler: LogHandler {
 
 /// One JSON object a line: `{"time":…,"level":…,"message":…,"endpoint":…}`.
 struct JSONLogHandler: LogHandler {
+    /// Set when logs are JSON: `printError` writes its lines as JSON too.
+    static let everyLine = Atomic(false)
+
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
     var metadataProvider: Logger.MetadataProvider?
@@ -84,6 +87,14 @@ struct JSONLogHandler: LogHandler {
             members.append((key, Self.json(value)))
         }
         Terminal.shared.write(line: String(decoding: JSONValue.object(members).bytes, as: UTF8.self))
+    }
+
+    /// A line without metadata, as `log` writes it.
+    static func line(level: Logger.Level, message: String) -> String {
+        let members: [(key: String, value: JSONValue)] = [
+            ("time", .string(Timestamp.iso8601(Date()))), ("level", .string(level.rawValue)), ("message", .string(message)),
+        ]
+        return String(decoding: JSONValue.object(members).bytes, as: UTF8.self)
     }
 
     static func json(_ value: Logger.MetadataValue) -> JSONValue {

@@ -73,6 +73,7 @@ struct CommonOptions: ParsableArguments {
             return !done
         }
         if first {
+            if json { JSONLogHandler.everyLine.store(true, ordering: .relaxed) }
             LoggingSystem.bootstrap { _ in
                 json ? JSONLogHandler(logLevel: level) as any LogHandler : TextLogHandler(logLevel: level)
             }
@@ -155,6 +156,14 @@ extension StateLockError {
     }
 }
 
+/// A line on standard error outside the logger (a command's errors, `validate`'s findings).
+/// With `--log-format json` it is a JSON object like every log line (`level` warning for a
+/// `warning:` line, else error), so no plain line breaks a JSON log.
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    guard JSONLogHandler.everyLine.load(ordering: .relaxed) else {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+        return
+    }
+    let warning = text.hasPrefix("warning:") || text.contains(": warning: ")
+    Terminal.shared.write(line: JSONLogHandler.line(level: warning ? .warning : .error, message: text))
 }

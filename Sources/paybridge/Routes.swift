@@ -24,7 +24,10 @@ struct Routes: ParsableCommand {
         @Flag(name: .long, help: "One JSON document: {\"event\": …, \"endpoints\": [{\"endpoint\", \"route\", \"format\", \"grouped\"}]}.")
         var json = false
 
+        @OptionGroup var common: CommonOptions
+
         func run() throws {
+            _ = common.bootstrapLogging()
             let configuration = try loadConfiguration(configPath(config), unsetVariables: .deferred, warnings: false)
             guard let data = FileManager.default.contents(atPath: event) else {
                 throw ValidationError("cannot read \(event)")

@@ -22,6 +22,7 @@ struct Validate: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() throws {
+        _ = common.bootstrapLogging()
         let config = try configPath(config)
         let loaded: LoadedConfiguration
         do {

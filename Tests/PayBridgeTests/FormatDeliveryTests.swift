@@ -118,7 +118,8 @@ import Testing
         let path = try directory.write("pb.yaml", config)
         let payment = String(decoding: PipelineTests.paymentBytes, as: UTF8.self)
         let event = try directory.write("rejected.json", String(decoding: PipelineTests.rejectedEvent().body, as: UTF8.self))
-        let text = try await Binary.run(["routes", "test", "--config", path, event])
+        // Like every command, it takes the logging options after the subcommand.
+        let text = try await Binary.run(["routes", "test", "--config", path, event, "--log-level", "debug", "--log-format", "json"])
         #expect(text.status == 0, "\(text.stderr)")
         #expect(text.stdout.contains("payment.status_changed Rejected from PendingProcessing reaches 2 endpoints:"), "\(text.stdout)")
         #expect(text.stdout.contains("  erp\tvia routes[0]\t(format standard)"))

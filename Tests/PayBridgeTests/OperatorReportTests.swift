@@ -300,6 +300,14 @@ import Testing
         let report = lines.map { Self.json(String($0)) }.first { $0["payments"] != nil }
         #expect(report?["payments"] as? Int == 2, "\(poll.stderr)")
         #expect(report?["changed"] as? Int == 0, "\(poll.stderr)")
+
+        // A failed poll says so in JSON too, from its first line to its last.
+        let down = try harness.directory.write("down.yaml", text.replacingOccurrences(of: harness.bank.url, with: "http://127.0.0.1:\(try Sockets.closedPort())"))
+        let failed = try await Binary.run(["poll", "--once", "--log-format", "json", "--config", down])
+        #expect(failed.status == 1, "\(failed.stderr)")
+        let failedLines = failed.stderr.split(separator: "\n")
+        for line in failedLines { #expect(Self.json(String(line))["message"] is String, "not JSON: \(line)") }
+        #expect(failedLines.contains { Self.json(String($0))["message"].map { "\($0)".hasPrefix("poll failed: ") } == true }, "\(failed.stderr)")
         await receiver.stop()
         await harness.stop()
     }
