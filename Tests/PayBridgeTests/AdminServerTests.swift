@@ -222,6 +222,30 @@ import Testing
         #expect(try await Binary.run(["validate", "--config", loopback]).status == 0)
     }
 
+    /// The contract's own example is `token: T`: a short token works, with a warning at its
+    /// place that never shows it.
+    @Test func aShortTokenWorksWithAWarning() async throws {
+        let harness = try await Harness.start()
+        let port = try Sockets.closedPort()
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x"))
+            + "admin:\n  listen: 127.0.0.1:\(port)\n  token: T0ken\n"
+        let path = try harness.directory.write("short.yaml", text)
+        let validate = try await Binary.run(["validate", "--config", path])
+        #expect(validate.status == 0, "\(validate.stderr)")
+        let line = text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("token: T0ken") }.map { $0 + 1 } ?? 0
+        #expect(validate.stderr.contains("short.yaml:\(line):10: warning: admin.token is short: use 16 characters or more"), "\(validate.stderr)")
+        #expect(!validate.stderr.contains("T0ken"), "the token never shows")
+        let (process, _, _) = try Binary.start(["run", "--config", path])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let admin = Admin(port: port)
+        defer { admin.http.shutdown() }
+        #expect(await admin.wait("/metrics", status: 200, token: "T0ken"))
+        #expect(await admin.get("/metrics", token: "T0ken-wrong")?.status == 401)
+        process.terminate()
+        #expect(await Binary.exitStatus(of: process) == 0)
+        await harness.stop()
+    }
+
     /// `--log-format json`: one object a line; bank lines carry the request id, delivery
     /// lines the event, payment and endpoint; no secret at any level.
     @Test func jsonLogsCarryTheirIdsAndNoSecret() async throws {

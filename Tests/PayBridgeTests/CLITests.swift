@@ -33,6 +33,34 @@ import Testing
         #expect(!output.stdout.contains("hunter2"))
     }
 
+    /// A watch's dates, timestamps and amounts are checked where they are written: the bank
+    /// would otherwise ignore or refuse them at every poll.
+    @Test func validateChecksAWatchsDatesAndAmountsAtTheirPlace() async throws {
+        let directory = try TemporaryDirectory()
+        let query = { (lines: String) in
+            ConfigTests.valid.replacingOccurrences(of: "        InstructedDateFrom: -3d\n", with: lines)
+        }
+        let bad = try directory.write(
+            "bad.yaml",
+            query(
+                "        InstructedDateFrom: -3days\n        ValueDateTo: 2026-13-45\n        LastChangedTimestampFrom: -2 h\n"
+                    + "        AmountFrom: lots\n"))
+        let output = try await Binary.run(["validate", "--config", bad])
+        #expect(output.status == 1)
+        let lines = output.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.contains("\(bad):11:29: source.watches[0].query.InstructedDateFrom: '-3days' is not relative (-90m, -2h, -3d) or a date (YYYY-MM-DD)"), "\(output.stderr)")
+        #expect(lines.contains("\(bad):12:22: source.watches[0].query.ValueDateTo: '2026-13-45' is not relative (-90m, -2h, -3d) or a date (YYYY-MM-DD)"), "\(output.stderr)")
+        #expect(lines.contains { $0.hasPrefix("\(bad):13:35: source.watches[0].query.LastChangedTimestampFrom: '-2 h' is not relative") }, "\(output.stderr)")
+        #expect(lines.contains("\(bad):14:21: source.watches[0].query.AmountFrom: 'lots' is not a number"), "\(output.stderr)")
+        let good = try directory.write(
+            "good.yaml",
+            query(
+                "        InstructedDateFrom: 2026-02-28\n        ValueDateTo: -90m\n        LastChangedTimestampFrom: 2026-02-28T10:00:00+01:00\n"
+                    + "        AmountFrom: -100\n        AmountTo: 1e3\n"))
+        let fine = try await Binary.run(["validate", "--config", good])
+        #expect(fine.status == 0, "\(fine.stderr)")
+    }
+
     @Test func validateExplainsAMissingFile() async throws {
         let output = try await Binary.run(["validate", "--config", "/nonexistent/paybridge.yaml"])
         #expect(output.status != 0)

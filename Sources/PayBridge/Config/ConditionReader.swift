@@ -18,6 +18,56 @@ enum BankVocabulary {
     ]
 
     static let classifications = ["Incoming", "Outgoing", "Own"]
+
+    /// What a query parameter's value must look like, by its name.
+    enum QueryKind: Equatable {
+        /// `…DateFrom` / `…DateTo`: relative (`-3d`) or `YYYY-MM-DD`.
+        case date
+        /// `LastChangedTimestampFrom`: relative, a date, or an ISO 8601 timestamp.
+        case timestamp
+        /// `AmountFrom` / `AmountTo`: a number (negative finds reversals).
+        case amount
+        case other
+
+        init(_ name: String) {
+            let lower = name.lowercased()
+            if lower.hasPrefix("amount") {
+                self = .amount
+            } else if lower.contains("timestamp") {
+                self = .timestamp
+            } else if lower.hasSuffix("datefrom") || lower.hasSuffix("dateto") {
+                self = .date
+            } else {
+                self = .other
+            }
+        }
+
+        /// What `text` should have been, or nil when it is fine.
+        func problem(with text: String) -> String? {
+            switch self {
+            case .date:
+                return Self.isDate(text) ? nil : "relative (-90m, -2h, -3d) or a date (YYYY-MM-DD)"
+            case .timestamp:
+                let date = String(text.prefix(10))
+                let rest = text.dropFirst(10)
+                let time = rest.isEmpty || rest.wholeMatch(of: /T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?/) != nil
+                return Self.isDate(date) && time ? nil : "relative (-90m, -2h, -3d), a date (YYYY-MM-DD) or a timestamp (YYYY-MM-DDTHH:MM:SSZ)"
+            case .amount:
+                return Double(text).map { $0.isFinite } == true ? nil : "a number"
+            case .other:
+                return nil
+            }
+        }
+
+        /// `YYYY-MM-DD`, a day that exists.
+        static func isDate(_ text: String) -> Bool {
+            guard let match = text.wholeMatch(of: /(\d{4})-(\d{2})-(\d{2})/), let year = Int(match.1), let month = Int(match.2), let day = Int(match.3)
+            else { return false }
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+            return DateComponents(year: year, month: month, day: day).isValidDate(in: calendar)
+        }
+    }
 }
 
 /// Reads a route's `when` and the conditions inside it (§8 of the contract): sibling keys are
