@@ -19,7 +19,7 @@ import Testing
             try PaymentPageScanner.scanList(body)
         }
 
-        func fetchPayment(id: String) async throws -> PaymentPage? { nil }
+        func fetchPayment(id: String) async throws -> PaymentPage { PaymentPage(body: [], payments: []) }
     }
 
     /// The real store, except that right after the poller's read (outside its transaction)
@@ -53,6 +53,7 @@ import Testing
         func changes() -> AsyncStream<StateChange> { store.changes() }
         func watchRecord(name: String) async throws -> WatchRecord? { try await store.watchRecord(name: name) }
         func watchMembers(name: String) async throws -> Set<String> { try await store.watchMembers(name: name) }
+        func watchMemberChanges(name: String) async throws -> [String: Date?] { try await store.watchMemberChanges(name: name) }
         func endpointRecords() async throws -> [String: EndpointRecord] { try await store.endpointRecords() }
         func sourceRecord(name: String) async throws -> SourceRecord { try await store.sourceRecord(name: name) }
     }

@@ -49,7 +49,9 @@ public final class BankingCircleClient: PaymentSource {
         let path = Self.listPath + "?" + QueryText.encode(items)
         let (response, requestId, attempts) = try await get(path)
         do {
-            return try PaymentPageScanner.scanList(response.body)
+            var page = try PaymentPageScanner.scanList(response.body)
+            page.requestId = requestId
+            return page
         } catch {
             throw BankError(reason: .malformed(error), call: "GET \(path)", requestId: requestId, attempts: attempts)
         }
@@ -59,12 +61,14 @@ public final class BankingCircleClient: PaymentSource {
         http.recycle(page.body)
     }
 
-    public func fetchPayment(id: String) async throws -> PaymentPage? {
+    public func fetchPayment(id: String) async throws -> PaymentPage {
         let path = Self.listPath + "/" + QueryText.percentEncode(id)
         let (response, requestId, attempts) = try await get(path, notFoundIsNil: true)
-        guard response.status != 404 else { return nil }
+        guard response.status != 404 else { return PaymentPage(body: [], payments: [], requestId: requestId) }
         do {
-            return try PaymentPageScanner.scanPayment(response.body)
+            var page = try PaymentPageScanner.scanPayment(response.body)
+            page.requestId = requestId
+            return page
         } catch {
             throw BankError(reason: .malformed(error), call: "GET \(path)", requestId: requestId, attempts: attempts)
         }

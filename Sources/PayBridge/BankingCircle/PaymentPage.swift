@@ -21,8 +21,13 @@ public struct PaymentPage: Sendable {
     public var currentPage: Int?
     public var pageSize: Int?
     public var rowCount: Int?
+    /// The `X-Request-ID` of the call that brought it (for the lines logged about it).
+    public var requestId: String?
 
-    public init(body: [UInt8], payments: [ScannedPayment], currentPage: Int? = nil, pageSize: Int? = nil, rowCount: Int? = nil) {
+    public init(
+        body: [UInt8], payments: [ScannedPayment], currentPage: Int? = nil, pageSize: Int? = nil, rowCount: Int? = nil, requestId: String? = nil
+    ) {
+        self.requestId = requestId
         self.body = body
         self.payments = payments
         self.currentPage = currentPage

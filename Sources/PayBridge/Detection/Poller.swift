@@ -7,14 +7,46 @@ public protocol PaymentSource: Sendable {
     /// One page of the watch's query. Relative times resolve against `pollStartedAt`, so
     /// every page of a poll asks for the same window.
     func fetchPage(watch: Watch, pageNumber: Int, pageSize: Int, pollStartedAt: Date) async throws -> PaymentPage
-    /// One payment by id (a page with one payment), or nil when the bank does not know it.
-    func fetchPayment(id: String) async throws -> PaymentPage?
+    /// One payment by id: a page with the payment, or with none when the bank does not know
+    /// it (a 404).
+    func fetchPayment(id: String) async throws -> PaymentPage
     /// Takes back a page the poller is done with (its buffer receives a later page).
     func recycle(_ page: consuming PaymentPage)
 }
 
 extension PaymentSource {
     public func recycle(_ page: consuming PaymentPage) {}
+}
+
+/// When a payment that left a status-filtered watch with its status still matching (its
+/// window slid past it) is asked for again: at every poll while its last change is recent,
+/// then about every tenth of its age (at most every 15 minutes), and not after 30 days
+/// without a change (the bank's `LastChangedTimestampFrom` reaches back 30 days). The
+/// moments are multiples of the period, so no look-up time needs to be stored.
+enum ExitCheck: Equatable {
+    case lookUp
+    case later
+    case forget
+
+    static let longestPeriod: TimeInterval = 15 * 60
+    static let horizon: TimeInterval = 30 * 86400
+
+    static func decide(lastChange: Date?, now: Date, previousPoll: Date?) -> ExitCheck {
+        guard let lastChange, let previousPoll else { return .lookUp }
+        let age = now.timeIntervalSince(lastChange)
+        if age > horizon { return .forget }
+        let period = min(age / 10, longestPeriod)
+        guard period >= 1 else { return .lookUp }
+        let crossed = (now.timeIntervalSince1970 / period).rounded(.down) != (previousPoll.timeIntervalSince1970 / period).rounded(.down)
+        return crossed ? .lookUp : .later
+    }
+}
+
+/// What a look-up by id found: the payment's change (if any), or that the bank does not know
+/// it (with the request that asked, for the log line).
+public enum PaymentLookUp: Sendable {
+    case found(PollReport)
+    case unknown(requestId: String?)
 }
 
 /// A poll that did not finish; pages committed before the failure stay committed.
@@ -111,7 +143,10 @@ public struct Poller: Sendable {
             if let echoed = page.currentPage, echoed != pageNumber {
                 logger.warning(
                     "the bank's pageInfo.currentPage does not echo the page asked for",
-                    metadata: ["watch": "\(watch.name)", "asked": .stringConvertible(pageNumber), "answered": .stringConvertible(echoed)])
+                    metadata: [
+                        "watch": "\(watch.name)", "asked": .stringConvertible(pageNumber), "answered": .stringConvertible(echoed),
+                        "requestId": "\(page.requestId ?? "")",
+                    ])
             }
             let full = page.payments.count >= pageSize
             // A full page identical to the one before means PageNumber is ignored: paging
@@ -153,22 +188,39 @@ public struct Poller: Sendable {
         var members = seen
         if let statusFilter {
             // A payment that left a status-filtered watch may have left because its status
-            // changed (Rejected -> Processed): ask the bank for it by id.
-            let departed = try await attempt(watch, page: nil) { try await store.watchMembers(name: watch.name) }.subtracting(seen)
-            for paymentId in departed.sorted() {
+            // changed (Rejected -> Processed): ask the bank for it by id. One whose status still
+            // matches left the window instead; it stays a member, asked for less often as its
+            // last change ages (`ExitCheck`), so the look-ups do not grow with every payment
+            // that ever matched.
+            let known = try await attempt(watch, page: nil) { try await store.watchMemberChanges(name: watch.name) }
+            for (paymentId, lastChange) in known.filter({ !seen.contains($0.key) }).sorted(by: { $0.key < $1.key }) {
                 if shouldStop() {
                     report.complete = false
                     return report
                 }
-                let single: PaymentPage?
+                switch ExitCheck.decide(lastChange: lastChange, now: startedAt, previousPoll: record?.lastSuccessAt) {
+                case .lookUp:
+                    break
+                case .later:
+                    members.insert(paymentId)
+                    continue
+                case .forget:
+                    logger.info(
+                        "payment left the watch long after its last change: no longer looked up",
+                        metadata: ["watch": "\(watch.name)", "paymentId": "\(paymentId)"])
+                    continue
+                }
+                let single: PaymentPage
                 do {
                     single = try await source.fetchPayment(id: paymentId)
                 } catch {
                     throw PollError(stage: .source, watch: watch.name, paymentId: paymentId, underlying: error)
                 }
                 report.lookups += 1
-                guard let single else {
-                    logger.warning("payment left the watch and the bank no longer knows it", metadata: ["watch": "\(watch.name)", "paymentId": "\(paymentId)"])
+                guard !single.payments.isEmpty else {
+                    logger.warning(
+                        "payment left the watch and the bank no longer knows it",
+                        metadata: ["watch": "\(watch.name)", "paymentId": "\(paymentId)", "requestId": "\(single.requestId ?? "")"])
                     continue
                 }
                 report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: emitNew, report: report) }
@@ -187,22 +239,21 @@ public struct Poller: Sendable {
 
     /// Reads one payment by id and detects its change as `watch` (the look-up a notification
     /// of the bank triggers): the same diff, chunk commit and event ids as a poll, so the
-    /// next poll finds nothing new. A payment never seen before is `payment.created`. Nil
-    /// when the bank does not know the payment.
-    public func lookUp(_ paymentId: String, as watch: Watch) async throws(PollError) -> PollReport? {
-        let single: PaymentPage?
+    /// next poll finds nothing new. A payment never seen before is `payment.created`.
+    public func lookUp(_ paymentId: String, as watch: Watch) async throws(PollError) -> PaymentLookUp {
+        let single: PaymentPage
         do {
             single = try await source.fetchPayment(id: paymentId)
         } catch {
             throw PollError(stage: .source, watch: watch.name, paymentId: paymentId, underlying: error)
         }
-        guard let single else { return nil }
+        guard !single.payments.isEmpty else { return .unknown(requestId: single.requestId) }
         var report = PollReport(watch: watch.name, baseline: false)
         report.lookups = 1
         report.payments = single.payments.count
         report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: true, report: report) }
         source.recycle(single)
-        return report
+        return .found(report)
     }
 
     private static func fetch(

@@ -79,8 +79,8 @@ public final class NotificationLookups: Sendable {
     private func run(_ lookup: Lookup) async -> Outcome {
         let counter = Counter(label: "paybridge_notification_lookups_total", dimensions: [("outcome", "ok")])
         do {
-            let report = try await poller.lookUp(lookup.paymentId, as: Self.watch)
-            if let report {
+            switch try await poller.lookUp(lookup.paymentId, as: Self.watch) {
+            case .found(let report):
                 counter.increment()
                 if report.events > 0 {
                     let seconds = max(0, clock.now().timeIntervalSince(lookup.requestedAt))
@@ -93,9 +93,10 @@ public final class NotificationLookups: Sendable {
                             "sinceNotification": "\(String(format: "%.3f", seconds)) s",
                         ])
                 }
-            } else {
+            case .unknown(let requestId):
                 Counter(label: "paybridge_notification_lookups_total", dimensions: [("outcome", "unknown_payment")]).increment()
-                logger.warning("the bank does not know a notified payment", metadata: ["paymentId": "\(lookup.paymentId)"])
+                logger.warning(
+                    "the bank does not know a notified payment", metadata: ["paymentId": "\(lookup.paymentId)", "requestId": "\(requestId ?? "")"])
             }
         } catch let error where error.underlying as? StorageError == .leaseLost {
             return .leaseLost

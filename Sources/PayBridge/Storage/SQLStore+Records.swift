@@ -23,6 +23,16 @@ extension SQLStore {
         }
     }
 
+    public func watchMemberChanges(name: String) async throws -> [String: Date?] {
+        try await reading { connection in
+            var members: [String: Date?] = [:]
+            try await connection.query(
+                "SELECT m.payment_id, p.updated_at FROM watch_member m LEFT JOIN payment p ON p.id = m.payment_id WHERE m.watch = ?", [.text(name)]
+            ) { row in members[try row.string(0)] = try row.date(1) }
+            return members
+        }
+    }
+
     public func endpointRecords() async throws -> [String: EndpointRecord] {
         try await reading { connection in
             var records: [String: EndpointRecord] = [:]

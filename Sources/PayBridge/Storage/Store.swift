@@ -251,6 +251,8 @@ public protocol OutboxStore: Sendable {
 public protocol RecordStore: Sendable {
     func watchRecord(name: String) async throws -> WatchRecord?
     func watchMembers(name: String) async throws -> Set<String>
+    /// The watch's members with when paybridge last saw each one's status change.
+    func watchMemberChanges(name: String) async throws -> [String: Date?]
     func endpointRecords() async throws -> [String: EndpointRecord]
     /// `name`: `source` (the bank's availability) or `notifications` (the subscription's).
     func sourceRecord(name: String) async throws -> SourceRecord
