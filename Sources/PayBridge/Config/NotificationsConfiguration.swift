@@ -12,7 +12,7 @@ public struct NotificationsConfiguration: Sendable {
         "OutgoingPaymentRejected", "MissingFunding", "OutgoingPaymentProcessed", "IncomingPaymentProcessed", "Reversed",
     ]
     /// The bank's limit on a notification body.
-    public static let maxBody = 50 << 20
+    public static let maxBody = 50_000_000
 
     /// `host:port` the listener binds.
     public var listen: String

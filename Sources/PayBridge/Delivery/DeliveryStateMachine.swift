@@ -321,7 +321,7 @@ public struct DeliveryStateMachine: Sendable {
         let record = AttemptRecord(
             deliveryId: end.delivery.id, attempt: number, startedAt: end.startedAt,
             duration: .milliseconds(Int64((end.finishedAt.timeIntervalSince(end.startedAt) * 1000).rounded())),
-            httpStatus: status, error: end.result.summary, response: success ? nil : end.result.responseExcerpt, next: next)
+            httpStatus: status, error: end.result.summary, response: end.result.responseExcerpt, next: next)
         unrecorded[end.delivery.id] = (index, next)
         lanes[index].unrecorded.insert(end.delivery.id)
         actions.append(.record(Outcome(lane: index, delivery: end.delivery, record: record)))

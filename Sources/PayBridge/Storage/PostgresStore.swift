@@ -493,7 +493,7 @@ final class PostgresTransaction: SQLTransaction {
     nonisolated(nonsending) func recordAttempts(_ attempts: [AttemptRecord], at date: Date) async throws {
         guard !attempts.isEmpty else { return }
         // Two statements for the whole batch: the attempt log, then the deliveries.
-        let logged = attempts.filter { $0.next != .delivered || $0.attempt > 1 }
+        let logged = attempts.filter(\.needsAttemptRow)
         if !logged.isEmpty {
             try await send(
                 """

@@ -230,8 +230,8 @@ final class SQLiteTransaction: SQLTransaction {
     }
 
     /// A success is recorded on the delivery row (`delivered_at`, `last_status`); only
-    /// failures and the attempts that follow them get an `attempt` row, which keeps the common
-    /// case to one write per delivery.
+    /// failures, the attempts that follow them and answers with a body (kept for `deliveries
+    /// show`) get an `attempt` row, which keeps the common case to one write per delivery.
     nonisolated(nonsending) func recordAttempts(_ attempts: [AttemptRecord], at date: Date) async throws {
         let insert = try db.cachedStatement(
             sql: """
@@ -247,7 +247,7 @@ final class SQLiteTransaction: SQLTransaction {
         let now = date.timeIntervalSince1970
         for record in attempts {
             let finished = record.startedAt.timeIntervalSince1970 + Double(record.duration.milliseconds) / 1000
-            if record.next != .delivered || record.attempt > 1 {
+            if record.needsAttemptRow {
                 var raw = RawStatement(insert)
                 raw.bind(record.deliveryId)
                 raw.bind(record.attempt)

@@ -164,6 +164,12 @@ public struct AttemptRecord: Sendable, Equatable {
     }
 }
 
+extension AttemptRecord {
+    /// A first attempt that succeeded without a body lives on its delivery's row alone; every
+    /// other attempt has a row of its own.
+    var needsAttemptRow: Bool { next != .delivered || attempt > 1 || response != nil }
+}
+
 /// A delivery as operators and tests see it.
 public struct DeliveryRecord: Sendable, Equatable {
     public var id: Int64
