@@ -157,6 +157,9 @@ struct Deliveries: AsyncParsableCommand {
         @Flag(name: .long, help: "Bulk: do it (without, the replay only prints what it would do).")
         var yes = false
 
+        @Flag(name: .long, help: "One JSON document, as the operations API answers: {\"dryRun\", \"ids\", \"outOfOrder\", \"replayed\"}.")
+        var json = false
+
         @OptionGroup var common: CommonOptions
 
         func validate() throws {
@@ -173,6 +176,9 @@ struct Deliveries: AsyncParsableCommand {
             if let endpoint {
                 let dead = try await operating(config) { try await operations.deadLetters(endpoint: endpoint, since: try ago(since)) }
                 ids = dead.map(\.id).sorted()
+                if json, !yes {
+                    return Output.print(ActionJSON.replay(try await operations.planReplay(ids: ids), replayed: [], dryRun: true))
+                }
                 guard yes else {
                     print("would queue \(Output.count(ids.count, "dead delivery", "dead deliveries")) of \(endpoint) again; add --yes to do it")
                     for row in dead.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
@@ -185,6 +191,7 @@ struct Deliveries: AsyncParsableCommand {
             let plan = try await operating(config) { try await operations.planReplay(ids: ids) }
             warnOutOfOrder(plan.outOfOrder, would: false)
             let replayed = try await operations.replay(ids: ids)
+            if json { return Output.print(ActionJSON.replay(plan, replayed: replayed, dryRun: false)) }
             let already = ids.count - replayed.count
             print(
                 "\(Output.count(replayed.count, "delivery", "deliveries")) queued again"

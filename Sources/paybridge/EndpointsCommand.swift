@@ -76,11 +76,15 @@ struct Endpoints: AsyncParsableCommand {
         @Argument(help: "The endpoint's name.")
         var endpoint: String
 
+        @Flag(name: .long, help: "One JSON document, as the operations API answers: {\"endpoint\", \"state\", \"changed\"}.")
+        var json = false
+
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
             let operations = try await openState(config, common: common)
             let wasDisabled = try await operating(config) { try await operations.enable(endpoint: endpoint) }
+            if json { return Output.print(ActionJSON.endpoint(endpoint, enabled: true, changed: wasDisabled)) }
             print(wasDisabled ? "\(endpoint): enabled" : "\(endpoint): was not disabled")
         }
     }
@@ -99,11 +103,15 @@ struct Endpoints: AsyncParsableCommand {
         @Option(name: .long, help: "Why (shown by endpoints list).")
         var reason = "disabled by an operator"
 
+        @Flag(name: .long, help: "One JSON document, as the operations API answers: {\"endpoint\", \"state\", \"changed\"}.")
+        var json = false
+
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
             let operations = try await openState(config, common: common)
             try await operating(config) { try await operations.disable(endpoint: endpoint, reason: reason) }
+            if json { return Output.print(ActionJSON.endpoint(endpoint, enabled: false, changed: true)) }
             print("\(endpoint): disabled; its deliveries wait (paybridge endpoints enable \(endpoint) resumes them)")
         }
     }

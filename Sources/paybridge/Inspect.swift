@@ -153,11 +153,15 @@ struct Events: AsyncParsableCommand {
         @Option(name: .long, help: "The endpoint to send it to.")
         var to: String
 
+        @Flag(name: .long, help: "One JSON document, as the operations API answers: {\"delivery\", \"outOfOrder\"}.")
+        var json = false
+
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
             let operations = try await openState(config, common: common)
             let (id, outOfOrder) = try await operating(config) { try await operations.redeliver(eventId: eventId, to: to) }
+            if json { return Output.print(ActionJSON.redeliver(delivery: id, outOfOrder: outOfOrder)) }
             if outOfOrder {
                 printError("warning: delivery \(id): its payment already has a later event delivered to \(to); the receiver will get them out of order")
             }

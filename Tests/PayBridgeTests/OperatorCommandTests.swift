@@ -138,6 +138,12 @@ import Testing
         #expect(dry.status == 0)
         #expect(dry.stdout.contains("would queue 2 dead deliveries of flaky again; add --yes to do it"), "\(dry.stdout)")
         #expect(try await state.harness.bridgeStoreCounts()["flaky"]?[.dead] == 2, "nothing changed")
+        // The same dry run as one JSON document, as the operations API answers it.
+        let dryJSON = Self.json(try await state.run(["deliveries", "replay", "--endpoint", "flaky", "--state", "dead", "--json"]))
+        #expect(dryJSON["dryRun"] as? Bool == true)
+        #expect((dryJSON["ids"] as? [Int])?.count == 2)
+        #expect((dryJSON["replayed"] as? [Int])?.isEmpty == true)
+        #expect(try await state.harness.bridgeStoreCounts()["flaky"]?[.dead] == 2, "still nothing changed")
 
         state.flaky.setResponder { _, _ in .ok }
         let done = try await state.run(["deliveries", "replay", "--endpoint", "flaky", "--state", "dead", "--yes"])
@@ -150,8 +156,9 @@ import Testing
         // A delivered one, named by id, is sent again on purpose: its attempts are kept.
         let delivered = Self.json(try await state.run(["deliveries", "list", "--endpoint", "erp", "--state", "delivered", "--json"]))
         let id = try #require((delivered["deliveries"] as? [[String: Any]])?.first?["id"] as? Int)
-        let again = try await state.run(["deliveries", "replay", "--id", "\(id)"])
-        #expect(again.stdout.contains("1 delivery queued again"))
+        let again = Self.json(try await state.run(["deliveries", "replay", "--id", "\(id)", "--json"]))
+        #expect(again["dryRun"] as? Bool == false)
+        #expect(again["replayed"] as? [Int] == [id])
         _ = try await state.run(["poll", "--once"])
         let attempts = Self.json(try await state.run(["deliveries", "show", "\(id)", "--json"]))["attempts"] as? [[String: Any]] ?? []
         #expect(attempts.compactMap { $0["number"] as? Int } == [1, 2], "\(attempts)")
@@ -165,14 +172,18 @@ import Testing
         #expect(redeliver.status == 0, "\(redeliver.stderr)")
         #expect(redeliver.stderr.contains("its payment already has a later event delivered to erp"), "\(redeliver.stderr)")
         #expect(redeliver.stdout.contains("\(older) queued for erp"))
+        let redeliverJSON = Self.json(try await state.run(["events", "redeliver", older, "--to", "erp", "--json"]))
+        #expect(redeliverJSON["outOfOrder"] as? Bool == true)
+        #expect(redeliverJSON["delivery"] as? Int != nil)
         await state.stop()
     }
 
     @Test(arguments: Backend.available)
     func disablingAnEndpointHoldsItsDeliveries(backend: Backend) async throws {
         let state = try await State.build(backend)
-        let disabled = try await state.run(["endpoints", "disable", "erp", "--reason", "ERP maintenance"])
-        #expect(disabled.status == 0)
+        let disabled = Self.json(try await state.run(["endpoints", "disable", "erp", "--reason", "ERP maintenance", "--json"]))
+        #expect(disabled["endpoint"] as? String == "erp")
+        #expect(disabled["state"] as? String == "disabled")
         state.harness.bank.bank.setStatus(state.short, "Processed")
         _ = try await state.run(["poll", "--once"])
         #expect(state.erp.requests.count == 2, "nothing sent while disabled")
@@ -181,10 +192,34 @@ import Testing
         #expect(erp?["health"] as? String == "disabled")
         #expect(erp?["disabledReason"] as? String == "ERP maintenance")
         #expect(erp?["pending"] as? Int == 1)
-        _ = try await state.run(["endpoints", "enable", "erp"])
+        let enabled = Self.json(try await state.run(["endpoints", "enable", "erp", "--json"]))
+        #expect(enabled["state"] as? String == "enabled")
+        #expect(enabled["changed"] as? Bool == true)
         _ = try await state.run(["poll", "--once"])
         #expect(state.erp.requests.count == 3)
         await state.stop()
+    }
+
+    /// `deliveries show` has the receiver's answer for a success too, not only for failures.
+    @Test func aDeliveryShowsTheReceiversAnswerToASuccess() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, body: #"{"received":true}"#) }
+        let ids = harness.createPayments(1)
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url)))
+        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        let rows = Self.json(try await Binary.run(["deliveries", "list", "--json", "--config", path]))["deliveries"] as? [[String: Any]] ?? []
+        let id = try #require(rows.first?["id"] as? Int)
+        let detail = Self.json(try await Binary.run(["deliveries", "show", "\(id)", "--json", "--config", path]))
+        let attempt = (detail["attempts"] as? [[String: Any]])?.first
+        #expect(attempt?["httpStatus"] as? Int == 200)
+        #expect(attempt?["response"] as? String == #"{"received":true}"#)
+        let text = try await Binary.run(["deliveries", "show", "\(id)", "--config", path])
+        #expect(text.stdout.contains(#"{"received":true}"#), "\(text.stdout)")
+        await receiver.stop()
+        await harness.stop()
     }
 
     @Test func readingCommandsNeverCreateState() async throws {

@@ -128,10 +128,7 @@ enum OperationsAPI {
                     logger.notice(
                         "operator action: replay", metadata: ["token": "\(identity.name)", "deliveries": "\(replayed.map(String.init).joined(separator: ","))"])
                 }
-                return .object([
-                    ("dryRun", .bool(!confirm)), ("ids", .array(plan.ids.map { .int(Int($0)) })),
-                    ("outOfOrder", .array(plan.outOfOrder.map { .int(Int($0)) })), ("replayed", .array(replayed.map { .int(Int($0)) })),
-                ])
+                return ActionJSON.replay(plan, replayed: replayed, dryRun: !confirm)
             }
         }
         api.post("events/{id}/redeliver") { request, context -> Response in
@@ -143,7 +140,7 @@ enum OperationsAPI {
                 logger.notice(
                     "operator action: redeliver",
                     metadata: ["token": "\(identity.name)", "eventId": "\(eventId)", "endpoint": "\(endpoint)", "delivery": "\(delivery)"])
-                return .object([("delivery", .int(Int(delivery))), ("outOfOrder", .bool(outOfOrder))])
+                return ActionJSON.redeliver(delivery: delivery, outOfOrder: outOfOrder)
             }
         }
         for (action, enable) in [("enable", true), ("disable", false)] {
@@ -159,7 +156,7 @@ enum OperationsAPI {
                         }
                     }
                     logger.notice("operator action: \(action) endpoint", metadata: ["token": "\(identity.name)", "endpoint": "\(name)"])
-                    return .object([("endpoint", .string(name)), ("state", .string(enable ? "enabled" : "disabled")), ("changed", .bool(changed))])
+                    return ActionJSON.endpoint(name, enabled: enable, changed: changed)
                 }
             }
         }

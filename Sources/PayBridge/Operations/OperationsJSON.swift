@@ -185,3 +185,22 @@ extension Bridge {
         ])
     }
 }
+
+/// What an operator's action answers: the same document from the CLI's `--json` and from the
+/// operations API.
+public enum ActionJSON {
+    public static func replay(_ plan: Operations.ReplayPlan, replayed: [Int64], dryRun: Bool) -> JSONValue {
+        .object([
+            ("dryRun", .bool(dryRun)), ("ids", .array(plan.ids.map { .int(Int($0)) })),
+            ("outOfOrder", .array(plan.outOfOrder.map { .int(Int($0)) })), ("replayed", .array(replayed.map { .int(Int($0)) })),
+        ])
+    }
+
+    public static func redeliver(delivery: Int64, outOfOrder: Bool) -> JSONValue {
+        .object([("delivery", .int(Int(delivery))), ("outOfOrder", .bool(outOfOrder))])
+    }
+
+    public static func endpoint(_ name: String, enabled: Bool, changed: Bool) -> JSONValue {
+        .object([("endpoint", .string(name)), ("state", .string(enabled ? "enabled" : "disabled")), ("changed", .bool(changed))])
+    }
+}
