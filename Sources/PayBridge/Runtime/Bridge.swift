@@ -403,7 +403,11 @@ public final class Bridge: Sendable {
             "created": .stringConvertible(report.created), "changed": .stringConvertible(report.changed), "recorded": .stringConvertible(report.recorded),
             "lookups": .stringConvertible(report.lookups),
         ]
-        if report.baseline {
+        if report.baseline, !report.complete {
+            logger.info("baseline poll stopped before its end: it goes on at the next poll", metadata: metadata)
+        } else if report.baseline, report.events > 0 {
+            logger.info("baseline poll done: payments recorded with events (baseline: emit)", metadata: metadata)
+        } else if report.baseline {
             logger.info("baseline poll done: payments recorded without events", metadata: metadata)
         } else if report.events > 0 {
             logger.info("poll found changes", metadata: metadata)
