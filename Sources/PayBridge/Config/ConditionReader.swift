@@ -50,7 +50,7 @@ enum BankVocabulary {
             case .timestamp:
                 let date = String(text.prefix(10))
                 let rest = text.dropFirst(10)
-                let time = rest.isEmpty || rest.wholeMatch(of: /T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?/) != nil
+                let time = rest.isEmpty || rest.wholeMatch(of: /T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})/) != nil
                 return Self.isDate(date) && time ? nil : "relative (-90m, -2h, -3d), a date (YYYY-MM-DD) or a timestamp (YYYY-MM-DDTHH:MM:SSZ)"
             case .amount:
                 return Double(text).map { $0.isFinite } == true ? nil : "a number"
