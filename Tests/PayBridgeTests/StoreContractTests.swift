@@ -231,6 +231,16 @@ import Testing
         #expect(try await store.sourceRecord() == SourceRecord(failingSince: at, announcedAt: at, sequence: 2))
         try await store.detect { try await $0.replaceWatchMembers(name: "recent", paymentIds: ["c"]) }
         #expect(try await store.watchMembers(name: "recent") == ["c"])
+        // Members with their last change seen: the payment's state when there is one.
+        let changed = at.addingTimeInterval(-3600)
+        try await store.detect { transaction in
+            try await transaction.savePaymentState(paymentId: "c", state: PaymentState(status: "Rejected", sequence: 1), watch: "recent", at: changed)
+            try await transaction.replaceWatchMembers(name: "recent", paymentIds: ["c", "d"])
+        }
+        let members = try await store.watchMemberChanges(name: "recent")
+        #expect(Set(members.keys) == ["c", "d"])
+        #expect(members["c"] == .some(changed))
+        #expect(members["d"] == .some(nil), "no state for d: no known change")
     }
 
     @Test(arguments: Backend.available)

@@ -56,17 +56,20 @@ import Testing
         #expect(receiver.requests.first?.data["previousStatus"] as? String == "Rejected")
         #expect(receiver.requests.first?.data["watch"] as? String == "failures")
 
-        // Another that stays Rejected: forgotten 30 days after its last change, with a line.
+        // Another that stays Rejected: 30 days after its last change it is asked for one last
+        // time, then no more, with a line.
         let old = harness.bank.bank.createPayment(amount: 20, status: "Rejected")
+        let askedForOld = { harness.bank.paymentRequests.filter { $0.path == "/api/v1/payments/singles/\(old)" }.count }
         _ = try await poll()  // a member
         try clock.advance(by: 31 * 86400)
+        let before30 = askedForOld()
         let forgetting = try await poll()
-        #expect(forgetting.stderr.contains("payment left the watch long after its last change: no longer looked up"), "\(forgetting.stderr)")
+        #expect(askedForOld() == before30 + 1, "asked for one last time")
+        #expect(forgetting.stderr.contains("asked for one last time: no longer looked up"), "\(forgetting.stderr)")
         #expect(forgetting.stderr.contains(old))
-        let asked = harness.bank.paymentRequests.filter { $0.path == "/api/v1/payments/singles/\(old)" }.count
         try clock.advance(by: 3600)
         _ = try await poll()
-        #expect(harness.bank.paymentRequests.filter { $0.path == "/api/v1/payments/singles/\(old)" }.count == asked, "never asked for again")
+        #expect(askedForOld() == before30 + 1, "never asked for again")
         await receiver.stop()
         await harness.stop()
     }
@@ -93,20 +96,43 @@ import Testing
 
     @Test func theLookUpMomentsFollowTheAgeOfTheLastChange() {
         let base = Date(timeIntervalSince1970: 1_800_000_000)
+        let decide = { (age: TimeInterval, gap: TimeInterval, horizon: TimeInterval?) in
+            ExitCheck.decide(paymentId: "p", lastChange: base, now: base + age, previousPoll: base + age - gap, horizon: horizon)
+        }
         // No previous poll, or no known change: ask.
-        #expect(ExitCheck.decide(lastChange: nil, now: base, previousPoll: base) == .lookUp)
-        #expect(ExitCheck.decide(lastChange: base, now: base, previousPoll: nil) == .lookUp)
-        // A change a few seconds old: every poll.
-        #expect(ExitCheck.decide(lastChange: base, now: base + 5, previousPoll: base + 4) == .lookUp)
-        // A day old: every 15 minutes, at multiples of it.
-        let period = 900.0
-        let boundary = (base.timeIntervalSince1970 / period).rounded(.up) * period + 86400
-        let justBefore = Date(timeIntervalSince1970: boundary - 1)
-        #expect(ExitCheck.decide(lastChange: base, now: justBefore, previousPoll: justBefore - 10) == .later)
-        #expect(ExitCheck.decide(lastChange: base, now: justBefore + 2, previousPoll: justBefore) == .lookUp)
-        // An hour old: every 6 minutes.
-        #expect(ExitCheck.decide(lastChange: base, now: base + 3600, previousPoll: base + 3600 - 361) == .lookUp)
-        // Thirty days and more: forgotten.
-        #expect(ExitCheck.decide(lastChange: base, now: base + 31 * 86400, previousPoll: base + 31 * 86400 - 15) == .forget)
+        #expect(ExitCheck.decide(paymentId: "p", lastChange: nil, now: base, previousPoll: base - 15, horizon: nil) == .lookUp)
+        #expect(ExitCheck.decide(paymentId: "p", lastChange: base, now: base, previousPoll: nil, horizon: nil) == .lookUp)
+        // A change less than 5 minutes old: every poll.
+        #expect(decide(200, 15, nil) == .lookUp)
+        // Past the horizon (a LastChangedTimestampFrom watch): one last look-up; without one, never.
+        #expect(decide(31 * 86400, 15, ExitCheck.horizon) == .lastLookUp)
+        #expect(decide(31 * 86400, 900, nil) == .lookUp)
+    }
+
+    /// Polls every 15 s over a day of ages: an exit at any moment is caught within its period
+    /// (at most 15 minutes) and one poll, and the look-ups are about a tenth as many as polls.
+    @Test func anExitIsCaughtWithinItsPeriodAtEveryAge() {
+        let lastChange = Date(timeIntervalSince1970: 1_800_000_000)
+        for paymentId in ["a", "0b9f2c", "f00d-beef"] {
+            var lookups: [TimeInterval] = []
+            var previous = lastChange
+            var age: TimeInterval = 15
+            while age < 86400 {
+                let now = lastChange + age
+                if ExitCheck.decide(paymentId: paymentId, lastChange: lastChange, now: now, previousPoll: previous, horizon: ExitCheck.horizon) == .lookUp {
+                    lookups.append(age)
+                }
+                previous = now
+                age += 15
+            }
+            var longest: TimeInterval = 0
+            for (earlier, later) in zip(lookups, lookups.dropFirst()) {
+                let allowed = (ExitCheck.periods.last { $0 <= later / 10 } ?? 0) + 15
+                #expect(later - earlier <= allowed, "\(paymentId): \(later - earlier) s between look-ups at age \(later) s")
+                longest = max(longest, later - earlier)
+            }
+            #expect(longest <= 915)
+            #expect(lookups.count < 86400 / 15 / 5, "\(lookups.count) look-ups in a day")
+        }
     }
 }

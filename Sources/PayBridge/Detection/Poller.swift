@@ -18,27 +18,37 @@ extension PaymentSource {
     public func recycle(_ page: consuming PaymentPage) {}
 }
 
-/// When a payment that left a status-filtered watch with its status still matching (its
-/// window slid past it) is asked for again: at every poll while its last change is recent,
-/// then about every tenth of its age (at most every 15 minutes), and not after 30 days
-/// without a change (the bank's `LastChangedTimestampFrom` reaches back 30 days). The
-/// moments are multiples of the period, so no look-up time needs to be stored.
+/// When a payment that left a status-filtered watch with its status still matching (the
+/// watch's window slid past it) is asked for again: at every poll while its last change is
+/// recent, then on a ladder of periods as that change ages (about a tenth of its age: every
+/// 30 s, 1, 5 and at most 15 minutes). Each period divides the next, and the moments are
+/// multiples of the period shifted by a phase of the payment's own, so a change of period
+/// never skips a moment (an exit is caught within its period and one poll), no look-up time
+/// is stored, and members of the same age are not all asked for in the same poll. On a watch
+/// reading `LastChangedTimestampFrom` (which reaches back 30 days), a member unchanged for 30
+/// days is asked for one last time and then no more.
 enum ExitCheck: Equatable {
     case lookUp
+    /// Ask for it, then let it go if its status still matches.
+    case lastLookUp
     case later
-    case forget
 
-    static let longestPeriod: TimeInterval = 15 * 60
+    static let periods: [TimeInterval] = [30, 60, 300, 900]
     static let horizon: TimeInterval = 30 * 86400
 
-    static func decide(lastChange: Date?, now: Date, previousPoll: Date?) -> ExitCheck {
-        guard let lastChange, let previousPoll else { return .lookUp }
+    static func decide(paymentId: String, lastChange: Date?, now: Date, previousPoll: Date?, horizon: TimeInterval?) -> ExitCheck {
+        guard let lastChange, let previousPoll, previousPoll < now else { return .lookUp }
         let age = now.timeIntervalSince(lastChange)
-        if age > horizon { return .forget }
-        let period = min(age / 10, longestPeriod)
-        guard period >= 1 else { return .lookUp }
-        let crossed = (now.timeIntervalSince1970 / period).rounded(.down) != (previousPoll.timeIntervalSince1970 / period).rounded(.down)
-        return crossed ? .lookUp : .later
+        if let horizon, age > horizon { return .lastLookUp }
+        guard let period = periods.last(where: { $0 <= age / 10 }) else { return .lookUp }
+        let phase = Double(phase(of: paymentId) % UInt64(periods[periods.count - 1]))
+        let moment = { (date: Date) in ((date.timeIntervalSince1970 + phase) / period).rounded(.down) }
+        return moment(now) != moment(previousPoll) ? .lookUp : .later
+    }
+
+    /// FNV-1a of the id: the same in every process (Swift's `hashValue` is not).
+    static func phase(of paymentId: String) -> UInt64 {
+        paymentId.utf8.reduce(14_695_981_039_346_656_037 as UInt64) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
     }
 }
 
@@ -193,21 +203,16 @@ public struct Poller: Sendable {
             // last change ages (`ExitCheck`), so the look-ups do not grow with every payment
             // that ever matched.
             let known = try await attempt(watch, page: nil) { try await store.watchMemberChanges(name: watch.name) }
+            let horizon = watch.query.contains { $0.name.lowercased() == "lastchangedtimestampfrom" } ? ExitCheck.horizon : nil
+            var letGo: [String] = []
             for (paymentId, lastChange) in known.filter({ !seen.contains($0.key) }).sorted(by: { $0.key < $1.key }) {
                 if shouldStop() {
                     report.complete = false
                     return report
                 }
-                switch ExitCheck.decide(lastChange: lastChange, now: startedAt, previousPoll: record?.lastSuccessAt) {
-                case .lookUp:
-                    break
-                case .later:
+                let check = ExitCheck.decide(paymentId: paymentId, lastChange: lastChange, now: startedAt, previousPoll: record?.lastSuccessAt, horizon: horizon)
+                if check == .later {
                     members.insert(paymentId)
-                    continue
-                case .forget:
-                    logger.info(
-                        "payment left the watch long after its last change: no longer looked up",
-                        metadata: ["watch": "\(watch.name)", "paymentId": "\(paymentId)"])
                     continue
                 }
                 let single: PaymentPage
@@ -218,13 +223,20 @@ public struct Poller: Sendable {
                 }
                 report.lookups += 1
                 guard !single.payments.isEmpty else {
-                    logger.warning(
-                        "payment left the watch and the bank no longer knows it",
-                        metadata: ["watch": "\(watch.name)", "paymentId": "\(paymentId)", "requestId": "\(single.requestId ?? "")"])
+                    var metadata: Logger.Metadata = ["watch": "\(watch.name)", "paymentId": "\(paymentId)"]
+                    if let requestId = single.requestId { metadata["requestId"] = "\(requestId)" }
+                    logger.warning("payment left the watch and the bank no longer knows it", metadata: metadata)
                     continue
                 }
                 report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: emitNew, report: report) }
-                if let status = single.payments.first?.status, statusFilter.contains(status) { members.insert(paymentId) }
+                if let status = single.payments.first?.status, statusFilter.contains(status) {
+                    if check == .lastLookUp { letGo.append(paymentId) } else { members.insert(paymentId) }
+                }
+            }
+            if !letGo.isEmpty {
+                logger.info(
+                    "payments that left the watch's window 30 days after their last change, asked for one last time: no longer looked up",
+                    metadata: ["watch": "\(watch.name)", "count": .stringConvertible(letGo.count), "paymentIds": "\(letGo.prefix(20).joined(separator: ","))"])
             }
         }
         let stillMembers = members

@@ -95,8 +95,9 @@ public final class NotificationLookups: Sendable {
                 }
             case .unknown(let requestId):
                 Counter(label: "paybridge_notification_lookups_total", dimensions: [("outcome", "unknown_payment")]).increment()
-                logger.warning(
-                    "the bank does not know a notified payment", metadata: ["paymentId": "\(lookup.paymentId)", "requestId": "\(requestId ?? "")"])
+                var metadata: Logger.Metadata = ["paymentId": "\(lookup.paymentId)"]
+                if let requestId { metadata["requestId"] = "\(requestId)" }
+                logger.warning("the bank does not know a notified payment", metadata: metadata)
             }
         } catch let error where error.underlying as? StorageError == .leaseLost {
             return .leaseLost
