@@ -30,16 +30,16 @@ struct Routes: ParsableCommand {
             _ = common.bootstrapLogging()
             let configuration = try loadConfiguration(configPath(config), unsetVariables: .deferred, warnings: false)
             guard let data = FileManager.default.contents(atPath: event) else {
-                throw ValidationError("cannot read \(event)")
+                throw CommandError("cannot read \(event)")
             }
             let body: JSONValue
             do {
                 body = try JSONValue.parse(data)
             } catch {
-                throw ValidationError("\(event) is not JSON: \(error)")
+                throw CommandError("\(event) is not JSON: \(error)")
             }
             guard let type = body["type"]?.stringValue, let fields = body["data"] else {
-                throw ValidationError("\(event) is not an event body: it needs \"type\" and \"data\"")
+                throw CommandError("\(event) is not an event body: it needs \"type\" and \"data\"")
             }
             let routable = RoutableEvent(
                 type: type, status: fields["status"]?.stringValue, previousStatus: fields["previousStatus"]?.stringValue,

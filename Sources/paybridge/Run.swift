@@ -104,7 +104,8 @@ struct Run: AsyncParsableCommand {
                 bridge.close()
                 throw ExitCode(1)
             }
-            if Terminal.shared.isInteractive { services.append(StatusLine(bridge: bridge)) }
+            // A JSON log stays one object a line: no status line drawn between them.
+            if Terminal.shared.isInteractive, !common.logsJSON { services.append(StatusLine(bridge: bridge)) }
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
                     services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }, logger: logger))

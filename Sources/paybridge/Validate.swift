@@ -22,18 +22,20 @@ struct Validate: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() throws {
-        _ = common.bootstrapLogging()
+        let logger = common.bootstrapLogging()
+        // With --log-format json each finding is one JSON object with its place and severity.
+        let sink = common.logsJSON ? logger : nil
         let config = try configPath(config)
         let loaded: LoadedConfiguration
         do {
             loaded = try ConfigLoader.load(file: config, unsetVariables: .deferred)
         } catch {
-            printError(error.description)
-            for unset in error.unsetVariables { printError(note(unset).description) }
+            for issue in error.issues { report(issue, logger: sink) }
+            for unset in error.unsetVariables { report(note(unset), logger: sink) }
             throw ExitCode(1)
         }
-        for warning in loaded.warnings { printError(warning.description) }
-        for unset in loaded.unsetVariables { printError(note(unset).description) }
+        for warning in loaded.warnings { report(warning, logger: sink) }
+        for unset in loaded.unsetVariables { report(note(unset), logger: sink) }
         let configuration = loaded.configuration
         var failed = !envOptional && !loaded.unsetVariables.isEmpty
         if configuration.state.kind == .sqlite {

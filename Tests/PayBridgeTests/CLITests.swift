@@ -44,7 +44,7 @@ import Testing
             "bad.yaml",
             query(
                 "        InstructedDateFrom: -3days\n        ValueDateTo: 2026-13-45\n        LastChangedTimestampFrom: -2 h\n"
-                    + "        AmountFrom: lots\n"))
+                    + "        AmountFrom: lots\n        AmountTo: 0x10\n"))
         let output = try await Binary.run(["validate", "--config", bad])
         #expect(output.status == 1)
         let lines = output.stderr.split(separator: "\n").map(String.init)
@@ -52,11 +52,18 @@ import Testing
         #expect(lines.contains("\(bad):12:22: source.watches[0].query.ValueDateTo: '2026-13-45' is not relative (-90m, -2h, -3d) or a date (YYYY-MM-DD)"), "\(output.stderr)")
         #expect(lines.contains { $0.hasPrefix("\(bad):13:35: source.watches[0].query.LastChangedTimestampFrom: '-2 h' is not relative") }, "\(output.stderr)")
         #expect(lines.contains("\(bad):14:21: source.watches[0].query.AmountFrom: 'lots' is not a number"), "\(output.stderr)")
+        #expect(lines.contains("\(bad):15:19: source.watches[0].query.AmountTo: '0x10' is not a number"), "\(output.stderr)")
+        // With --log-format json, each finding is one object with its place and severity.
+        let json = try await Binary.run(["validate", "--log-format", "json", "--config", bad])
+        let objects = json.stderr.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(objects.count == json.stderr.split(separator: "\n").count, "every line JSON: \(json.stderr)")
+        #expect(objects.filter { $0["level"] as? String == "error" }.count == 5, "\(json.stderr)")
+        #expect(objects.contains { $0["line"] as? Int == 15 && $0["column"] as? Int == 19 }, "\(json.stderr)")
         let good = try directory.write(
             "good.yaml",
             query(
-                "        InstructedDateFrom: 2026-02-28\n        ValueDateTo: -90m\n        LastChangedTimestampFrom: 2026-02-28T10:00:00+01:00\n"
-                    + "        AmountFrom: -100\n        AmountTo: 1e3\n"))
+                "        InstructedDateFrom: 2026-02-28\n        ValueDateTo: -90m\n        LastChangedTimestampFrom: 2026-02-28T10:00:00\n"
+                    + "        AmountFrom: -100\n        AmountTo: 1e3\n        ValueDateFrom: ${PB_TEST_UNSET_MIN:-}\n"))
         let fine = try await Binary.run(["validate", "--config", good])
         #expect(fine.status == 0, "\(fine.stderr)")
     }

@@ -405,8 +405,10 @@ public final class Bridge: Sendable {
         ]
         if report.baseline, !report.complete {
             logger.info("baseline poll stopped before its end: it goes on at the next poll", metadata: metadata)
-        } else if report.baseline, report.events > 0 {
+        } else if report.baseline, report.created > 0 {
             logger.info("baseline poll done: payments recorded with events (baseline: emit)", metadata: metadata)
+        } else if report.baseline, report.changed > 0 {
+            logger.info("baseline poll done: new payments recorded without events; known payments' changes emitted", metadata: metadata)
         } else if report.baseline {
             logger.info("baseline poll done: payments recorded without events", metadata: metadata)
         } else if report.events > 0 {
