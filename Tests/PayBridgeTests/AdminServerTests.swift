@@ -220,6 +220,11 @@ import Testing
         #expect(try await Binary.run(["validate", "--config", closed]).status == 0)
         let loopback = try directory.write("loop.yaml", base + "admin:\n  listen: 127.0.0.1:9464\n")
         #expect(try await Binary.run(["validate", "--config", loopback]).status == 0)
+        // A short token is guessable: beyond loopback it is refused.
+        let guessable = try directory.write("short.yaml", base + "admin:\n  listen: 0.0.0.0:9464\n  token: T0ken\n")
+        let refused = try await Binary.run(["validate", "--config", guessable])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("admin.token is too short for an address beyond loopback: use 16 characters or more"), "\(refused.stderr)")
     }
 
     /// The contract's own example is `token: T`: a short token works, with a warning at its

@@ -201,12 +201,13 @@ import Testing
     }
 
     /// `deliveries show` has the receiver's answer for a success too, not only for failures.
-    @Test func aDeliveryShowsTheReceiversAnswerToASuccess() async throws {
-        let harness = try await Harness.start()
+    @Test(arguments: Backend.available)
+    func aDeliveryShowsTheReceiversAnswerToASuccess(backend: Backend) async throws {
+        let harness = try await Harness.start(backend: backend)
         let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, body: #"{"received":true}"#) }
         let ids = harness.createPayments(1)
         let path = try harness.directory.write(
-            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url)))
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: receiver.url)))
         #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
         harness.bank.bank.setStatus(ids[0], "Rejected")
         #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)

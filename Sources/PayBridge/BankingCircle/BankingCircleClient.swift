@@ -293,9 +293,7 @@ enum QueryText {
             case .relativeTime(let offset):
                 let instant = date.addingTimeInterval(-offset.seconds)
                 let stamp = Timestamp.iso8601(instant)
-                let isDate = parameter.name.range(of: "Date", options: .caseInsensitive) != nil
-                    && parameter.name.range(of: "Timestamp", options: .caseInsensitive) == nil
-                return (parameter.name, isDate ? String(stamp.prefix(10)) : stamp)
+                return (parameter.name, BankVocabulary.QueryKind(parameter.name) == .date ? String(stamp.prefix(10)) : stamp)
             }
         }
     }

@@ -48,12 +48,13 @@ enum BankVocabulary {
             case .date:
                 return Self.isDate(text) ? nil : "relative (-90m, -2h, -3d) or a date (YYYY-MM-DD)"
             case .timestamp:
+                // ISO 8601 as the bank's ASP.NET reads it: the seconds, fraction and offset optional.
                 let date = String(text.prefix(10))
                 let rest = text.dropFirst(10)
-                let time = rest.isEmpty || rest.wholeMatch(of: /T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})/) != nil
+                let time = rest.isEmpty || rest.wholeMatch(of: /[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?/) != nil
                 return Self.isDate(date) && time ? nil : "relative (-90m, -2h, -3d), a date (YYYY-MM-DD) or a timestamp (YYYY-MM-DDTHH:MM:SSZ)"
             case .amount:
-                return Double(text).map { $0.isFinite } == true ? nil : "a number"
+                return text.wholeMatch(of: /-?\d+(\.\d+)?([eE][+-]?\d+)?/) != nil ? nil : "a number"
             case .other:
                 return nil
             }

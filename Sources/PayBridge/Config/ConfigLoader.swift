@@ -310,6 +310,8 @@ final class ConfigReader {
                 let values = stringList(entry.value, "\(path).\(entry.key)") ?? []
                 parameters.append(QueryParameter(name: entry.key, value: .list(values)))
             } else if let text = string(entry.value, "\(path).\(entry.key)") {
+                // An empty value (`${MIN:-}`) is a filter not set: nothing to send.
+                if text.isEmpty { continue }
                 let kind = BankVocabulary.QueryKind(entry.key)
                 if kind != .amount, text.hasPrefix("-"), let offset = DurationText.parse(String(text.dropFirst())) {
                     parameters.append(QueryParameter(name: entry.key, value: .relativeTime(offset)))
@@ -379,10 +381,10 @@ final class ConfigReader {
             token = string(entry.value, "admin.tokenFile").flatMap { readSecretFile($0, entry.value, "admin.tokenFile") }.map(Secret.init)
         }
         if keys["token"] != nil, keys["tokenFile"] != nil { error(node, "admin: use token or tokenFile, not both") }
-        // Short tokens work (the contract's own example is `token: T`) but are easy to guess.
-        if let token, token.value.count < 16 {
-            warning(keys["token"]?.value ?? keys["tokenFile"]?.value, "admin.token is short: use 16 characters or more, or it can be guessed")
-        }
+        // Short tokens work on loopback (the contract's own example is `token: T`) but are easy
+        // to guess: beyond loopback they are refused (checked once the address is known).
+        var shortTokens: [(node: Node?, key: String)] = []
+        if let token, token.value.count < 16 { shortTokens.append((keys["token"]?.value ?? keys["tokenFile"]?.value, "admin.token")) }
         var tokens: [AdminConfiguration.Token] = []
         if let entry = keys["tokens"], let items = sequence(entry.value, "admin.tokens") {
             var names: Set<String> = token == nil ? [] : ["admin"]
@@ -404,9 +406,7 @@ final class ConfigReader {
                     error(item, "\(path): missing 'token' (or tokenFile)")
                 }
                 if itemKeys["token"] != nil, itemKeys["tokenFile"] != nil { error(item, "\(path): use token or tokenFile, not both") }
-                if let secret, secret.count < 16 {
-                    warning(itemKeys["token"]?.value ?? itemKeys["tokenFile"]?.value, "\(path).token is short: use 16 characters or more, or it can be guessed")
-                }
+                if let secret, secret.count < 16 { shortTokens.append((itemKeys["token"]?.value ?? itemKeys["tokenFile"]?.value, "\(path).token")) }
                 guard let roleEntry = itemKeys["role"] else {
                     error(item, "\(path): missing 'role' (read: sees everything, acts on nothing; operate: acts too)")
                     continue
@@ -424,6 +424,13 @@ final class ConfigReader {
             if let certificate, let key { tls = (certificate, key) }
         }
         let admin = AdminConfiguration(listen: text, token: token, tokens: tokens, tls: tls)
+        for short in shortTokens {
+            if admin.isLoopback {
+                warning(short.node, "\(short.key) is short: use 16 characters or more, or it can be guessed")
+            } else {
+                error(short.node, "\(short.key) is too short for an address beyond loopback: use 16 characters or more")
+            }
+        }
         if !admin.isLoopback, admin.tokens.isEmpty {
             error(entry.value, "admin.listen \(text) is not a loopback address: set admin.token or admin.tokens, or listen on 127.0.0.1")
         }
