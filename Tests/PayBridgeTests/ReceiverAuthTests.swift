@@ -18,21 +18,24 @@ import Testing
         let server: TestReceiver
         private let issued = Issued()
         private let revoked = Mutex<Set<String>>([])
+        /// The first two tokens are held until the test has seen their requests arrive, so the
+        /// attempts that need them are all waiting for that one fetch.
+        let held = [ReplyGate(), ReplyGate()]
 
         init() async throws {
-            let issued = self.issued
+            let (issued, held) = (self.issued, self.held)
             server = try await TestReceiver.start { request, _ in
                 let form = String(decoding: request.body, as: UTF8.self)
                 let basic = "Basic " + Data("paybridge-client:s3cret%2B%2F".utf8).base64EncodedString()
                 guard request.headers["authorization"] == basic, form.contains("grant_type=client_credentials"),
                     request.headers["content-type"] == "application/x-www-form-urlencoded"
                 else { return TestReceiver.Reply(status: 401, body: #"{"error":"invalid_client"}"#) }
-                let token = issued.tokens.withLock { tokens -> String in
+                let (token, number) = issued.tokens.withLock { tokens -> (String, Int) in
                     tokens.append("tok-\(tokens.count + 1)")
-                    return tokens[tokens.count - 1]
+                    return (tokens[tokens.count - 1], tokens.count)
                 }
                 var reply = TestReceiver.Reply(status: 200, body: #"{"access_token":"\#(token)","token_type":"Bearer","expires_in":3600}"#)
-                reply.delay = .milliseconds(300)
+                reply.heldUntil = number <= held.count ? held[number - 1] : nil
                 return reply
             }
         }
@@ -77,8 +80,10 @@ import Testing
         let log = PipeReader(errors)
         #expect(try await OperationsTests.waitForBaseline(harness.statePath))
 
-        // Eight concurrent deliveries: one token fetch.
+        // Concurrent deliveries: one token fetch, which they all wait for.
         for id in ids.prefix(4) { harness.bank.bank.setStatus(id, "Rejected") }
+        #expect(await tokens.server.waitFor(count: 1))
+        tokens.held[0].open()
         #expect(await receiver.waitFor(count: 4))
         #expect(tokens.tokens == ["tok-1"])
         #expect(receiver.requests.allSatisfy { $0.headers["authorization"] == "Bearer tok-1" })
@@ -92,6 +97,8 @@ import Testing
         // The receiver stops accepting it: one 401, one new token, the same attempt sent again.
         tokens.revoke("tok-1")
         for id in ids.suffix(3) { harness.bank.bank.setStatus(id, "Rejected") }
+        #expect(await tokens.server.waitFor(count: 2))
+        tokens.held[1].open()
         #expect(await receiver.waitFor(count: 11, timeout: .seconds(10)))
         #expect(tokens.tokens == ["tok-1", "tok-2"], "one renewal shared by the refused attempts")
         let accepted = receiver.requests.filter { $0.headers["authorization"] == "Bearer tok-2" }
@@ -118,6 +125,7 @@ import Testing
         }
         await receiver.stop()
         await plain.stop()
+        for gate in tokens.held { gate.open() }  // nothing left waiting if the test failed early
         await tokens.server.stop()
         await harness.stop()
     }
@@ -145,6 +153,7 @@ import Testing
         let listing = try await Binary.run(["deliveries", "--config", path])
         #expect(listing.stdout.contains("the token request failed: HTTP 401"), "\(listing.stdout)")
         await receiver.stop()
+        for gate in tokens.held { gate.open() }  // nothing left waiting if the test failed early
         await tokens.server.stop()
         await harness.stop()
     }
