@@ -80,9 +80,7 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let merged = metadata.merging(metadataProvider?.get() ?? [:]) { $1 }.merging(event.metadata ?? [:]) { $1 }
-        var members: [(key: String, value: JSONValue)] = [
-            ("time", .string(Timestamp.iso8601(Date()))), ("level", .string(event.level.rawValue)), ("message", .string("\(event.message)")),
-        ]
+        var members = Self.members(level: event.level, message: "\(event.message)")
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) where !["time", "level", "message"].contains(key) {
             members.append((key, Self.json(value)))
         }
@@ -91,10 +89,12 @@ struct JSONLogHandler: LogHandler {
 
     /// A line without metadata, as `log` writes it.
     static func line(level: Logger.Level, message: String) -> String {
-        let members: [(key: String, value: JSONValue)] = [
-            ("time", .string(Timestamp.iso8601(Date()))), ("level", .string(level.rawValue)), ("message", .string(message)),
-        ]
-        return String(decoding: JSONValue.object(members).bytes, as: UTF8.self)
+        String(decoding: JSONValue.object(members(level: level, message: message)).bytes, as: UTF8.self)
+    }
+
+    /// The members every line starts with.
+    private static func members(level: Logger.Level, message: String) -> [(key: String, value: JSONValue)] {
+        [("time", .string(Timestamp.iso8601(Date()))), ("level", .string(level.rawValue)), ("message", .string(message))]
     }
 
     static func json(_ value: Logger.MetadataValue) -> JSONValue {

@@ -158,7 +158,7 @@ import Testing
             Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, watches: watch, endpoints: Fixtures.endpoint("alerts", url: receiver.url)))
         let baseline = await bridge.pollOnce()
         #expect(baseline.reports.first?.payments == 1)
-        #expect(try await bridge.store.watchMembers(name: "failures") == [rejected])
+        #expect(Set(try await bridge.store.watchMemberChanges(name: "failures").keys) == [rejected])
 
         harness.bank.bank.setStatus(rejected, "Processed")
         let next = await bridge.pollOnce()
@@ -169,7 +169,7 @@ import Testing
         #expect(receiver.requests.first?.status == "Processed")
         #expect(receiver.requests.first?.data["previousStatus"] as? String == "Rejected")
         #expect(receiver.requests.first?.data["watch"] as? String == "failures")
-        #expect(try await bridge.store.watchMembers(name: "failures").isEmpty)
+        #expect(Set(try await bridge.store.watchMemberChanges(name: "failures").keys).isEmpty)
 
         // It left for good: no more look-ups, and the other payment never mattered.
         _ = await bridge.pollOnce()

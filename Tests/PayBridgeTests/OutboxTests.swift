@@ -52,7 +52,6 @@ import Testing
         func changeMark() async throws -> Int64 { try await store.changeMark() }
         func changes() -> AsyncStream<StateChange> { store.changes() }
         func watchRecord(name: String) async throws -> WatchRecord? { try await store.watchRecord(name: name) }
-        func watchMembers(name: String) async throws -> Set<String> { try await store.watchMembers(name: name) }
         func watchMemberChanges(name: String) async throws -> [String: Date?] { try await store.watchMemberChanges(name: name) }
         func endpointRecords() async throws -> [String: EndpointRecord] { try await store.endpointRecords() }
         func sourceRecord(name: String) async throws -> SourceRecord { try await store.sourceRecord(name: name) }

@@ -155,7 +155,7 @@ public struct Poller: Sendable {
                     "the bank's pageInfo.currentPage does not echo the page asked for",
                     metadata: [
                         "watch": "\(watch.name)", "asked": .stringConvertible(pageNumber), "answered": .stringConvertible(echoed),
-                        "requestId": "\(page.requestId ?? "")",
+                        "requestId": "\(page.requestId ?? "none")",
                     ])
             }
             let full = page.payments.count >= pageSize

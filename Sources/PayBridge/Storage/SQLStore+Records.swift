@@ -17,12 +17,6 @@ extension SQLStore {
         }
     }
 
-    public func watchMembers(name: String) async throws -> Set<String> {
-        try await reading { connection in
-            Set(try await connection.rows("SELECT payment_id FROM watch_member WHERE watch = ?", [.text(name)]) { try $0.string(0) })
-        }
-    }
-
     public func watchMemberChanges(name: String) async throws -> [String: Date?] {
         try await reading { connection in
             var members: [String: Date?] = [:]

@@ -256,8 +256,8 @@ public protocol OutboxStore: Sendable {
 /// What paybridge remembers of watches, endpoints and the bank between runs.
 public protocol RecordStore: Sendable {
     func watchRecord(name: String) async throws -> WatchRecord?
-    func watchMembers(name: String) async throws -> Set<String>
-    /// The watch's members with when paybridge last saw each one's status change.
+    /// The watch's members (status-filtered watches) with when paybridge last saw each one's
+    /// status change.
     func watchMemberChanges(name: String) async throws -> [String: Date?]
     func endpointRecords() async throws -> [String: EndpointRecord]
     /// `name`: `source` (the bank's availability) or `notifications` (the subscription's).
