@@ -10,6 +10,15 @@ final class Terminal: Sendable {
 
     /// Whether standard error is a terminal (only then is there a status line).
     let isInteractive = isatty(STDERR_FILENO) == 1
+
+    /// Whether standard output and standard error are different files (not one terminal,
+    /// not `2>&1`).
+    static let outputIsSeparate: Bool = {
+        var output = stat()
+        var error = stat()
+        guard fstat(STDOUT_FILENO, &output) == 0, fstat(STDERR_FILENO, &error) == 0 else { return true }
+        return output.st_dev != error.st_dev || output.st_ino != error.st_ino
+    }()
     private let status = Mutex<String?>(nil)
 
     func write(line: String) {
@@ -88,8 +97,9 @@ struct JSONLogHandler: LogHandler {
     }
 
     /// A line without metadata, as `log` writes it.
-    static func line(level: Logger.Level, message: String) -> String {
-        String(decoding: JSONValue.object(members(level: level, message: message)).bytes, as: UTF8.self)
+    static func line(level: Logger.Level, message: String, metadata: Logger.Metadata = [:]) -> String {
+        let fields = metadata.sorted { $0.key < $1.key }.map { ($0.key, json($0.value)) }
+        return String(decoding: JSONValue.object(members(level: level, message: message) + fields).bytes, as: UTF8.self)
     }
 
     /// The members every line starts with.

@@ -159,11 +159,13 @@ extension StateLockError {
 /// A line on standard error outside the logger (a command's errors, `validate`'s findings).
 /// With `--log-format json` it is a JSON object like every log line (`level` warning for a
 /// `warning:` line, else error), so no plain line breaks a JSON log.
-func printError(_ text: String) {
+/// `metadata` follows as on a log line (`requestId=…`, or a JSON member).
+func printError(_ text: String, metadata: Logger.Metadata = [:]) {
     guard JSONLogHandler.everyLine.load(ordering: .relaxed) else {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        let fields = metadata.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        FileHandle.standardError.write(Data((text + fields + "\n").utf8))
         return
     }
     let warning = text.hasPrefix("warning:") || text.contains(": warning: ")
-    Terminal.shared.write(line: JSONLogHandler.line(level: warning ? .warning : .error, message: text))
+    Terminal.shared.write(line: JSONLogHandler.line(level: warning ? .warning : .error, message: text, metadata: metadata))
 }

@@ -45,7 +45,7 @@ struct Poll: AsyncParsableCommand {
         bridge.close()
         await sandbox?.stop()
         lock?.markStopped()
-        for failure in result.failures { printError("poll failed: \(failure)") }
+        for failure in result.failures { printError("poll failed: \(failure)", metadata: failure.requestId.map { ["requestId": "\($0)"] } ?? [:]) }
         if !result.failures.isEmpty { throw ExitCode(1) }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PayBridge
 
 struct Validate: ParsableCommand {
@@ -30,21 +31,21 @@ struct Validate: ParsableCommand {
         do {
             loaded = try ConfigLoader.load(file: config, unsetVariables: .deferred)
         } catch {
-            for issue in error.issues { report(issue, logger: sink) }
-            for unset in error.unsetVariables { report(note(unset), logger: sink) }
+            for issue in error.issues { show(issue, sink) }
+            for unset in error.unsetVariables { show(note(unset), sink) }
             throw ExitCode(1)
         }
-        for warning in loaded.warnings { report(warning, logger: sink) }
-        for unset in loaded.unsetVariables { report(note(unset), logger: sink) }
+        for warning in loaded.warnings { show(warning, sink) }
+        for unset in loaded.unsetVariables { show(note(unset), sink) }
         let configuration = loaded.configuration
         var failed = !envOptional && !loaded.unsetVariables.isEmpty
         if configuration.state.kind == .sqlite {
             if let problem = FileProblem.stateFolderProblem(configuration.state.path) {
-                printError("\(config):\(configuration.state.line):\(configuration.state.column): \(problem)")
+                show(ConfigIssue(file: config, line: configuration.state.line, column: configuration.state.column, message: problem), sink)
                 failed = true
             }
             for warning in StateFolder.warnings(configuration.state.path) {
-                printError("\(config):\(configuration.state.line):\(configuration.state.column): warning: \(warning)")
+                show(ConfigIssue(file: config, line: configuration.state.line, column: configuration.state.column, message: warning, severity: .warning), sink)
             }
         }
         if failed { throw ExitCode(1) }
@@ -52,6 +53,14 @@ struct Validate: ParsableCommand {
             "\(config): OK (\(Output.count(configuration.source.watches.count, "watch", "watches")), "
                 + "\(Output.count(configuration.endpoints.count, "endpoint")), \(Output.count(configuration.routes.count, "route")))"
                 + (loaded.unsetVariables.isEmpty ? "" : ", \(Output.count(loaded.unsetVariables.count, "unset variable")) not checked"))
+    }
+
+    /// A finding on standard error like every command's, and as the command's output on
+    /// standard output too (`FILE:LINE:COLUMN: message`), unless both are one file (a
+    /// terminal, `2>&1`): a CI step that keeps only one of them still has the findings.
+    private func show(_ issue: ConfigIssue, _ logger: Logger?) {
+        report(issue, logger: logger)
+        if Terminal.outputIsSeparate { print(issue.description) }
     }
 
     /// An unset variable: an error, or with --env-optional a warning.

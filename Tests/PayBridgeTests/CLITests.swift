@@ -29,6 +29,8 @@ import Testing
         #expect(lines.contains("\(path):6:13: source.pageSize must be a whole number from 1 to 5000"))
         #expect(lines.contains("\(path):19:15: routes[0].to: unknown endpoint 'pager' (endpoints: erp)"))
         #expect(lines.allSatisfy { $0.hasPrefix("\(path):") })
+        // The findings are the command's output too: a step that keeps only stdout has them.
+        #expect(output.stdout.split(separator: "\n").map(String.init) == lines, "\(output.stdout)")
         #expect(!output.stderr.contains("hunter2"))
         #expect(!output.stdout.contains("hunter2"))
     }
@@ -105,7 +107,7 @@ import Testing
         #expect(output.status != 0)
         let lastId = harness.bank.paymentRequests.last?.headers["x-request-id"] ?? "?"
         #expect(output.stderr.contains("poll failed: watch 'recent', page 1: GET /api/v1/payments/singles?"))
-        #expect(output.stderr.contains("HTTP 502: bad gateway (request id \(lastId), after 2 attempts)"))
+        #expect(output.stderr.contains("HTTP 502: bad gateway (request id \(lastId), after 2 attempts) requestId=\(lastId)"))
         #expect(!output.stderr.contains("sandbox:sandbox"))
         await harness.stop()
     }

@@ -308,6 +308,10 @@ import Testing
         let failedLines = failed.stderr.split(separator: "\n")
         for line in failedLines { #expect(Self.json(String(line))["message"] is String, "not JSON: \(line)") }
         #expect(failedLines.contains { Self.json(String($0))["message"].map { "\($0)".hasPrefix("poll failed: ") } == true }, "\(failed.stderr)")
+        // §9: every line about a bank call carries its requestId, as a field.
+        let pollFailed = failedLines.map { Self.json(String($0)) }.filter { ($0["message"] as? String)?.hasPrefix("poll failed") == true }
+        #expect(pollFailed.count == 2, "\(failed.stderr)")
+        for line in pollFailed { #expect((line["requestId"] as? String)?.count == 36, "\(line)") }
         await receiver.stop()
         await harness.stop()
     }

@@ -75,6 +75,10 @@ public struct PollError: Error, Sendable, CustomStringConvertible {
     public var paymentId: String?
     public var underlying: any Error
 
+    /// The bank's request id of the call that failed, when the bank failed (§9: every line
+    /// about a bank call carries it).
+    public var requestId: String? { (underlying as? BankError)?.requestId }
+
     public var description: String {
         var place = stage == .storage ? "state storage, watch '\(watch)'" : "watch '\(watch)'"
         if let page { place += ", page \(page)" }

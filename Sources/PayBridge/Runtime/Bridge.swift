@@ -271,7 +271,7 @@ public final class Bridge: Sendable {
                 storage.reportFault(error)
             case .source:
                 var metadata: Logger.Metadata = ["watch": "\(watch.name)", "error": "\(error)"]
-                if let bank = error.underlying as? BankError { metadata["requestId"] = "\(bank.requestId)" }
+                if let requestId = error.requestId { metadata["requestId"] = "\(requestId)" }
                 logger.error("poll failed", metadata: metadata)
                 await source.pollFailed(error)
             }

@@ -162,7 +162,9 @@ public actor SourceMonitor {
         switch change {
         case .unavailable(let since):
             gauge.record(0)
-            logger.error("the bank is unavailable", metadata: ["since": "\(Timestamp.iso8601(since))", "error": "\(error.map { "\($0)" } ?? "")"])
+            var metadata: Logger.Metadata = ["since": "\(Timestamp.iso8601(since))", "error": "\(error.map { "\($0)" } ?? "")"]
+            if let requestId = (error as? PollError)?.requestId ?? (error as? BankError)?.requestId { metadata["requestId"] = "\(requestId)" }
+            logger.error("the bank is unavailable", metadata: metadata)
         case .recovered(let since):
             gauge.record(1)
             logger.notice("the bank is available again", metadata: ["since": "\(Timestamp.iso8601(since))"])
