@@ -135,15 +135,15 @@ struct Deliveries: AsyncParsableCommand {
                 only prints what it would do unless --yes. A running paybridge sends them within a second.
                 A delivered delivery named by --id is sent again on purpose; its attempt history is kept.
                 Examples:
-                  paybridge deliveries replay --config paybridge.yaml --id 41 --id 42
+                  paybridge deliveries replay --config paybridge.yaml --id 41 42
                   paybridge deliveries replay --config paybridge.yaml --endpoint erp --state dead --since 24h --yes
                 """)
 
         @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
         var config: String?
 
-        @Option(name: .long, help: "A delivery id (repeatable).")
-        var id: [Int64] = []
+        @Option(name: .long, parsing: .upToNextOption, help: "Delivery ids: --id 41 42, --id 41,42 or --id 41 --id 42.")
+        var id: [DeliveryIds] = []
 
         @Option(name: .long, help: "Bulk: the endpoint whose deliveries to replay.")
         var endpoint: String?
@@ -162,17 +162,20 @@ struct Deliveries: AsyncParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
+        /// The ids of `--id`, in the order given.
+        private var named: [Int64] { id.flatMap(\.ids) }
+
         func validate() throws {
-            guard id.isEmpty != (endpoint == nil) else {
+            guard named.isEmpty != (endpoint == nil) else {
                 throw ValidationError("name deliveries with --id, or replay in bulk with --endpoint NAME --state dead")
             }
             if endpoint != nil, state != "dead" { throw ValidationError("a bulk replay needs --state dead (only dead letters are replayed in bulk)") }
-            if !id.isEmpty, state != nil || since != nil { throw ValidationError("--state and --since go with --endpoint, not with --id") }
+            if !named.isEmpty, state != nil || since != nil { throw ValidationError("--state and --since go with --endpoint, not with --id") }
         }
 
         func run() async throws {
             let operations = try await openState(config, common: common)
-            var ids = id
+            var ids = named
             if let endpoint {
                 let dead = try await operating(config) { try await operations.deadLetters(endpoint: endpoint, since: try ago(since)) }
                 ids = dead.map(\.id).sorted()
@@ -275,5 +278,17 @@ func operating<T>(_ config: String?, _ body: () async throws -> T) async throws 
         throw CommandError("no endpoint named '\(name)' in \(config)" + (known.isEmpty ? "" : " (endpoints: \(known.joined(separator: ", ")))"))
     } catch let error as OperationError {
         throw CommandError("\(error)")
+    }
+}
+
+/// `--id 41 42`, `--id 41,42`: one argument's delivery ids.
+struct DeliveryIds: ExpressibleByArgument {
+    var ids: [Int64]
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+        let ids = parts.compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
+        guard !ids.isEmpty, ids.count == parts.count else { return nil }
+        self.ids = ids
     }
 }

@@ -119,6 +119,9 @@ import Testing
             (["payments", "show", "no-such-payment"], "paybridge has not seen a payment with id no-such-payment"),
             (["deliveries", "show", "9999"], "no delivery with id 9999"),
             (["deliveries", "replay", "--id", "9999"], "no delivery with id 9999"),
+            // §1 `--id N…`: several ids after one flag, or a comma list.
+            (["deliveries", "replay", "--id", "9999", "9998"], "no delivery with id 9999"),
+            (["deliveries", "replay", "--id", "9999,9998"], "no delivery with id 9999"),
             (["deliveries", "replay", "--endpoint", "nosuch", "--state", "dead", "--yes"], "no endpoint named 'nosuch'"),
             (["deliveries", "list", "--endpoint", "nosuch"], "no endpoint named 'nosuch'"),
             (["endpoints", "enable", "nosuch"], "no endpoint named 'nosuch'"),
