@@ -286,6 +286,39 @@ import Testing
         #expect(rendering.body.count < TeamsFormat.sizeLimit)
     }
 
+    /// The bank's reasons as plain text are shown too; pages of them keep a Teams card under
+    /// 28 KB (the last ones counted), alone or first in a group.
+    @Test func manyLongReasonsStayWithinTeamsLimits() throws {
+        let long = String(repeating: "the creditor's bank refused the transfer; ", count: 20)
+        let reasons = (0..<120).map { #"{"code":"R\#($0)","description":"\#(long)"}"# } + [#""AC04 Closed account number""#]
+        let payment = String(decoding: Self.paymentBytes, as: UTF8.self).replacingOccurrences(
+            of: #""statusReasons":[{"code":"AC04","description":"Closed account number"}]"#, with: #""statusReasons":["# + reasons.joined(separator: ",") + "]")
+        let event = Self.rejectedEvent(payment: Array(payment.utf8))
+        let document = try EventDocument(id: event.id, standardBody: event.body)
+        let plain = try EventDocument(id: event.id, standardBody: Self.rejectedEvent(payment: Array(String(decoding: Self.paymentBytes, as: UTF8.self)
+            .replacingOccurrences(of: #"{"code":"AC04","description":"Closed account number"}"#, with: #""Insufficient funds""#).utf8)).body)
+        for kind in [EventFormat.Kind.slack, .teams] {
+            #expect(String(decoding: EventFormat(kind: kind).render(plain).body, as: UTF8.self).contains("Insufficient funds"), "\(kind)")
+        }
+        let card = EventFormat(kind: .teams).render(document)
+        #expect(card.body.count < TeamsFormat.sizeLimit, "\(card.body.count) bytes")
+        let text = String(decoding: card.body, as: UTF8.self)
+        #expect(text.contains("Rejection reasons: R0 the creditor"))
+        #expect(text.contains(" more\""), "the reasons left out are counted")
+
+        var group = Self.members(30)
+        let first = Event.payment(
+            type: .paymentStatusChanged, paymentId: "payment-0", status: "Rejected", previousStatus: "PendingProcessing", watch: "failures",
+            sequence: 2, createdAt: Date(timeIntervalSince1970: 1_795_341_600), payment: Array(payment.utf8)[...])
+        group.members[0] = PendingGroup.Member(eventRow: 1, eventId: first.id, body: first.body)
+        let message = GroupMessage.event(for: group, max: 30, at: Date(timeIntervalSince1970: 1_795_341_630))
+        let teams = EventFormat(kind: .teams).render(try EventDocument(id: message.id, standardBody: message.body))
+        #expect(teams.body.count < TeamsFormat.sizeLimit)
+        let groupText = String(decoding: teams.body, as: UTF8.self)
+        #expect(groupText.contains("payment-0: "), "the first payment is listed, clipped")
+        #expect(groupText.contains("payment-29: "), "and the others still fit")
+    }
+
     @Test func templatesRenderTheBanksNumbersAndEscapeForJSON() throws {
         let template = try EventTemplate(
             #"{"id":"{{id}}","amount":"{{data.payment.transfer.amount.amount}}","line":"{{data.payment.transfer.remittanceInformation.line1}}","who":"{{data.payment.transfer.creditorName}}","prev":"{{data.previousStatus}}"{{#data.payment.creditorInformation}},"has":true{{/data.payment.creditorInformation}}}"#)

@@ -42,7 +42,7 @@ struct PaymentFacts {
     }
 
     /// The bank's reasons, each once: `statusReasons` (`code`, `description`) and `errors`
-    /// (`errorCode`, `errorText`/`errorDescription`).
+    /// (`errorCode`, `errorText`/`errorDescription`); an item that is plain text is the reason.
     static func reasons(in payment: JSONValue) -> [String] {
         var lines: [String] = []
         for (list, codeKey, textKeys) in [
@@ -51,6 +51,10 @@ struct PaymentFacts {
         ] {
             guard case .array(let items)? = payment[list] else { continue }
             for item in items {
+                if let text = item.stringValue {
+                    if !text.isEmpty, !lines.contains(text) { lines.append(text) }
+                    continue
+                }
                 let code = codeKey.lazy.compactMap { item[$0]?.stringValue }.first
                 let text = textKeys.lazy.compactMap { item[$0]?.stringValue }.first
                 let line = [code, text].compactMap { $0 }.joined(separator: " ")

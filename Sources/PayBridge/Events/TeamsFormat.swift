@@ -5,6 +5,8 @@ import Foundation
 /// same facts as the Slack message, under 28 KB.
 enum TeamsFormat {
     static let sizeLimit = 28_000
+    /// A payment's line in a group, a fact's value, one rejection reason.
+    static let lineLimit = 500
 
     static func render(_ document: EventDocument, link: String?) -> Rendering {
         var body: [JSONValue] = []
@@ -12,8 +14,10 @@ enum TeamsFormat {
             let group = GroupFacts(data: document.data)
             body.append(title(group.title))
             body.append(.object([("type", .string("FactSet")), ("facts", .array(group.labelled.map { fact($0.title, $0.value) }))]))
+            // A line each, clipped: one payment with pages of reasons cannot crowd out the rest.
             var lines = group.events.map { payment in
-                "\(payment.paymentId): \(payment.summary)" + (payment.reasons.isEmpty ? "" : " (\(payment.reasons.joined(separator: "; ")))")
+                SlackFormat.clip(
+                    "\(payment.paymentId): \(payment.summary)" + (payment.reasons.isEmpty ? "" : " (\(payment.reasons.joined(separator: "; ")))"), lineLimit)
             }
             // Drop lines from the end until the card fits; they are counted as "more".
             while true {
@@ -26,13 +30,19 @@ enum TeamsFormat {
             }
         } else if let facts = SlackFormat.paymentFacts(document) {
             body.append(title(document.type == EventType.paymentCreated.rawValue ? "New payment \(facts.status)" : "Payment \(facts.status)"))
-            body.append(.object([("type", .string("FactSet")), ("facts", .array(facts.labelled.map { fact($0.title, $0.value) }))]))
-            if !facts.reasons.isEmpty {
-                body.append(
-                    .object([
-                        ("type", .string("TextBlock")), ("text", .string("Rejection reasons: " + facts.reasons.joined(separator: "; "))),
-                        ("wrap", .bool(true)), ("color", .string("Attention")),
-                    ]))
+            body.append(.object([("type", .string("FactSet")), ("facts", .array(facts.labelled.map { fact($0.title, SlackFormat.clip($0.value, lineLimit)) }))]))
+            // Every reason while the card fits; past 28 KB the last ones are counted instead.
+            var reasons = facts.reasons.map { SlackFormat.clip($0, lineLimit) }
+            while true {
+                var items: [JSONValue] = []
+                if !facts.reasons.isEmpty {
+                    let more = facts.reasons.count - reasons.count
+                    let text = "Rejection reasons: " + (reasons + (more > 0 ? ["…and \(more) more"] : [])).joined(separator: "; ")
+                    items.append(.object([("type", .string("TextBlock")), ("text", .string(text)), ("wrap", .bool(true)), ("color", .string("Attention"))]))
+                }
+                let card = message(body + items + [footer(document)], link: link)
+                if card.count < sizeLimit || reasons.isEmpty { return Rendering(contentType: "application/json", body: card) }
+                reasons.removeLast(max(1, reasons.count / 4))
             }
         } else {
             body.append(title(document.type))
