@@ -316,7 +316,12 @@ import Testing
         let daemon = try RunDeliveryTests.Daemon(config: setup.path)
         try await Self.waitForListener(setup.url)
         #expect(try await Self.send([Self.notification(ids[0])], to: setup.url) == 403)
-        _ = await daemon.stop()
+        // Counted with the other refusals (§10: received by outcome).
+        let metrics = await Self.post("http://127.0.0.1:\(setup.adminPort)/metrics", [], headers: [], method: .get)?.1 ?? ""
+        let rejected = metrics.split(separator: "\n").first { $0.hasPrefix(#"paybridge_notifications_received_total{outcome="rejected"} "#) }
+        #expect((rejected?.split(separator: " ").last.flatMap { Int($0) } ?? 0) >= 1, "the listener's probe and the notification: \(metrics)")
+        let (_, log) = await daemon.stop()
+        #expect(log.contains("notification refused") && log.contains("allowFrom"), "\(log)")
     }
 
     /// A look-up lost to a crash right after the 200 is done after the restart.

@@ -75,8 +75,7 @@ public enum NotificationReceiver {
         logger: Logger, committed: @Sendable () -> Void
     ) async -> Outcome {
         guard configuration.allows(address) else {
-            logger.warning("notification refused: the sender is outside source.notifications.allowFrom", metadata: ["remoteAddress": "\(address)"])
-            return .refused(status: 403, reason: "forbidden: \(address) is not in source.notifications.allowFrom")
+            return reject(403, "forbidden: \(address) is not in source.notifications.allowFrom", address: address, logger: logger)
         }
         guard request.uri.path == configuration.path else { return .refused(status: 404, reason: "not found: notifications go to \(configuration.path)") }
         guard request.method == .post else { return .refused(status: 405, reason: "method not allowed: POST the notifications") }
