@@ -81,10 +81,10 @@ struct Events: AsyncParsableCommand {
         @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
         var config: String?
 
-        @Option(name: .long, help: "Only this type, e.g. payment.status_changed.")
+        @Option(name: .long, help: "Only these types, comma-separated, e.g. payment.status_changed.")
         var type: String?
 
-        @Option(name: .long, help: "Only events to this status, e.g. Rejected.")
+        @Option(name: .long, help: "Only events to these statuses, comma-separated, e.g. Rejected,MissingFunding.")
         var status: String?
 
         @Option(name: .long, help: "Only this payment's events.")

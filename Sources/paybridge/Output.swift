@@ -55,13 +55,13 @@ enum GroupMessage {
     }
 }
 
-/// A duration option (`--since 2h`): the point that long ago.
+/// A point in time (`--since 2h`): that long ago, or an instant as the operations API takes
+/// it (`2026-12-01T09:00:00Z`).
 func ago(_ text: String?, option: String = "--since") throws -> Date? {
     guard let text else { return nil }
-    guard let duration = DurationText.parse(text) else {
-        throw CommandError("\(option): write a duration like 30m, 2h or 7d")
-    }
-    return Date().addingTimeInterval(-duration.seconds)
+    if let duration = DurationText.parse(text) { return Date().addingTimeInterval(-duration.seconds) }
+    if let instant = Timestamp.parse(text) { return instant }
+    throw CommandError("\(option): write a duration like 30m, 2h or 7d, or an ISO 8601 time like 2026-12-01T09:00:00Z")
 }
 
 /// A command's failure: printed as `error: …`, exit 1.

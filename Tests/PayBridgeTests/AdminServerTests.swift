@@ -87,7 +87,12 @@ import Testing
         }
         let processed = await admin.json("/v1/events?status=Processed")
         #expect((processed["events"] as? [[String: Any]])?.count == 2)
+        // Several statuses, as the bank writes its Status filter, or the parameter repeated.
+        for both in ["/v1/events?status=Rejected,Processed", "/v1/events?status=Rejected&status=Processed"] {
+            #expect((await admin.json(both)["events"] as? [[String: Any]])?.count == 7, "\(both)")
+        }
         #expect(await admin.get("/v1/events?after=evt_unknown")?.status == 404)
+        #expect(await admin.get("/v1/events?limit=abc")?.status == 400, "a limit that is not a number is a mistake, not 100")
 
         // Metrics: Prometheus text that parses, with what alerts need.
         let metrics = String(decoding: await admin.get("/metrics")?.body ?? [], as: UTF8.self)

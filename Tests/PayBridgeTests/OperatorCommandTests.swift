@@ -80,6 +80,10 @@ import Testing
         #expect((rejectedOnly["events"] as? [[String: Any]])?.compactMap { $0["subject"] as? String } == [state.rejected])
         let byPayment = Self.json(try await state.run(["events", "list", "--payment", state.short, "--json"]))
         #expect((byPayment["events"] as? [[String: Any]])?.first?["status"] as? String == "MissingFunding")
+        // Several statuses, comma-separated as the bank writes them; --since as an instant.
+        let hourAgo = Timestamp.iso8601(Date().addingTimeInterval(-3600))
+        let both = Self.json(try await state.run(["events", "list", "--status", "Rejected,MissingFunding", "--since", hourAgo, "--json"]))
+        #expect((both["events"] as? [[String: Any]])?.count == 2, "\(both)")
         let table = try await state.run(["events", "list"])
         #expect(table.stdout.hasPrefix("TIME"), "\(table.stdout)")
         #expect(table.stdout.contains("MissingFunding ← PendingProcessing") && (table.stdout.contains(" ago") || table.stdout.contains("just now")))

@@ -36,8 +36,8 @@ doc = {
         "responses": dict(errors, **{"200": resp("The timeline", ref("Timeline")), "404": resp("paybridge has not seen it", ref("Error"))})}},
     "/api/v1/events": {"get": {"operationId": "listEvents", "summary": "Events, newest first, a page at a time",
         "parameters": [
-            {"name": "type", "in": "query", "schema": {"type": "string"}},
-            {"name": "status", "in": "query", "schema": {"type": "string"}},
+            {"name": "type", "in": "query", "description": "Any of these types: comma-separated, or the parameter repeated", "schema": {"type": "string"}},
+            {"name": "status", "in": "query", "description": "Any of these statuses (Rejected,MissingFunding): comma-separated, or the parameter repeated", "schema": {"type": "string"}},
             {"name": "payment", "in": "query", "schema": {"type": "string"}},
             {"name": "since", "in": "query", "description": "A duration back from now (2h) or an ISO 8601 time", "schema": SINCE},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},

@@ -58,8 +58,8 @@ public enum AdminServer {
         }
         router.get("/v1/events") { request, _ -> Response in
             guard access.identify(request) != nil else { return unauthorized() }
-            let query = request.uri.queryParameters
-            let limit = query["limit"].flatMap { Int(String($0)) } ?? 100
+            let query = OperationsAPI.parameters(request)
+            let limit = query["limit"].map { Int(String($0)) ?? 0 } ?? 100
             guard (1...1000).contains(limit) else { return json(.badRequest, #"{"error":"limit must be from 1 to 1000"}"#) }
             do {
                 let events = try await bridge.operations.eventsAfter(

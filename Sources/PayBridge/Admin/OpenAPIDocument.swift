@@ -196,6 +196,7 @@ enum OpenAPIDocument {
           {
             "name": "type",
             "in": "query",
+            "description": "Any of these types: comma-separated, or the parameter repeated",
             "schema": {
               "type": "string"
             }
@@ -203,6 +204,7 @@ enum OpenAPIDocument {
           {
             "name": "status",
             "in": "query",
+            "description": "Any of these statuses (Rejected,MissingFunding): comma-separated, or the parameter repeated",
             "schema": {
               "type": "string"
             }

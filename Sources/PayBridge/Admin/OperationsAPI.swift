@@ -254,11 +254,16 @@ enum OperationsAPI {
 
     /// The query's parameters. An empty filter counts as absent (`?endpoint=` filters
     /// nothing); an empty `since`, `limit`, `state`, `q` or `cursor` is a mistake, refused as
-    /// any malformed value is (an empty event cursor names no event: an empty page).
+    /// any malformed value is (an empty event cursor names no event: an empty page). `type`
+    /// and `status` may be repeated or comma-separated: any of them.
     static func parameters(_ request: Request) -> [String: Substring] {
         var found: [String: Substring] = [:]
         for (name, value) in request.uri.queryParameters where !value.isEmpty || !["endpoint", "type", "status", "payment"].contains(name) {
-            found[String(name)] = value
+            if ["type", "status"].contains(name), let earlier = found[String(name)] {
+                found[String(name)] = earlier + "," + value
+            } else {
+                found[String(name)] = value
+            }
         }
         return found
     }

@@ -25,20 +25,27 @@ extension SQLStore {
     }
 
     public func events(_ filter: EventFilter) async throws -> [EventSummary] {
-        var conditions: [String] = []
-        var values: [SQLValue] = []
-        if let type = filter.type { (conditions, values) = (conditions + ["e.type = ?"], values + [.text(type)]) }
-        if let status = filter.status { (conditions, values) = (conditions + ["e.status = ?"], values + [.text(status)]) }
-        if let payment = filter.paymentId { (conditions, values) = (conditions + ["e.subject = ?"], values + [.text(payment)]) }
-        if let since = filter.since { (conditions, values) = (conditions + ["e.created_at >= ?"], values + [.date(since)]) }
-        if let before = filter.before {
-            (conditions, values) = (conditions + ["e.row_id < (SELECT row_id FROM event WHERE id = ?)"], values + [.text(before)])
+        try await reading { connection in
+            var conditions: [String] = []
+            var values: [SQLValue] = []
+            for (column, list) in [("e.type", filter.type), ("e.status", filter.status)] {
+                guard let list else { continue }
+                (conditions, values) = (conditions + [connection.dialect.isIn(column)], values + [.texts(Self.listed(list))])
+            }
+            if let payment = filter.paymentId { (conditions, values) = (conditions + ["e.subject = ?"], values + [.text(payment)]) }
+            if let since = filter.since { (conditions, values) = (conditions + ["e.created_at >= ?"], values + [.date(since)]) }
+            if let before = filter.before {
+                (conditions, values) = (conditions + ["e.row_id < (SELECT row_id FROM event WHERE id = ?)"], values + [.text(before)])
+            }
+            let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            return try await connection.rows(
+                "SELECT \(Self.eventColumns) FROM event e \(clause) ORDER BY e.row_id DESC LIMIT ?", values + [.int(filter.limit)], Self.event)
         }
-        let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        let bound = values + [.int(filter.limit)]
-        return try await reading { connection in
-            try await connection.rows("SELECT \(Self.eventColumns) FROM event e \(clause) ORDER BY e.row_id DESC LIMIT ?", bound, Self.event)
-        }
+    }
+
+    /// A filter's values, comma-separated as the bank's `Status` is (`Rejected,MissingFunding`).
+    static func listed(_ text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     public func paymentIds(mentioning text: String, limit: Int) async throws -> [String] {
@@ -74,8 +81,8 @@ extension SQLStore {
             }
             var sql = "SELECT id, body FROM event WHERE row_id > ?"
             var values: [SQLValue] = [.int(start)]
-            if let type { (sql, values) = (sql + " AND type = ?", values + [.text(type)]) }
-            if let status { (sql, values) = (sql + " AND status = ?", values + [.text(status)]) }
+            if let type { (sql, values) = (sql + " AND " + connection.dialect.isIn("type"), values + [.texts(Self.listed(type))]) }
+            if let status { (sql, values) = (sql + " AND " + connection.dialect.isIn("status"), values + [.texts(Self.listed(status))]) }
             return try await connection.rows(sql + " ORDER BY row_id LIMIT ?", values + [.int(limit)]) { (try $0.string(0), try $0.bytes(1) ?? []) }
         }
     }
