@@ -16,9 +16,10 @@ import Testing
 
         init(port: Int) { self.port = port }
 
-        func get(_ path: String, token: String? = AdminServerTests.token) async -> PayBridge.HTTPResponse? {
+        func get(_ path: String, token: String? = AdminServerTests.token, authorization: String? = nil) async -> PayBridge.HTTPResponse? {
             var headers: [(name: String, value: String)] = []
             if let token { headers.append(("Authorization", "Bearer \(token)")) }
+            if let authorization { headers.append(("Authorization", authorization)) }
             return try? await http.send(PayBridge.HTTPRequest(method: .get, url: "http://127.0.0.1:\(port)\(path)", headers: headers)).get()
         }
 
@@ -57,6 +58,12 @@ import Testing
         // Without or with a wrong token: 401.
         #expect(await admin.get("/metrics", token: nil)?.status == 401)
         #expect(await admin.get("/metrics", token: "wrong")?.status == 401)
+        // The scheme is case-insensitive; HEAD answers the probes.
+        #expect(await admin.get("/metrics", token: nil, authorization: "bearer \(AdminServerTests.token)")?.status == 200)
+        for path in ["/healthz", "/readyz"] {
+            let answer = Sockets.exchange(port: admin.port, "HEAD \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "HEAD \(path): \(answer)")
+        }
         #expect(await admin.get("/v1/events", token: nil)?.status == 401)
 
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }

@@ -52,8 +52,9 @@ public final class AdminAccess: Sendable {
     /// The bearer token's identity, else the session cookie's; nil when neither is valid.
     func identify(_ request: Request) -> Identity? {
         if open { return Identity(name: "anonymous", role: .read, csrf: nil) }
-        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
-            return identify(token: String(header.dropFirst(7)))
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer T` is `Bearer T`.
+        if let header = request.headers[.authorization], header.prefix(7).lowercased() == "bearer " {
+            return identify(token: header.dropFirst(7).trimmingCharacters(in: .whitespaces))
         }
         guard let id = Self.cookie(request, Self.cookieName) else { return nil }
         let now = Date()

@@ -22,11 +22,14 @@ public enum AdminServer {
         let router = Router()
         let access = AdminAccess(admin)
         router.get("/healthz") { _, _ -> Response in json(.ok, #"{"status":"ok"}"#) }
+        // Load balancers' and probes' HEAD: the status without the body.
+        router.head("/healthz") { _, _ -> Response in Response(status: .ok) }
         router.get("/readyz") { _, _ -> Response in
             let (ready, reasons) = bridge.readiness()
             let body = JSONValue.object([("status", .string(ready ? "ready" : "not ready")), ("reasons", .array(reasons.map { .string($0) }))])
             return json(ready ? .ok : .serviceUnavailable, String(decoding: body.bytes, as: UTF8.self))
         }
+        router.head("/readyz") { _, _ -> Response in Response(status: bridge.readiness().ready ? .ok : .serviceUnavailable) }
         // Kept from earlier versions: endpoints' circuits, for a look by eye.
         router.get("/health") { _, _ -> Response in
             let health = await bridge.health()
