@@ -119,11 +119,22 @@ extension EndpointOverview {
         (record.disabledAt != nil ? .disabled : record.stats.circuit ?? .closed).rawValue
     }
 
+    /// An endpoint's URL as operators and `read` tokens see it: where it goes, not what
+    /// authorizes it. A Slack or Teams webhook's URL is its secret (a long path segment, a
+    /// `sig=` query): user info and the query are left out, and path segments of 16
+    /// characters or more shown as `…`.
+    public static func shown(url: String) -> String {
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme, let host = parts.host else { return "…" }
+        let path = parts.percentEncodedPath.split(separator: "/", omittingEmptySubsequences: false).map { $0.count >= 16 ? "…" : String($0) }
+        let port = parts.port.map { ":\($0)" } ?? ""
+        return "\(scheme)://\(host)\(port)" + path.joined(separator: "/") + (parts.percentEncodedQuery != nil ? "?…" : "")
+    }
+
     public func json(_ endpoint: EndpointConfiguration, now: Date) -> JSONValue {
         let oldestSeconds = oldestPendingAt.map { Int(now.timeIntervalSince($0)) }
         return .object([
             ("name", .string(endpoint.name)), ("health", .string(health)),
-            ("url", .text(endpoint.kind == .http ? endpoint.url : nil)), ("pending", .int(pending)), ("dead", .int(dead)),
+            ("url", .text(endpoint.kind == .http ? Self.shown(url: endpoint.url) : nil)), ("pending", .int(pending)), ("dead", .int(dead)),
             ("oldestPendingAt", .time(oldestPendingAt)), ("oldestPendingSeconds", .int(oldestSeconds)),
             ("lastSuccessAt", .time(record.stats.lastSuccessAt)), ("lastFailureAt", .time(record.stats.lastFailureAt)),
             ("failures", .int(record.stats.failures)), ("failingSince", .time(record.failingSince)),
