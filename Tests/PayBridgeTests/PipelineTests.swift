@@ -164,6 +164,9 @@ import Testing
         ("{ amount: { above: 5 } }", "above", "unknown key 'above' in routes[0].when.amount"),
         ("{ all: [{ path: \"$.a\", in: 5 }] }", "5 }", "routes[0].when.all[0].in must be a list of values"),
         ("{ path: \"$.a\", exists: maybe }", "maybe", "routes[0].when.exists must be true or false"),
+        ("{ amount: { gte: abc } }", "abc", "routes[0].when.amount.gte: 'abc' is not a number"),
+        ("{ amount: { in: [10, ten] } }", "[10", "routes[0].when.amount.in: 'ten' is not a number"),
+        ("{ amount: lots }", "lots", "routes[0].when.amount: 'lots' is not a number"),
     ])
     func badConditionsAreErrorsAtTheirPlace(when: String, at token: String, message: String) throws {
         let line = "  - when: \(when)"

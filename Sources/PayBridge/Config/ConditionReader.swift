@@ -130,14 +130,19 @@ extension ConfigReader {
                 let known = checkKeys(operators, allowed: ["eq", "ne", "gt", "gte", "lt", "lte", "in"], in: "\(path).amount")
                 if known.count < operators.count { failed = true }
                 for (name, operatorEntry) in known.sorted(by: { $0.key < $1.key }) {
-                    if let test = readTest(name, operatorEntry.value, path: "\(path).amount.\(name)") {
+                    if let test = readTest(name, operatorEntry.value, path: "\(path).amount.\(name)"), numbers(test, operatorEntry.value, "\(path).amount.\(name)") {
                         conditions.append(.value(paths: ShorthandField.amount.paths, test: test))
                     } else {
                         failed = true
                     }
                 }
             } else if let text = string(entry.value, "\(path).amount") {
-                conditions.append(.value(paths: ShorthandField.amount.paths, test: .eq(Operand(text))))
+                let test = ValueTest.eq(Operand(text))
+                if numbers(test, entry.value, "\(path).amount") {
+                    conditions.append(.value(paths: ShorthandField.amount.paths, test: test))
+                } else {
+                    failed = true
+                }
             } else {
                 failed = true
             }
@@ -224,6 +229,20 @@ extension ConfigReader {
             default: return nil
             }
         }
+    }
+
+    /// Whether the test's operands are numbers (an amount compared with `abc` never matches);
+    /// says where one is not.
+    private func numbers(_ test: ValueTest, _ node: Node, _ path: String) -> Bool {
+        let operands: [Operand]
+        switch test {
+        case .eq(let operand), .ne(let operand), .gt(let operand), .gte(let operand), .lt(let operand), .lte(let operand): operands = [operand]
+        case .isIn(let list): operands = list
+        case .regex, .exists: return true
+        }
+        guard let bad = operands.first(where: { $0.decimal == nil }) else { return true }
+        error(node, "\(path): '\(bad.text)' is not a number")
+        return false
     }
 
     /// A scalar's text; `null` is allowed (to compare with a JSON null).
