@@ -124,4 +124,29 @@ import Testing
         anonymousEndpoint.close()
         await bank.stop()
     }
+
+    /// A client certificate and key that are not PEM, or do not belong together, are config
+    /// errors at their place, not a handshake failure at every call.
+    @Test(.enabled(if: opensslAvailable, "needs /usr/bin/openssl"))
+    func validateChecksAClientCertificateAndItsKey() async throws {
+        let certificates = try await Certificates.make()
+        let directory = certificates.directory
+        let garbage = try directory.write("garbage.pem", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")
+        for (certificate, key, expected) in [
+            (certificates.clientCertificate, certificates.clientKey, nil),
+            (certificates.serverCertificate, certificates.clientKey, "7:14: source.clientKey: \(certificates.clientKey) does not belong to the certificate"),
+            (garbage, certificates.clientKey, "6:22: source.clientCertificate: \(garbage) is not a PEM certificate"),
+            (certificates.clientCertificate, certificates.ca, "7:14: source.clientKey: \(certificates.ca) is not a PEM private key"),
+        ] as [(String, String, String?)] {
+            let path = try directory.write(
+                "pb.yaml", source("https://127.0.0.1:9", "  clientCertificate: \(certificate)\n  clientKey: \(key)").replacingOccurrences(of: "./state", with: directory.file("state")))
+            let output = try await Binary.run(["validate", "--config", path])
+            if let expected {
+                #expect(output.status == 1, "\(output.stderr)")
+                #expect(output.stderr.contains("\(path):\(expected)"), "\(output.stderr)")
+            } else {
+                #expect(output.status == 0, "\(output.stderr)")
+            }
+        }
+    }
 }

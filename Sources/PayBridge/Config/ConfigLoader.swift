@@ -191,13 +191,7 @@ final class ConfigReader {
             username = username ?? "sandbox"
             password = password ?? "sandbox"
         }
-        let tls = TLSOptions(
-            caFile: keys["caFile"].flatMap { existingFile($0.value, "source.caFile") },
-            clientCertificate: keys["clientCertificate"].flatMap { existingFile($0.value, "source.clientCertificate") },
-            clientKey: keys["clientKey"].flatMap { existingFile($0.value, "source.clientKey") })
-        if (keys["clientCertificate"] == nil) != (keys["clientKey"] == nil) {
-            error(node, "source: 'clientCertificate' and 'clientKey' go together (mutual TLS needs both)")
-        }
+        let tls = tlsOptions(keys, node, "source")
         let pageSize = keys["pageSize"].flatMap { integer($0.value, "source.pageSize", in: 1...5000) } ?? 1000
         let timeout = keys["timeout"].flatMap { duration($0.value, "source.timeout", positive: true) } ?? .seconds(30)
         let connectTimeout = keys["connectTimeout"].flatMap { duration($0.value, "source.connectTimeout", positive: true) } ?? .seconds(10)
@@ -507,13 +501,7 @@ final class ConfigReader {
                 }
             }
         }
-        let tls = TLSOptions(
-            caFile: keys["caFile"].flatMap { existingFile($0.value, "\(path).caFile") },
-            clientCertificate: keys["clientCertificate"].flatMap { existingFile($0.value, "\(path).clientCertificate") },
-            clientKey: keys["clientKey"].flatMap { existingFile($0.value, "\(path).clientKey") })
-        if (keys["clientCertificate"] == nil) != (keys["clientKey"] == nil) {
-            error(node, "\(path): 'clientCertificate' and 'clientKey' go together (mutual TLS needs both)")
-        }
+        let tls = tlsOptions(keys, node, path)
         let rateLimit = keys["rateLimit"].flatMap { rate($0.value, "\(path).rateLimit") }
         let disableAfter = keys["disableAfter"].flatMap { duration($0.value, "\(path).disableAfter", positive: true) } ?? .seconds(5 * 86400)
         var breaker = BreakerSettings()
@@ -832,6 +820,26 @@ final class ConfigReader {
         if path.hasPrefix("/") { return path }
         if path.hasPrefix("~/") { return NSString(string: path).expandingTildeInPath }
         return URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    /// `caFile`, `clientCertificate` and `clientKey`: readable files, and a client
+    /// certificate with its key, in PEM, that belong together (else every call would fail its
+    /// handshake with an error from deep inside TLS).
+    func tlsOptions(_ keys: [String: Entry], _ node: Node, _ path: String) -> TLSOptions {
+        let options = TLSOptions(
+            caFile: keys["caFile"].flatMap { existingFile($0.value, "\(path).caFile") },
+            clientCertificate: keys["clientCertificate"].flatMap { existingFile($0.value, "\(path).clientCertificate") },
+            clientKey: keys["clientKey"].flatMap { existingFile($0.value, "\(path).clientKey") })
+        if (keys["clientCertificate"] == nil) != (keys["clientKey"] == nil) {
+            error(node, "\(path): 'clientCertificate' and 'clientKey' go together (mutual TLS needs both)")
+        }
+        if let certificate = options.clientCertificate, let key = options.clientKey,
+            let problem = ClientIdentity.problem(certificateFile: certificate, keyFile: key)
+        {
+            let field = problem.inKey ? "clientKey" : "clientCertificate"
+            error(keys[field]?.value, "\(path).\(field): \(problem.text)")
+        }
+        return options
     }
 
     func existingFile(_ node: Node, _ path: String) -> String? {
