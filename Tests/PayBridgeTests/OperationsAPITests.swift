@@ -133,6 +133,8 @@ import Testing
         #expect(byId?.map { $0["paymentId"] as? String } == [paymentId])
         let byReference = await get(setup, "/api/v1/payments?q=\(reference)")?.json["payments"] as? [[String: Any]]
         #expect(byReference?.contains { $0["paymentId"] as? String == paymentId } == true, "\(String(reference))")
+        let anyCase = await get(setup, "/api/v1/payments?q=\(reference.lowercased())")?.json["payments"] as? [[String: Any]]
+        #expect(anyCase?.contains { $0["paymentId"] as? String == paymentId } == true, "a reference typed in lower case")
         let timeline = try #require(await get(setup, "/api/v1/payments/\(paymentId)"))
         let cli = try await Binary.run(["payments", "show", paymentId, "--config", setup.path, "--json"])
         #expect(parsed(String(decoding: timeline.body, as: UTF8.self)) == parsed(cli.stdout), "API and CLI differ:\n\(String(decoding: timeline.body, as: UTF8.self))\n\(cli.stdout)")

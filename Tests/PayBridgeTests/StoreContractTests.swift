@@ -110,6 +110,25 @@ import Testing
         #expect(due.first.map { String(decoding: $0.body, as: UTF8.self) } == String(decoding: Self.event("p1", 1, "Processed").body, as: UTF8.self))
     }
 
+    /// The operators' look-ups read the same on both backends: a search in any case, and
+    /// filters with several values.
+    @Test(arguments: Backend.available)
+    func searchesAndFiltersReadTheSameOnBothBackends(backend: Backend) async throws {
+        let fixture = try await Fixture(backend)
+        defer { fixture.store.close() }
+        try await fixture.lead()
+        try await Self.detect(fixture.store, "Pay-ABC", 1, "Processed")
+        try await Self.detect(fixture.store, "p2", 1, "Rejected")
+        try await Self.detect(fixture.store, "p3", 1, "Cancelled")
+        #expect(try await fixture.store.paymentIds(mentioning: "Pay-ABC", limit: 5) == ["Pay-ABC"])
+        #expect(try await fixture.store.paymentIds(mentioning: "pay-abc", limit: 5) == ["Pay-ABC"], "any case")
+        #expect(try await fixture.store.paymentIds(mentioning: "Pay", limit: 5).isEmpty, "a whole JSON string, not a part")
+        let listed = try await fixture.store.events(EventFilter(status: "Processed,Rejected"))
+        #expect(Set(listed.map(\.subject)) == ["Pay-ABC", "p2"])
+        let after = try await fixture.store.eventsAfter(nil, limit: 10, type: "payment.created", status: "Rejected, Cancelled")
+        #expect(after.count == 2)
+    }
+
     @Test(arguments: Backend.available)
     func theSameChangeIsStoredOnceUnderOneId(backend: Backend) async throws {
         let fixture = try await Fixture(backend)

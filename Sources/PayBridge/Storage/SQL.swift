@@ -40,11 +40,14 @@ enum SQLDialect: Sendable {
         }
     }
 
-    /// `column` (bytes) holds the bytes bound here.
-    func containsBytes(_ column: String) -> String {
-        switch self {
-        case .sqlite: "instr(\(column), ?) > 0"
-        case .postgres: "position(? IN \(column)) > 0"
+    /// `column` (bytes) holds the bytes bound here; with `anyCase`, `column` read as UTF-8
+    /// text and lower-cased holds the text bound here (bind it lower-cased).
+    func contains(_ column: String, anyCase: Bool = false) -> String {
+        switch (self, anyCase) {
+        case (.sqlite, false): "instr(\(column), ?) > 0"
+        case (.sqlite, true): "instr(lower(CAST(\(column) AS TEXT)), ?) > 0"
+        case (.postgres, false): "position(? IN \(column)) > 0"
+        case (.postgres, true): "strpos(lower(convert_from(\(column), 'UTF8')), ?) > 0"
         }
     }
 

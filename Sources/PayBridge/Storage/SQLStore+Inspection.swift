@@ -51,14 +51,20 @@ extension SQLStore {
     public func paymentIds(mentioning text: String, limit: Int) async throws -> [String] {
         // A scan for the JSON string "text" anywhere in a payment event's body: an operator's
         // search, not a hot path.
-        let quoted = Array("\"\(text)\"".utf8)
+        // As typed first; else in any case (`inv-4821` finds `INV-4821`).
+        let quoted = "\"\(text)\""
         return try await reading { connection in
-            try await connection.rows(
-                """
-                SELECT subject FROM event WHERE type IN ('payment.created', 'payment.status_changed') AND \(connection.dialect.containsBytes("body"))
-                GROUP BY subject ORDER BY MAX(row_id) DESC LIMIT ?
-                """, [.bytes(quoted), .int(limit)]
-            ) { try $0.string(0) }
+            for anyCase in [false, true] {
+                let found = try await connection.rows(
+                    """
+                    SELECT subject FROM event WHERE type IN ('payment.created', 'payment.status_changed')
+                        AND \(connection.dialect.contains("body", anyCase: anyCase))
+                    GROUP BY subject ORDER BY MAX(row_id) DESC LIMIT ?
+                    """, [anyCase ? .text(quoted.lowercased()) : .bytes(Array(quoted.utf8)), .int(limit)]
+                ) { try $0.string(0) }
+                if !found.isEmpty { return found }
+            }
+            return []
         }
     }
 
