@@ -231,6 +231,9 @@ struct Deliveries: AsyncParsableCommand {
         @Flag(name: .long, help: "Do it (without, the purge only prints what it would delete).")
         var yes = false
 
+        @Flag(name: .long, help: "One JSON document: {\"dryRun\", \"endpoint\", \"ids\"} without --yes, {\"dryRun\", \"endpoint\", \"deleted\"} with it.")
+        var json = false
+
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
@@ -239,12 +242,14 @@ struct Deliveries: AsyncParsableCommand {
             let cutoff = WallClock.fromEnvironment().now().addingTimeInterval(-age.seconds)
             guard yes else {
                 let doomed = try await operating(config) { try await operations.purgeable(endpoint: endpoint, before: cutoff) }
+                if json { return Output.print(ActionJSON.purge(endpoint, ids: doomed.map(\.id))) }
                 print("would delete \(Output.count(doomed.count, "dead delivery", "dead deliveries")) of \(endpoint); add --yes to do it")
                 for row in doomed.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
                 if doomed.count > 20 { print("  …and \(doomed.count - 20) more") }
                 return
             }
             let count = try await operating(config) { try await operations.purgeDead(endpoint: endpoint, before: cutoff) }
+            if json { return Output.print(ActionJSON.purge(endpoint, deleted: count)) }
             print("\(endpoint): \(Output.count(count, "dead delivery", "dead deliveries")) deleted")
         }
     }

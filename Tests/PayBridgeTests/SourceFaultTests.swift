@@ -196,8 +196,12 @@ import Testing
         #expect(replayed.stdout.contains("1 delivery queued again"), "\(replayed.stdout)\(replayed.stderr)")
         let dryRun = try await Binary.run(["deliveries", "purge", "--config", path, "--endpoint", "erp"])
         #expect(dryRun.stdout.contains("would delete 1 dead delivery of erp; add --yes to do it"), "\(dryRun.stdout)")
-        let purged = try await Binary.run(["deliveries", "purge", "--config", path, "--endpoint", "erp", "--yes"])
-        #expect(purged.stdout.contains("erp: 1 dead delivery deleted"))
+        let dryJSON = try await Binary.run(["deliveries", "purge", "--config", path, "--endpoint", "erp", "--json"])
+        let dryObject = try JSONSerialization.jsonObject(with: Data(dryJSON.stdout.utf8)) as? [String: Any]
+        #expect(dryObject?["dryRun"] as? Bool == true && dryObject?["ids"] as? [Int] == [Int(dead[1].id)], "\(dryJSON.stdout)")
+        let purged = try await Binary.run(["deliveries", "purge", "--config", path, "--endpoint", "erp", "--yes", "--json"])
+        let purgedObject = try JSONSerialization.jsonObject(with: Data(purged.stdout.utf8)) as? [String: Any]
+        #expect(purgedObject?["deleted"] as? Int == 1 && purgedObject?["dryRun"] as? Bool == false, "\(purged.stdout)")
         #expect(try await scenario.bridge.store.deliveryCounts()["erp"] == [.pending: 1])
         await scenario.stop()
     }

@@ -211,6 +211,15 @@ public enum ActionJSON {
         .object([("delivery", .int(Int(delivery))), ("outOfOrder", .bool(outOfOrder))])
     }
 
+    /// `deliveries purge`: what a dry run would delete, or how many were.
+    public static func purge(_ endpoint: String, ids: [Int64]) -> JSONValue {
+        .object([("dryRun", .bool(true)), ("endpoint", .string(endpoint)), ("ids", .array(ids.map { .int(Int($0)) }))])
+    }
+
+    public static func purge(_ endpoint: String, deleted: Int) -> JSONValue {
+        .object([("dryRun", .bool(false)), ("endpoint", .string(endpoint)), ("deleted", .int(deleted))])
+    }
+
     public static func endpoint(_ name: String, enabled: Bool, changed: Bool) -> JSONValue {
         .object([("endpoint", .string(name)), ("state", .string(enabled ? "enabled" : "disabled")), ("changed", .bool(changed))])
     }
