@@ -17,19 +17,25 @@ enum OperationsAPI {
                 status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.text)))
         }
         // Every other method on the API's paths: 405 naming the allowed one.
+        let methods = [HTTPTypes.HTTPRequest.Method.get, .post, .put, .patch, .delete, .options, .trace, .head, .connect]
+            + [HTTPTypes.HTTPRequest.Method("QUERY")].compactMap { $0 }
         for (path, allowed) in [
             ("status", HTTPTypes.HTTPRequest.Method.get), ("payments", .get), ("payments/{id}", .get), ("events", .get), ("deliveries", .get),
             ("deliveries/{id}", .get), ("deliveries/replay", .post), ("events/{id}/redeliver", .post), ("endpoints/{name}/enable", .post),
             ("endpoints/{name}/disable", .post), ("stream", .get), ("openapi.json", .get),
         ] {
-            let methods = [HTTPTypes.HTTPRequest.Method.get, .post, .put, .patch, .delete, .options, .trace, .head, .connect]
-                + [HTTPTypes.HTTPRequest.Method("QUERY")].compactMap { $0 }
             for method in methods where method != allowed {
                 api.on(RouterPath(path), method: method) { _, _ -> Response in
                     var response = error(APIError(.methodNotAllowed, "method_not_allowed", "\(path) takes \(allowed.rawValue)"))
                     response.headers[.allow] = allowed.rawValue
                     return response
                 }
+            }
+        }
+        // Any other path under the API: a 404 in the API's error shape.
+        for method in methods {
+            api.on("**", method: method) { request, _ -> Response in
+                error(APIError(.notFound, "not_found", "no such route: \(request.method.rawValue) \(request.uri.path)"))
             }
         }
         api.get("status") { request, _ -> Response in
