@@ -162,8 +162,9 @@ public enum NotificationMessage {
                 eventId: eventId, notificationType: typeName(value(object, "notificationType")),
                 subscriptionId: value(object, "subscriptionId") as? String, paymentId: paymentId)
         }
-        // Items without an id cannot be deduplicated; a body with none at all is not answered 200.
-        if notifications.isEmpty, !items.isEmpty { throw NotificationRefusal("no notification in the body carries an eventId") }
+        // Items without an id cannot be deduplicated: skipped. A body of such items is still
+        // the bank's (it decrypted and verified): refusing it would have the bank retry it for
+        // two days and then deactivate the subscription.
         return notifications
     }
 

@@ -110,6 +110,9 @@ public enum NotificationReceiver {
         } catch {
             return reject(400, error.reason, address: address, logger: logger)
         }
+        if notifications.isEmpty {
+            logger.warning("a notification body without any eventId: answered 200, nothing to record (the poll reconciles)", metadata: ["remoteAddress": "\(address)"])
+        }
         do {
             let fresh = try await store.receive(notifications, at: clock.now())
             Counter(label: "paybridge_notifications_received_total", dimensions: [("outcome", "accepted")]).increment(by: fresh.count)
