@@ -27,7 +27,7 @@ struct Deliveries: AsyncParsableCommand {
         @Option(name: .long, help: "Only deliveries in this state: pending, failing (pending after a failed attempt), dead, delivered.")
         var state: String?
 
-        @Option(name: .long, help: "Only those changed this recently, e.g. 2h.")
+        @Option(name: .long, help: "Only those changed this recently (2h) or since an ISO 8601 time.")
         var since: String?
 
         @Option(name: .long, help: "At most this many rows.")
@@ -151,7 +151,7 @@ struct Deliveries: AsyncParsableCommand {
         @Option(name: .long, help: "Bulk: which deliveries (only dead).")
         var state: String?
 
-        @Option(name: .long, help: "Bulk: only those dead-lettered this recently, e.g. 24h.")
+        @Option(name: .long, help: "Bulk: only those dead-lettered this recently (24h) or since an ISO 8601 time.")
         var since: String?
 
         @Flag(name: .long, help: "Bulk: do it (without, the replay only prints what it would do).")

@@ -90,7 +90,7 @@ struct Events: AsyncParsableCommand {
         @Option(name: .long, help: "Only this payment's events.")
         var payment: String?
 
-        @Option(name: .long, help: "Only this recent, e.g. 2h.")
+        @Option(name: .long, help: "Only this recent (2h) or since an ISO 8601 time.")
         var since: String?
 
         @Option(name: .long, help: "At most this many.")

@@ -116,8 +116,10 @@ import Testing
         let put = await Self.call(.put, setup.base + "/api/v1/status", token: Self.operate)
         #expect(put?.status == 405)
         #expect(put?.headers.header("allow") == "GET")
-        let unknown = await get(setup, "/api/v1/no/such/route")
-        #expect(unknown?.status == 404 && unknown?.errorCode == "not_found", "the API's error shape on every 404")
+        for path in ["/api/v1/no/such/route", "/api/v1/endpoints", "/api/v1/endpoints/erp", "/api/v1/events/evt_x", "/api/v1/events/evt_x/nothing"] {
+            let unknown = await get(setup, path)
+            #expect(unknown?.status == 404 && unknown?.errorCode == "not_found", "the API's error shape on every 404: \(path)")
+        }
         #expect(await get(setup, "/api/v1/status")?.status == 200, "the routes still answer beside the catch-all")
 
         // Status.

@@ -131,12 +131,18 @@ import Testing
     func validateChecksAClientCertificateAndItsKey() async throws {
         let certificates = try await Certificates.make()
         let directory = certificates.directory
-        let garbage = try directory.write("garbage.pem", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")
+        let garbage = try directory.write("garbage.pem", "not a certificate\n")
+        let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        // A chain (leaf, then its CA), and one file holding the certificate and its key.
+        let chain = try directory.write("chain.pem", read(certificates.clientCertificate) + read(certificates.ca))
+        let combined = try directory.write("combined.pem", read(certificates.clientCertificate) + read(certificates.clientKey))
         for (certificate, key, expected) in [
             (certificates.clientCertificate, certificates.clientKey, nil),
+            (chain, certificates.clientKey, nil),
+            (combined, combined, nil),
             (certificates.serverCertificate, certificates.clientKey, "7:14: source.clientKey: \(certificates.clientKey) does not belong to the certificate"),
             (garbage, certificates.clientKey, "6:22: source.clientCertificate: \(garbage) is not a PEM certificate"),
-            (certificates.clientCertificate, certificates.ca, "7:14: source.clientKey: \(certificates.ca) is not a PEM private key"),
+            (certificates.clientCertificate, certificates.ca, "7:14: source.clientKey: \(certificates.ca) holds no PRIVATE KEY"),
         ] as [(String, String, String?)] {
             let path = try directory.write(
                 "pb.yaml", source("https://127.0.0.1:9", "  clientCertificate: \(certificate)\n  clientKey: \(key)").replacingOccurrences(of: "./state", with: directory.file("state")))

@@ -32,10 +32,13 @@ enum OperationsAPI {
                 }
             }
         }
-        // Any other path under the API: a 404 in the API's error shape.
-        for method in methods {
-            api.on("**", method: method) { request, _ -> Response in
-                error(APIError(.notFound, "not_found", "no such route: \(request.method.rawValue) \(request.uri.path)"))
+        // Any other path under the API: a 404 in the API's error shape. The router does not
+        // fall back to `**` from a path that only leads to routes, so those are named too.
+        for path in ["**", "endpoints", "endpoints/{name}", "events/{id}"] {
+            for method in methods {
+                api.on(RouterPath(path), method: method) { request, _ -> Response in
+                    error(APIError(.notFound, "not_found", "no such route: \(request.method.rawValue) \(request.uri.path)"))
+                }
             }
         }
         api.get("status") { request, _ -> Response in

@@ -41,7 +41,7 @@ enum SQLDialect: Sendable {
     }
 
     /// `column` (bytes) holds the bytes bound here; with `anyCase`, `column` read as UTF-8
-    /// text and lower-cased holds the text bound here (bind it lower-cased).
+    /// text and lower-cased holds the text bound here (bind it with A-Z lower-cased).
     func contains(_ column: String, anyCase: Bool = false) -> String {
         switch (self, anyCase) {
         case (.sqlite, false): "instr(\(column), ?) > 0"

@@ -28,9 +28,9 @@ extension SQLStore {
         try await reading { connection in
             var conditions: [String] = []
             var values: [SQLValue] = []
-            for (column, list) in [("e.type", filter.type), ("e.status", filter.status)] {
+            for (column, list) in [("e.type", Self.listed(filter.type)), ("e.status", Self.listed(filter.status))] {
                 guard let list else { continue }
-                (conditions, values) = (conditions + [connection.dialect.isIn(column)], values + [.texts(Self.listed(list))])
+                (conditions, values) = (conditions + [connection.dialect.isIn(column)], values + [.texts(list)])
             }
             if let payment = filter.paymentId { (conditions, values) = (conditions + ["e.subject = ?"], values + [.text(payment)]) }
             if let since = filter.since { (conditions, values) = (conditions + ["e.created_at >= ?"], values + [.date(since)]) }
@@ -43,9 +43,16 @@ extension SQLStore {
         }
     }
 
-    /// A filter's values, comma-separated as the bank's `Status` is (`Rejected,MissingFunding`).
-    static func listed(_ text: String) -> [String] {
-        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    /// A filter's values, comma-separated as the bank's `Status` is (`Rejected,MissingFunding`);
+    /// nil (no filter) when there are none, as for an empty `?status=`.
+    static func listed(_ text: String?) -> [String]? {
+        let values = (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return values.isEmpty ? nil : values
+    }
+
+    /// A-Z folded only, as SQLite's `lower` folds: the same matches on both backends.
+    static func asciiLowercased(_ text: String) -> String {
+        String(decoding: text.utf8.map { (65...90).contains($0) ? $0 + 32 : $0 }, as: UTF8.self)
     }
 
     public func paymentIds(mentioning text: String, limit: Int) async throws -> [String] {
@@ -60,7 +67,7 @@ extension SQLStore {
                     SELECT subject FROM event WHERE type IN ('payment.created', 'payment.status_changed')
                         AND \(connection.dialect.contains("body", anyCase: anyCase))
                     GROUP BY subject ORDER BY MAX(row_id) DESC LIMIT ?
-                    """, [anyCase ? .text(quoted.lowercased()) : .bytes(Array(quoted.utf8)), .int(limit)]
+                    """, [anyCase ? .text(Self.asciiLowercased(quoted)) : .bytes(Array(quoted.utf8)), .int(limit)]
                 ) { try $0.string(0) }
                 if !found.isEmpty { return found }
             }
@@ -87,8 +94,8 @@ extension SQLStore {
             }
             var sql = "SELECT id, body FROM event WHERE row_id > ?"
             var values: [SQLValue] = [.int(start)]
-            if let type { (sql, values) = (sql + " AND " + connection.dialect.isIn("type"), values + [.texts(Self.listed(type))]) }
-            if let status { (sql, values) = (sql + " AND " + connection.dialect.isIn("status"), values + [.texts(Self.listed(status))]) }
+            if let types = Self.listed(type) { (sql, values) = (sql + " AND " + connection.dialect.isIn("type"), values + [.texts(types)]) }
+            if let statuses = Self.listed(status) { (sql, values) = (sql + " AND " + connection.dialect.isIn("status"), values + [.texts(statuses)]) }
             return try await connection.rows(sql + " ORDER BY row_id LIMIT ?", values + [.int(limit)]) { (try $0.string(0), try $0.bytes(1) ?? []) }
         }
     }
