@@ -127,6 +127,7 @@ import Testing
         #expect(Set(listed.map(\.subject)) == ["Pay-ABC", "p2"])
         let after = try await fixture.store.eventsAfter(nil, limit: 10, type: "payment.created", status: "Rejected, Cancelled")
         #expect(after.count == 2)
+        #expect(try await fixture.store.events(EventFilter(status: " , ")).count == 3, "no values: no filter")
     }
 
     @Test(arguments: Backend.available)
@@ -454,6 +455,24 @@ import Testing
         #expect(first.count == 2)
         #expect(second.count == 2)
         #expect(first.isDisjoint(with: second))
+    }
+
+    /// An endpoint let go to a joining instance is its until the next renewal: what it still
+    /// had in flight is never sent by the taker too.
+    @Test(arguments: Backend.shared)
+    func anEndpointLetGoIsTakenOnlyAfterTheNextRenewal(backend: Backend) async throws {
+        let fixture = try await Contract.Fixture(backend)
+        let other = try await fixture.second()
+        defer {
+            fixture.store.close()
+            other.close()
+        }
+        #expect(try await fixture.store.holdEndpointLeases(["a", "b"], takeAllFree: false) == ["a", "b"])
+        #expect(try await other.holdEndpointLeases(["a", "b"], takeAllFree: false).isEmpty, "both held")
+        #expect(try await fixture.store.holdEndpointLeases(["a", "b"], takeAllFree: false) == ["a"], "b let go: no new attempts")
+        #expect(try await other.holdEndpointLeases(["a", "b"], takeAllFree: false).isEmpty, "b is not free yet")
+        #expect(try await fixture.store.holdEndpointLeases(["a", "b"], takeAllFree: false) == ["a"])
+        #expect(try await other.holdEndpointLeases(["a", "b"], takeAllFree: false) == ["b"], "free once the next renewal passed")
     }
 }
 

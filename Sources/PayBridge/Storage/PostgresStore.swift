@@ -35,6 +35,8 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
     private struct State {
         var poller: Lease
         var endpoints: [String: Lease] = [:]
+        /// The endpoint let go at the last renewal: its row is deleted at the next one.
+        var releasing: String?
         var changes: Int64 = 0
     }
 
@@ -218,8 +220,16 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
         // A fair share each, so every instance delivers when there are several endpoints.
         let share = takeAllFree ? endpoints.count : max(1, (endpoints.count + max(1, live) - 1) / max(1, live))
         var held: [String: Int64] = [:]
+        let releasing = state.withLock { $0.releasing }
         for endpoint in endpoints {
             let name = "endpoint:\(endpoint)"
+            if endpoint == releasing {
+                // Let go a renewal ago: its attempts stopped starting then and those in flight
+                // have finished, while its claims stayed this instance's. Now another may take it.
+                try await coordinator.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text(name), .text(instanceId)])
+                state.withLock { $0.releasing = nil }
+                continue
+            }
             let mine: Bool? = try await coordinator.run(
                 "SELECT holder = $2 FROM lease WHERE name = $1 AND expires_at > \(Self.now) AND \(Self.alive("lease"))",
                 [.text(name), .text(instanceId)]
@@ -228,10 +238,12 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
             if mine == nil, held.count >= share { continue }
             if let token = try await takeLease(name) { held[endpoint] = token }
         }
-        // More than a fair share (instances joined): let one go for another to take.
+        // More than a fair share (instances joined): let one go for another to take. Not at
+        // once: this instance stops starting its attempts now and deletes the lease at the next
+        // renewal, so the taker never sends what this one still has in flight.
         if held.count > share, let extra = held.keys.sorted().last {
-            try await coordinator.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text("endpoint:\(extra)"), .text(instanceId)])
             held[extra] = nil
+            state.withLock { $0.releasing = extra }
         }
         return held
     }
