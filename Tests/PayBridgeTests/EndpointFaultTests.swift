@@ -35,6 +35,9 @@ import Testing
         var cleanup: @Sendable () async -> Void = {}
         let url: String
         let expected: String
+        // Short where the timeout is the fault; generous where an answer must arrive whole
+        // (5 MB from a receiver on a loaded machine can take more than a second).
+        var timeout = "timeout: 1s\n    connectTimeout: 300ms"
         switch fault {
         case .clientError, .redirect, .serverErrorWithMegabytes:
             let receiver = try await TestReceiver.start { _, _ in
@@ -46,6 +49,7 @@ import Testing
             }
             cleanup = { await receiver.stop() }
             url = receiver.url
+            timeout = "timeout: 20s"
             expected = ["clientError": "HTTP 422", "redirect": "HTTP 302", "serverErrorWithMegabytes": "HTTP 500: xxxx"][fault.rawValue] ?? ""
         case .reset:
             let listener = try ResettingListener()
@@ -66,7 +70,7 @@ import Testing
             url = "http://127.0.0.1:\(listener.port)/hook"
             expected = "timed out"
         }
-        let (delivery, started) = try await attempt(against: url)
+        let (delivery, started) = try await attempt(against: url, timeout: timeout)
         await cleanup()
         let record = try #require(delivery)
         #expect(record.state == .pending)
