@@ -55,12 +55,13 @@ struct Validate: ParsableCommand {
                 + (loaded.unsetVariables.isEmpty ? "" : ", \(Output.count(loaded.unsetVariables.count, "unset variable")) not checked"))
     }
 
-    /// A finding on standard error like every command's, and as the command's output on
-    /// standard output too (`FILE:LINE:COLUMN: message`), unless both are one file (a
-    /// terminal, `2>&1`): a CI step that keeps only one of them still has the findings.
+    /// A finding on standard error like every command's; an error also as the command's
+    /// output on standard output (`FILE:LINE:COLUMN: message`), unless both are one file (a
+    /// terminal, `2>&1`): a CI step that keeps only one of them still has the errors. A valid
+    /// config's standard output stays its one `OK` line.
     private func show(_ issue: ConfigIssue, _ logger: Logger?) {
         report(issue, logger: logger)
-        if Terminal.outputIsSeparate { print(issue.description) }
+        if issue.severity == .error, Terminal.outputIsSeparate { print(issue.description) }
     }
 
     /// An unset variable: an error, or with --env-optional a warning.

@@ -13,6 +13,11 @@ import Testing
         let output = try await Binary.run(["validate", "--config", path])
         #expect(output.status == 0)
         #expect(output.stdout.contains("\(path): OK (1 watch, 1 endpoint, 1 route)"))
+        // A warning goes to stderr only: a valid config's stdout is its one OK line.
+        let unsigned = try directory.write("unsigned.yaml", ConfigTests.valid.replacingOccurrences(of: "    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", with: ""))
+        let warned = try await Binary.run(["validate", "--config", unsigned])
+        #expect(warned.status == 0 && warned.stderr.contains("warning:"), "\(warned.stderr)")
+        #expect(warned.stdout.split(separator: "\n").map(String.init) == ["\(unsigned): OK (1 watch, 1 endpoint, 1 route)"], "\(warned.stdout)")
     }
 
     @Test func validatePrintsEveryErrorWithItsPlaceAndNoSecret() async throws {
