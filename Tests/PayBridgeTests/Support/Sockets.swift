@@ -104,7 +104,9 @@ final class FullBacklogListener: Sendable {
         var fds = [fd]
         for _ in 0..<3 { fds.append(Sockets.connect(to: port)) }
         self.fds = fds
-        usleep(100_000)
+        // The queue is full once the first connection is established (writable); at most 5 s.
+        var first = pollfd(fd: fds[1], events: Int16(POLLOUT), revents: 0)
+        _ = poll(&first, 1, 5000)
     }
 
     func close() { for fd in fds { _ = Glibc.close(fd) } }
