@@ -207,8 +207,11 @@ import Testing
             return idsByChange
         }
         try await until("the second wave is detected and delivered") {
-            let pending = try await store.pendingCounts().values.reduce(0, +)
+            // Events first: their deliveries are written with them, so a queue read after
+            // 20 events counts theirs. Read the other way round, a wave committed between
+            // the two reads looked delivered before it was sent.
             let processed = try await store.eventsAfter(nil, limit: 1000, type: nil, status: "Processed").count
+            let pending = try await store.pendingCounts().values.reduce(0, +)
             return changesReceived().count == 40 || (pending == 0 && processed == 20)
         }
         #expect(!first.leads)
