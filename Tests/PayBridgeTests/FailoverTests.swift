@@ -233,6 +233,64 @@ import Testing
         await harness.stop()
     }
 
+    /// An instance joins while another sends to a slow endpoint: the endpoints are shared out,
+    /// and the one let go is taken only once what was in flight for it has been answered and
+    /// recorded. Nothing is sent twice, however slow the answers, and the newcomer ends up
+    /// delivering its share.
+    @Test(.timeLimit(.minutes(2)), arguments: Backend.shared)
+    func anEndpointHandedOverMidAttemptIsSentOnce(backend: Backend) async throws {
+        let harness = try await Harness.start(backend: backend)
+        let gate = ReplyGate()
+        var held = TestReceiver.Reply.ok
+        held.heldUntil = gate
+        let receiver = try await TestReceiver.start { [held] _, _ in held }
+        let ids = harness.createPayments(10)
+        let names = ["e1", "e2", "e3", "e4"]
+        let endpoints = names.map { Fixtures.endpoint($0, url: "\(receiver.url)/\($0)") }.joined()
+            .replacingOccurrences(of: "timeout: 5s", with: "timeout: 60s")
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: endpoints)
+            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+            .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 3s")
+        let path = try harness.directory.write("pb.yaml", text)
+        let first = try Instance("first", config: path)
+        let store = try await harness.openStoreWhenReady()
+        defer { store.close() }
+        try await until("the first instance leads and records the baseline") {
+            try await store.watchRecord(name: "recent")?.baselinedAt != nil && first.leads
+        }
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        // Every endpoint's first attempts (8 at a time) reach the receiver and wait there.
+        try await until("the first attempts are under way: \(receiver.requests.count)") { receiver.requests.count == 32 }
+
+        let second = try Instance("second", config: path)
+        func delivering(_ instance: Instance) -> [String] {
+            guard let line = instance.log.all.last(where: { $0.contains("delivering endpoints") }) else { return [] }
+            return line.components(separatedBy: "endpoints=").last?.trimmingCharacters(in: .init(charactersIn: "\" ")).split(separator: ",").map(String.init) ?? []
+        }
+        try await until("the first lets an endpoint go: \(first.log.all.suffix(5))") { delivering(first).count < 4 }
+        // Several renewals (a second apart) while the answers are held: the endpoint let go
+        // stays the first's, so the second sends none of what is in flight.
+        let heldSince = ContinuousClock.now
+        while ContinuousClock.now - heldSince < .seconds(4), delivering(second).isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(delivering(second).isEmpty, "taken while its attempts were in flight: \(second.log.all.suffix(5))")
+        #expect(receiver.requests.count == 32, "nothing sent twice while the answers were held")
+        gate.open()
+
+        try await until("every delivery is made and the second delivers its share: \(second.log.all.suffix(5))") {
+            let pending = try await store.pendingCounts().values.reduce(0, +)
+            return receiver.requests.count >= 40 && pending == 0 && delivering(second).count == 2
+        }
+        await first.kill()
+        await second.kill()
+        for name in names {
+            let requests = receiver.requests.filter { $0.path.hasSuffix("/\(name)") }
+            #expect(Set(requests.map(\.paymentId)) == Set(ids), "\(name) got every payment")
+            #expect(requests.count == ids.count, "\(name): each delivery sent once, not \(requests.count - ids.count) more")
+        }
+        await receiver.stop()
+        await harness.stop()
+    }
+
     /// A `poll --once` whose deliveries take longer than the lease keeps its leases (it renews
     /// them as `run` does), so it delivers everything it found: only an endpoint's lease holder
     /// claims deliveries.

@@ -182,6 +182,10 @@ public struct DeliveryStateMachine: Sendable {
     }
 
     public func isOwned(lane index: Int) -> Bool { lanes[index].owned }
+    /// Not owned, nothing in flight, every result recorded.
+    public func isSettled(lane index: Int) -> Bool {
+        !lanes[index].owned && lanes[index].inFlight.isEmpty && lanes[index].unrecorded.isEmpty
+    }
 
     private var isDrain: Bool {
         if case .drain = mode { return true }

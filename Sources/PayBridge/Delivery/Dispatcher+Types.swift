@@ -35,6 +35,9 @@ extension Dispatcher {
         public var failures: Int
         public var failingSince: Date?
         public var inFlight: Int
+        /// Not delivered here, with nothing in flight and every result recorded: another
+        /// instance may take the endpoint without sending what this one still sends.
+        public var settled: Bool
 
         /// Every endpoint's status as the machine knows it.
         static func all(_ machine: DeliveryStateMachine, _ endpoints: [EndpointConfiguration]) -> [EndpointStatus] {
@@ -42,7 +45,7 @@ extension Dispatcher {
                 let health = machine.health(ofLane: index)
                 return EndpointStatus(
                     name: endpoints[index].name, state: health.state.circuit, failures: health.failures, failingSince: health.failingSince,
-                    inFlight: machine.inFlight(ofLane: index))
+                    inFlight: machine.inFlight(ofLane: index), settled: machine.isSettled(lane: index))
             }
         }
     }

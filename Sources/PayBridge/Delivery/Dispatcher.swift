@@ -94,6 +94,9 @@ public actor Dispatcher {
     /// Every endpoint's circuit state, for `/health`.
     public nonisolated var endpointStatuses: [EndpointStatus] { inbox.statuses }
 
+    /// The endpoints another instance may take from this one (see `EndpointStatus.settled`).
+    public nonisolated var settledEndpoints: Set<String> { Set(inbox.statuses.filter(\.settled).map(\.name)) }
+
     nonisolated func post(_ input: DeliveryStateMachine.Input) {
         inbox.post(input)
     }

@@ -144,7 +144,7 @@ public final class Bridge: Sendable {
             guard try await store.holdPollerLease() else { throw PollerLeaseHeld() }
             leadership.withLock { $0.tookOneShot() }
         }
-        dispatcher.ownership(try await store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: true))
+        dispatcher.ownership(try await store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: true, settled: []))
     }
 
     /// Keeps a one-shot command's leases while it runs, renewing them every third of the lease
@@ -163,7 +163,7 @@ public final class Bridge: Sendable {
                     if poller, try await !store.holdPollerLease() {
                         logger.warning("lost the poller lease while polling once; what it detects now is not committed")
                     }
-                    let owned = try await store.holdEndpointLeases(endpoints, takeAllFree: true)
+                    let owned = try await store.holdEndpointLeases(endpoints, takeAllFree: true, settled: [])
                     if owned != current {
                         current = owned
                         dispatcher.ownership(owned)
@@ -214,7 +214,8 @@ public final class Bridge: Sendable {
         }
         let leader = isLeader
         do {
-            let owned = try await store.holdEndpointLeases(configuration.endpoints.map(\.name), takeAllFree: false)
+            let owned = try await store.holdEndpointLeases(
+                configuration.endpoints.map(\.name), takeAllFree: false, settled: dispatcher.settledEndpoints)
             if owned != current {
                 current = owned
                 dispatcher.ownership(owned)

@@ -11,8 +11,10 @@ public protocol Coordination: Sendable {
     func releasePollerLease() async
     /// Takes or renews the leases of the endpoints this instance delivers (a fair share of
     /// them among the live instances, or every free one with `takeAllFree`); returns those
-    /// it holds.
-    func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> Set<String>
+    /// it holds. An endpoint this instance lets go keeps its lease, undelivered, until it is
+    /// among `settled` (nothing of it in flight here, every result recorded), so another
+    /// instance never sends what this one is still sending.
+    func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool, settled: Set<String>) async throws -> Set<String>
     func releaseEndpointLeases() async
     /// How long a lease lasts without renewal.
     var leaseDuration: Duration { get }
@@ -24,7 +26,7 @@ extension SQLiteStore: Coordination {
     public var isShared: Bool { false }
     public func holdPollerLease() async throws -> Bool { true }
     public func releasePollerLease() async {}
-    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> Set<String> { Set(endpoints) }
+    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool, settled: Set<String>) async throws -> Set<String> { Set(endpoints) }
     public func releaseEndpointLeases() async {}
     public var leaseDuration: Duration { .seconds(10) }
     public func close() {}

@@ -35,7 +35,7 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
     private struct State {
         var poller: Lease
         var endpoints: [String: Lease] = [:]
-        /// The endpoint let go at the last renewal: its row is deleted at the next one.
+        /// The endpoint let go: its row is deleted at the first renewal that finds it settled.
         var releasing: String?
         var changes: Int64 = 0
     }
@@ -187,12 +187,12 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
         _ = try? await coordinator.run("DELETE FROM lease WHERE name = 'poller' AND holder = $1", [.text(instanceId)])
     }
 
-    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> Set<String> {
+    public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool, settled: Set<String>) async throws -> Set<String> {
         let askedAt = ContinuousClock.now
         let duration = leaseDuration
         let tokens: [String: Int64]
         do {
-            tokens = try await takeEndpointLeases(endpoints, takeAllFree: takeAllFree)
+            tokens = try await takeEndpointLeases(endpoints, takeAllFree: takeAllFree, settled: settled)
         } catch {
             state.withLock { state in
                 for name in state.endpoints.keys { _ = state.endpoints[name]?.renewalFailed(at: .now) }
@@ -208,7 +208,7 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
     }
 
     /// Takes or renews a fair share of the endpoints' leases; returns the tokens of those held.
-    private func takeEndpointLeases(_ endpoints: [String], takeAllFree: Bool) async throws -> [String: Int64] {
+    private func takeEndpointLeases(_ endpoints: [String], takeAllFree: Bool, settled: Set<String>) async throws -> [String: Int64] {
         try await coordinator.run(
             """
             INSERT INTO instance (id, seen_at, pid, backend_start) VALUES ($1, \(Self.now), \(Self.session))
@@ -224,10 +224,15 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
         for endpoint in endpoints {
             let name = "endpoint:\(endpoint)"
             if endpoint == releasing {
-                // Let go a renewal ago: its attempts stopped starting then and those in flight
-                // have finished, while its claims stayed this instance's. Now another may take it.
-                try await coordinator.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text(name), .text(instanceId)])
-                state.withLock { $0.releasing = nil }
+                if settled.contains(endpoint) {
+                    // Its attempts stopped starting when it was let go and the last one's result
+                    // is recorded, while its claims stayed this instance's: another may take it.
+                    try await coordinator.run("DELETE FROM lease WHERE name = $1 AND holder = $2", [.text(name), .text(instanceId)])
+                    state.withLock { $0.releasing = nil }
+                } else if try await takeLease(name) == nil {
+                    state.withLock { $0.releasing = nil }  // it ran out meanwhile: nothing to let go
+                }
+                // Otherwise kept, undelivered, while attempts started before are under way.
                 continue
             }
             let mine: Bool? = try await coordinator.run(
@@ -241,7 +246,7 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
         // More than a fair share (instances joined): let one go for another to take. Not at
         // once: this instance stops starting its attempts now and deletes the lease at the next
         // renewal, so the taker never sends what this one still has in flight.
-        if held.count > share, let extra = held.keys.sorted().last {
+        if held.count > share, state.withLock({ $0.releasing == nil }), let extra = held.keys.sorted().last {
             held[extra] = nil
             state.withLock { $0.releasing = extra }
         }
