@@ -171,6 +171,46 @@ struct MachineDriver {
 @Suite struct DeliveryStateMachineTests {
     typealias Driver = MachineDriver
 
+    /// A lane let go to another instance (§7) starts nothing more, and is settled — its lease
+    /// may be deleted for the other to take — only once what it sent is answered and recorded.
+    @Test func aLaneLetGoIsSettledOnceItsAttemptsAreRecorded() {
+        var driver = Driver([Driver.lane()])
+        let first = driver.queue("p1")
+        let second = driver.queue("p2")
+        driver.feed(.begin(.continuous))
+        #expect(driver.startedIds == [first, second])
+        #expect(!driver.machine.isSettled(lane: 0), "delivered here")
+        let third = driver.queue("p3")
+        driver.feed(.ownership(owned: [], records: [:]), .deliveriesQueued)
+        #expect(!driver.machine.isSettled(lane: 0), "two attempts in flight")
+        driver.answer(first, status: 200)
+        driver.answer(second, status: 500)
+        #expect(!driver.machine.isSettled(lane: 0), "answered, not recorded")
+        driver.commit()
+        driver.advance(by: 5)
+        #expect(driver.machine.isSettled(lane: 0))
+        #expect(!driver.startedIds.contains(third), "nothing new starts once let go")
+        driver.feed(.ownership(owned: ["erp"], records: [:]))
+        #expect(!driver.machine.isSettled(lane: 0), "taken back")
+    }
+
+    /// The statuses say an endpoint is settled only once the loop has published them after
+    /// the last ownership posted: an older snapshot may predate the loop starting its attempts.
+    @Test func settledEndpointsWaitForTheLastOwnershipToBePublished() {
+        let settled = Dispatcher.EndpointStatus(name: "erp", state: .closed, failures: 0, failingSince: nil, inFlight: 0, settled: true)
+        let inbox = DeliveryInbox(statuses: [settled])
+        #expect(inbox.settledEndpoints == ["erp"])
+        inbox.ownership(["erp"])
+        inbox.ownership([])
+        #expect(inbox.settledEndpoints.isEmpty, "the loop has not seen the posts")
+        inbox.publish([settled], ownershipPost: 1)
+        #expect(inbox.settledEndpoints.isEmpty, "nor the last one")
+        let taken = inbox.take()
+        #expect(taken.ownership == [] && taken.ownershipPost == 2)
+        inbox.publish([settled], ownershipPost: taken.ownershipPost)
+        #expect(inbox.settledEndpoints == ["erp"])
+    }
+
     @Test func aRetryIsDueAtItsScheduledTimeAndNotBefore() {
         var driver = Driver([Driver.lane()])
         let id = driver.queue("p1")

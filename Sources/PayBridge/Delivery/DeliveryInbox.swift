@@ -13,15 +13,20 @@ final class DeliveryInbox: Sendable {
         var externalChange: Bool
         /// The endpoints this instance now delivers, not yet told to the machine.
         var ownership: Set<String>?
+        /// Which post of the ownership that is (counted from 1).
+        var ownershipPost = 0
     }
 
     private struct State {
-        var taken = Taken(inputs: [], authEvents: [], queued: false, externalChange: false, ownership: nil)
+        var taken = Taken(inputs: [], authEvents: [], queued: false, externalChange: false, ownership: nil, ownershipPost: 0)
         /// Between `begin` and `end`.
         var running = false
         /// Wakes the running loop (nil between runs).
         var wakeup: AsyncStream<Void>.Continuation?
         var statuses: [Dispatcher.EndpointStatus]
+        /// Ownership posts so far, and the last one the published statuses reflect.
+        var ownershipPosts = 0
+        var ownershipPublished = 0
     }
 
     private let state: Mutex<State>
@@ -44,7 +49,13 @@ final class DeliveryInbox: Sendable {
     func post(_ event: AttemptSender.AuthEvent) { signal { $0.taken.authEvents.append(event) } }
     func deliveriesQueued() { signal { $0.taken.queued = true } }
     func externalChange() { signal { $0.taken.externalChange = true } }
-    func ownership(_ owned: Set<String>) { signal { $0.taken.ownership = owned } }
+    func ownership(_ owned: Set<String>) {
+        signal { state in
+            state.ownershipPosts += 1
+            state.taken.ownership = owned
+            state.taken.ownershipPost = state.ownershipPosts
+        }
+    }
 
     /// Follows the storage seam's one signal: new deliveries wake the loop; other processes'
     /// commits matter only to a continuous run (a drain reads records once, as it begins).
@@ -91,16 +102,19 @@ final class DeliveryInbox: Sendable {
 
     func take() -> Taken {
         state.withLock { state in
-            defer { state.taken = Taken(inputs: [], authEvents: [], queued: false, externalChange: false, ownership: nil) }
+            defer { state.taken = Taken(inputs: [], authEvents: [], queued: false, externalChange: false, ownership: nil, ownershipPost: 0) }
             return state.taken
         }
     }
 
     /// Gives back signals the loop could not act on (the records could not be read).
-    func putBack(externalChange: Bool, ownership: Set<String>?) {
+    func putBack(externalChange: Bool, ownership: Set<String>?, post: Int) {
         state.withLock { state in
             state.taken.externalChange = state.taken.externalChange || externalChange
-            if state.taken.ownership == nil { state.taken.ownership = ownership }
+            if state.taken.ownership == nil, let ownership {
+                state.taken.ownership = ownership
+                state.taken.ownershipPost = post
+            }
         }
     }
 
@@ -112,9 +126,24 @@ final class DeliveryInbox: Sendable {
     }
 
     /// Every endpoint's circuit state as the loop last published it (`/health`).
-    var statuses: [Dispatcher.EndpointStatus] {
-        get { state.withLock { $0.statuses } }
-        set { state.withLock { if $0.statuses != newValue { $0.statuses = newValue } } }
+    var statuses: [Dispatcher.EndpointStatus] { state.withLock { $0.statuses } }
+
+    /// The loop publishes what the machine knows, having told it ownership post `ownershipPost`.
+    func publish(_ statuses: [Dispatcher.EndpointStatus], ownershipPost: Int) {
+        state.withLock { state in
+            if state.statuses != statuses { state.statuses = statuses }
+            state.ownershipPublished = ownershipPost
+        }
+    }
+
+    /// The endpoints another instance may take from this one: none until the statuses reflect
+    /// the last ownership posted (an older snapshot may miss an endpoint just let go being
+    /// claimed and sent by a turn of the loop still under way).
+    var settledEndpoints: Set<String> {
+        state.withLock { state in
+            guard state.ownershipPublished == state.ownershipPosts else { return [] }
+            return Set(state.statuses.filter(\.settled).map(\.name))
+        }
     }
 
     private func signal(_ change: (inout State) -> Void) {

@@ -182,9 +182,10 @@ public struct DeliveryStateMachine: Sendable {
     }
 
     public func isOwned(lane index: Int) -> Bool { lanes[index].owned }
-    /// Not owned, nothing in flight, every result recorded.
+    /// Not owned, nothing in flight, every result recorded, no group message being queued.
     public func isSettled(lane index: Int) -> Bool {
-        !lanes[index].owned && lanes[index].inFlight.isEmpty && lanes[index].unrecorded.isEmpty
+        let lane = lanes[index]
+        return !lane.owned && lane.inFlight.isEmpty && lane.unrecorded.isEmpty && !lane.groups.isBusy
     }
 
     private var isDrain: Bool {

@@ -35,6 +35,8 @@ public actor Dispatcher {
     private var groupFlushes: [Int: Task<Void, Never>] = [:]
     /// Logs and metrics.
     private var report: DeliveryReport
+    /// The last ownership post the machine was told (see `DeliveryInbox.settledEndpoints`).
+    private var ownershipPost = 0
 
     /// Reads the endpoints' records first: a read that fails throws (a disabled endpoint must
     /// never look enabled because its record could not be read).
@@ -95,7 +97,7 @@ public actor Dispatcher {
     public nonisolated var endpointStatuses: [EndpointStatus] { inbox.statuses }
 
     /// The endpoints another instance may take from this one (see `EndpointStatus.settled`).
-    public nonisolated var settledEndpoints: Set<String> { Set(inbox.statuses.filter(\.settled).map(\.name)) }
+    public nonisolated var settledEndpoints: Set<String> { inbox.settledEndpoints }
 
     nonisolated func post(_ input: DeliveryStateMachine.Input) {
         inbox.post(input)
@@ -183,7 +185,7 @@ public actor Dispatcher {
             finishStats(at: now)
             recorder.submit(outgoing)
             outgoing = Recorder.Batch()
-            inbox.statuses = EndpointStatus.all(machine, endpoints)
+            inbox.publish(EndpointStatus.all(machine, endpoints), ownershipPost: ownershipPost)
             if let abandoned = ended {
                 report.stopped(abandoning: abandoned)
                 return
@@ -222,12 +224,15 @@ public actor Dispatcher {
         if taken.externalChange || taken.ownership != nil {
             do {
                 let records = try await store.endpointRecords()
-                if let owned = taken.ownership { inputs.append(.ownership(owned: owned, records: records)) }
+                if let owned = taken.ownership {
+                    inputs.append(.ownership(owned: owned, records: records))
+                    ownershipPost = taken.ownershipPost
+                }
                 if taken.externalChange { inputs.append(.externalChange(records: records)) }
             } catch {
                 // Read again on the next turn; until then the storage counts as faulty.
                 storage.reportFault(error)
-                inbox.putBack(externalChange: taken.externalChange, ownership: taken.ownership)
+                inbox.putBack(externalChange: taken.externalChange, ownership: taken.ownership, post: taken.ownershipPost)
             }
         }
         return inputs

@@ -243,9 +243,9 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
             if mine == nil, held.count >= share { continue }
             if let token = try await takeLease(name) { held[endpoint] = token }
         }
-        // More than a fair share (instances joined): let one go for another to take. Not at
-        // once: this instance stops starting its attempts now and deletes the lease at the next
-        // renewal, so the taker never sends what this one still has in flight.
+        // More than a fair share (instances joined): let one go for another to take, one at a
+        // time. Not at once: this instance stops starting its attempts now and deletes the
+        // lease once they are settled, so the taker never sends what this one still sends.
         if held.count > share, state.withLock({ $0.releasing == nil }), let extra = held.keys.sorted().last {
             held[extra] = nil
             state.withLock { $0.releasing = extra }
