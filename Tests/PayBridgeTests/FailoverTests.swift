@@ -291,6 +291,59 @@ import Testing
         await harness.stop()
     }
 
+    /// An instance paused past its endpoint's lease, with deliveries claimed and waiting in its
+    /// memory, sends none of them when it wakes: another instance has taken the endpoint and
+    /// delivers them (each instance's requests come to a path of its own).
+    @Test(.timeLimit(.minutes(2)), arguments: Backend.shared)
+    func anInstanceWokenPastItsLeaseStartsNothing(backend: Backend) async throws {
+        let harness = try await Harness.start(backend: backend)
+        var slow = TestReceiver.Reply.ok
+        slow.delay = .milliseconds(200)
+        let receiver = try await TestReceiver.start { [slow] _, _ in slow }
+        let ids = harness.createPayments(20)
+        func config(_ path: String) throws -> String {
+            let text = Fixtures.config(
+                bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: "\(receiver.url)/\(path)", concurrency: 1))
+                .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+                .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 2s")
+            return try harness.directory.write("\(path).yaml", text)
+        }
+        let first = try Instance("first", config: try config("a"))
+        let store = try await harness.openStoreWhenReady()
+        defer { store.close() }
+        try await until("the first instance leads and records the baseline") {
+            try await store.watchRecord(name: "recent")?.baselinedAt != nil && first.leads
+        }
+        let second = try Instance("second", config: try config("b"))
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        func sent(by path: String) -> [TestReceiver.Received] { receiver.requests.filter { $0.path.hasSuffix("/\(path)") } }
+        // Paused just after an attempt went out (one at a time, 200 ms each): the rest of what
+        // it claimed waits in its memory.
+        try await until("the first sends") { sent(by: "a").count >= 2 }
+        let before = sent(by: "a").count
+        while sent(by: "a").count == before { try await Task.sleep(for: .milliseconds(5)) }
+        kill(first.process.processIdentifier, SIGSTOP)
+        let pausedAt = Date()
+        try await until("the second takes the endpoint and delivers: \(second.log.all.suffix(5))") { !sent(by: "b").isEmpty }
+        let resumedAt = Date()
+        kill(first.process.processIdentifier, SIGCONT)
+        try await until("every payment is delivered") {
+            let pending = try await store.pendingCounts().values.reduce(0, +)
+            return pending == 0 && Set(receiver.requests.map(\.paymentId)) == Set(ids)
+        }
+        let late = sent(by: "a").filter { $0.receivedAt > resumedAt }
+        #expect(late.count == 0, "sent by the first after it woke: \(late.map(\.paymentId)); its log: \(first.log.all.suffix(8))")
+        // Sent twice: only what the first had sent before the pause and not yet recorded
+        // (at least once, as after any crash), never what it held unsent.
+        let sentBeforePause = Set(sent(by: "a").filter { $0.receivedAt < pausedAt }.map(\.webhookId))
+        let twice = Dictionary(grouping: receiver.requests, by: \.webhookId).filter { $0.value.count > 1 }.keys
+        #expect(twice.allSatisfy(sentBeforePause.contains), "sent twice: \(twice.count), before the pause: \(sentBeforePause.count)")
+        await first.kill()
+        await second.kill()
+        await receiver.stop()
+        await harness.stop()
+    }
+
     /// A `poll --once` whose deliveries take longer than the lease keeps its leases (it renews
     /// them as `run` does), so it delivers everything it found: only an endpoint's lease holder
     /// claims deliveries.

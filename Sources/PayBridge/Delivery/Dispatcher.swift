@@ -37,6 +37,11 @@ public actor Dispatcher {
     private var report: DeliveryReport
     /// The last ownership post the machine was told (see `DeliveryInbox.settledEndpoints`).
     private var ownershipPost = 0
+    /// The endpoints this instance was last told it delivers (nil: all), and those of them the
+    /// machine was told: only those whose leases are still held now (`leasesHeld`).
+    private var granted: Set<String>?
+    private var told: Set<String>?
+    private let leasesHeld: @Sendable () -> Set<String>?
 
     /// Reads the endpoints' records first: a read that fails throws (a disabled endpoint must
     /// never look enabled because its record could not be read).
@@ -49,7 +54,7 @@ public actor Dispatcher {
         storage: StorageMonitor? = nil, logger: Logger, clock: WallClock = .system,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         console: @escaping @Sendable ([UInt8]) -> Void = { FileHandle.standardOutput.write(Data($0 + [0x0A])) },
-        owned: Set<String>? = nil
+        owned: Set<String>? = nil, leasesHeld: @escaping @Sendable () -> Set<String>? = { nil }
     ) async throws {
         let records = try await store.endpointRecords()
         self.store = store
@@ -61,6 +66,7 @@ public actor Dispatcher {
         self.logger = logger
         self.clock = clock
         self.endpoints = endpoints
+        (granted, told, self.leasesHeld) = (owned, owned, leasesHeld)
         let machine = DeliveryStateMachine(lanes: endpoints.map(DeliveryLaneSettings.init), records: records, owned: owned)
         self.machine = machine
         let inbox = DeliveryInbox(statuses: EndpointStatus.all(machine, endpoints))
@@ -85,6 +91,12 @@ public actor Dispatcher {
     /// machine reads their records and starts or stops delivering them.
     public nonisolated func ownership(_ owned: Set<String>) {
         inbox.ownership(owned)
+    }
+
+    /// The same leases were renewed: endpoints whose leases had run out here (a late renewal)
+    /// are delivered again.
+    public nonisolated func leasesRenewed() {
+        inbox.wake()
     }
 
     /// Asks a running loop to stop: no new attempts; attempts in flight get `grace` to
@@ -221,13 +233,18 @@ public actor Dispatcher {
         var inputs = taken.inputs
         for event in taken.authEvents { inputs += sender.handle(event) }
         if taken.queued { inputs.append(.deliveriesQueued) }
-        if taken.externalChange || taken.ownership != nil {
+        if let owned = taken.ownership { granted = owned }
+        // Of the endpoints granted, those whose leases are still held by this instance's clock:
+        // woken from a pause past its leases, it must not start what it holds in memory.
+        let owned = granted.map { granted in leasesHeld().map { granted.intersection($0) } ?? granted }
+        if taken.externalChange || owned != told {
             do {
                 let records = try await store.endpointRecords()
-                if let owned = taken.ownership {
+                if let owned, owned != told {
                     inputs.append(.ownership(owned: owned, records: records))
-                    ownershipPost = taken.ownershipPost
+                    told = owned
                 }
+                if taken.ownership != nil { ownershipPost = taken.ownershipPost }
                 if taken.externalChange { inputs.append(.externalChange(records: records)) }
             } catch {
                 // Read again on the next turn; until then the storage counts as faulty.

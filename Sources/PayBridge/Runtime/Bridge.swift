@@ -61,11 +61,11 @@ public final class Bridge: Sendable {
             if let console {
                 dispatcher = try await Dispatcher(
                     endpoints: configuration.endpoints, store: store, http: http, outbox: outbox, storage: storage, logger: logger,
-                    clock: clock, console: console, owned: owned)
+                    clock: clock, console: console, owned: owned, leasesHeld: { store.endpointLeasesHeldNow() })
             } else {
                 dispatcher = try await Dispatcher(
                     endpoints: configuration.endpoints, store: store, http: http, outbox: outbox, storage: storage, logger: logger,
-                    clock: clock, owned: owned)
+                    clock: clock, owned: owned, leasesHeld: { store.endpointLeasesHeldNow() })
             }
             source = try await SourceMonitor(
                 store: store, outbox: outbox, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock)
@@ -167,6 +167,8 @@ public final class Bridge: Sendable {
                     if owned != current {
                         current = owned
                         dispatcher.ownership(owned)
+                    } else {
+                        dispatcher.leasesRenewed()
                     }
                 } catch {
                     logger.warning("cannot renew the leases", metadata: ["error": "\(error)"])
@@ -220,6 +222,8 @@ public final class Bridge: Sendable {
                 current = owned
                 dispatcher.ownership(owned)
                 logger.info("delivering endpoints", metadata: ["endpoints": "\(owned.sorted().joined(separator: ","))"])
+            } else {
+                dispatcher.leasesRenewed()
             }
         } catch {
             logger.warning("cannot renew the endpoint leases", metadata: ["error": "\(error)"])

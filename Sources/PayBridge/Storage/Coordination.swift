@@ -16,6 +16,10 @@ public protocol Coordination: Sendable {
     /// instance never sends what this one is still sending.
     func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool, settled: Set<String>) async throws -> Set<String>
     func releaseEndpointLeases() async
+    /// The endpoints whose leases this instance holds now by its own clock, renewed in time
+    /// (nil: the state is not shared, every endpoint is this instance's). A process paused past
+    /// its leases starts nothing more when it wakes, before any renewal tells it so.
+    func endpointLeasesHeldNow() -> Set<String>?
     /// How long a lease lasts without renewal.
     var leaseDuration: Duration { get }
     /// Closes the connections (PostgreSQL); the store is not used afterwards.
@@ -28,6 +32,7 @@ extension SQLiteStore: Coordination {
     public func releasePollerLease() async {}
     public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool, settled: Set<String>) async throws -> Set<String> { Set(endpoints) }
     public func releaseEndpointLeases() async {}
+    public func endpointLeasesHeldNow() -> Set<String>? { nil }
     public var leaseDuration: Duration { .seconds(10) }
     public func close() {}
 }

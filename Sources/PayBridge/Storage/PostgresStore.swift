@@ -253,6 +253,11 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
         return held
     }
 
+    public func endpointLeasesHeldNow() -> Set<String>? {
+        let now = ContinuousClock.now
+        return state.withLock { state in Set(state.endpoints.filter { $0.value.isHeld(at: now) }.keys) }
+    }
+
     public func releaseEndpointLeases() async {
         state.withLock { state in
             for name in state.endpoints.keys { state.endpoints[name]?.released() }
