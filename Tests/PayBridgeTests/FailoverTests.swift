@@ -344,6 +344,51 @@ import Testing
         await harness.stop()
     }
 
+    /// A leader stopped with SIGTERM lets the poller lease go once its watches have stopped:
+    /// another instance polls while the first's deliveries in flight finish within the grace,
+    /// not after them.
+    @Test(.timeLimit(.minutes(2)), arguments: Backend.shared)
+    func aStoppingLeaderLetsAnotherPollWhileItsDeliveriesFinish(backend: Backend) async throws {
+        let harness = try await Harness.start(backend: backend)
+        let gate = ReplyGate()
+        var held = TestReceiver.Reply.ok
+        held.heldUntil = gate
+        let receiver = try await TestReceiver.start { [held] _, _ in held }
+        let ids = harness.createPayments(5)
+        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: receiver.url))
+            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+            .replacingOccurrences(of: "timeout: 5s", with: "timeout: 60s")
+            .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 3s")
+            + "delivery:\n  shutdownGrace: 60s\n"
+        let path = try harness.directory.write("pb.yaml", text)
+        let first = try Instance("first", config: path)
+        let store = try await harness.openStoreWhenReady()
+        defer { store.close() }
+        try await until("the first instance leads and records the baseline") {
+            try await store.watchRecord(name: "recent")?.baselinedAt != nil && first.leads
+        }
+        let second = try Instance("second", config: path)
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        try await until("the first's attempts wait at the receiver") { receiver.requests.count == ids.count }
+        kill(first.process.processIdentifier, SIGTERM)
+        try await until("the second polls while the first still finishes its deliveries: \(first.log.all.suffix(4))") {
+            second.leads && first.process.isRunning
+        }
+        #expect(first.log.all.contains { $0.contains("the poller lease is let go") })
+        // What the bank says now is detected by the second while the first still waits.
+        for id in ids { harness.bank.bank.setStatus(id, "Processed") }
+        try await until("the second detects the new statuses") {
+            try await store.eventsAfter(nil, limit: 100, type: nil, status: "Processed").count == ids.count
+        }
+        #expect(first.process.isRunning)
+        gate.open()
+        #expect(await Binary.exitStatus(of: first.process) == 0)
+        try await until("every change is delivered") { Set(receiver.requests.map { "\($0.paymentId) \($0.status)" }).count == 2 * ids.count }
+        await second.kill()
+        await receiver.stop()
+        await harness.stop()
+    }
+
     /// A `poll --once` whose deliveries take longer than the lease keeps its leases (it renews
     /// them as `run` does), so it delivers everything it found: only an endpoint's lease holder
     /// claims deliveries.

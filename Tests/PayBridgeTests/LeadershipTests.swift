@@ -40,6 +40,23 @@ import Testing
         #expect(leadership.renewed(holding: nil) == .unchanged, "said once")
     }
 
+    @Test func aGracefulStopLeavesTheLeaseForGood() {
+        var leadership = Leadership(shared: true)
+        _ = leadership.renewed(holding: true)
+        leadership.tookOver(sourceRead: true)
+        #expect(leadership.seeksLease)
+        leadership.stopPolling()
+        #expect(!leadership.isLeader)
+        #expect(!leadership.seeksLease)
+        #expect(leadership.renewed(holding: true) == .unchanged, "never taken again")
+        leadership.tookOver(sourceRead: true)
+        leadership.tookOneShot()
+        #expect(leadership.state == .stopped)
+        var alone = Leadership(shared: false)
+        alone.stopPolling()
+        #expect(alone.isLeader, "the embedded state has no lease to leave")
+    }
+
     @Test func aFencedPollOrAOneShotMovesItDirectly() {
         var leadership = Leadership(shared: true)
         leadership.tookOneShot()

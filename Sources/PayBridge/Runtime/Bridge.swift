@@ -194,7 +194,7 @@ public final class Bridge: Sendable {
     func renewLeases(owned current: inout Set<String>?) async -> Bool {
         var holding: Bool?
         do {
-            holding = try await store.holdPollerLease()
+            if leadership.withLock({ $0.seeksLease }) { holding = try await store.holdPollerLease() }
         } catch {
             // Unsure: stop polling (the fencing token would refuse the commits anyway).
             logger.warning("cannot renew the poller lease", metadata: ["error": "\(error)"])
@@ -308,10 +308,10 @@ public final class Bridge: Sendable {
         var services: [any Service] = []
         // First, so it stops last: leases are let go once deliveries have stopped.
         if store.isShared { services.append(CoordinationService(bridge: self)) }
-        services += [
-            DeliveryService(dispatcher: dispatcher, grace: configuration.delivery.shutdownGrace), RetentionService(bridge: self),
-            QueueMetricsService(bridge: self),
-        ]
+        services.append(DeliveryService(dispatcher: dispatcher, grace: configuration.delivery.shutdownGrace))
+        // Shut down after the watches and before the deliveries drain.
+        if store.isShared { services.append(PollerHandoverService(bridge: self)) }
+        services += [RetentionService(bridge: self), QueueMetricsService(bridge: self)]
         for watch in configuration.source.watches {
             services.append(WatchService(bridge: self, watch: watch))
         }
@@ -392,6 +392,18 @@ public final class Bridge: Sendable {
     }
 
     /// Lets another instance take over at once rather than when the leases expire.
+    /// On a graceful stop, once the watches have stopped: another instance may poll while this
+    /// one's deliveries in flight finish (up to `delivery.shutdownGrace`).
+    func stopPolling() async {
+        let leading = leadership.withLock { leadership in
+            defer { leadership.stopPolling() }
+            return leadership.state == .leading
+        }
+        guard store.isShared else { return }
+        await store.releasePollerLease()
+        if leading { logger.notice("stopping: the poller lease is let go for another instance to poll") }
+    }
+
     func letGoOfLeases() async {
         leadership.withLock { $0.stepDown() }
         await store.releaseLeases(poller: true, endpoints: true)

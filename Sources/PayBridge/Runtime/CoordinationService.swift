@@ -19,3 +19,15 @@ struct CoordinationService: Service {
         await bridge.letGoOfLeases()
     }
 }
+
+/// Lets the poller lease go as soon as a graceful stop has ended detection (it is shut down
+/// after the watches and before the deliveries drain), so another instance polls while this
+/// one finishes its attempts in flight instead of after them.
+struct PollerHandoverService: Service {
+    let bridge: Bridge
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await bridge.stopPolling()
+    }
+}

@@ -9,6 +9,8 @@ public struct Leadership: Sendable, Equatable {
         case leading
         /// Another instance polls (or none can be sure); this one waits to take over.
         case following
+        /// Stopping: detection has ended here, and the poller lease is left to the others.
+        case stopped
     }
 
     /// What a lease renewal means for the bridge.
@@ -24,12 +26,12 @@ public struct Leadership: Sendable, Equatable {
 
     public init(shared: Bool) { state = shared ? .following : .alone }
 
-    public var isLeader: Bool { state != .following }
+    public var isLeader: Bool { state == .alone || state == .leading }
 
     /// The renewal's answer: whether the lease is held (nil: the renewal failed, so this
     /// instance cannot be sure and stops polling; the fencing token would refuse its commits).
     public mutating func renewed(holding: Bool?) -> Transition {
-        guard state != .alone else { return .unchanged }
+        guard state != .alone, state != .stopped else { return .unchanged }
         switch (state, holding ?? false) {
         case (.following, true): return .takingOver
         case (.leading, false):
@@ -55,4 +57,12 @@ public struct Leadership: Sendable, Equatable {
     public mutating func stepDown() {
         if state == .leading { state = .following }
     }
+
+    /// A graceful stop ended detection here: the lease is not taken or renewed again.
+    public mutating func stopPolling() {
+        if state != .alone { state = .stopped }
+    }
+
+    /// Whether renewals still take or keep the poller lease.
+    public var seeksLease: Bool { state == .leading || state == .following }
 }
