@@ -170,17 +170,9 @@ import Testing
         let harness = try await Harness.start(backend: backend)
         let receiver = try await TestReceiver.start()
         let ids = harness.createPayments(20)
-        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: receiver.url))
-            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
-            .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 2s")
-        let path = try harness.directory.write("pb.yaml", text)
-        let first = try Instance("first", config: path)
-        let store = try await harness.openStoreWhenReady()
+        let path = try harness.sharedConfig(endpoints: Fixtures.endpoint("erp", url: receiver.url), lease: "2s")
+        let (first, store) = try await harness.firstLeader(config: path)
         defer { store.close() }
-        try await until("the first instance leads and records the baseline") {
-            let baselined = try await store.watchRecord(name: "recent")?.baselinedAt != nil
-            return first.leads && baselined
-        }
         let second = try Instance("second", config: path)
 
         // The leader stops dead (SIGSTOP): its connections stay open, so only the lease's
@@ -248,16 +240,9 @@ import Testing
         let names = ["e1", "e2", "e3", "e4"]
         let endpoints = names.map { Fixtures.endpoint($0, url: "\(receiver.url)/\($0)") }.joined()
             .replacingOccurrences(of: "timeout: 5s", with: "timeout: 60s")
-        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: endpoints)
-            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
-            .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 3s")
-        let path = try harness.directory.write("pb.yaml", text)
-        let first = try Instance("first", config: path)
-        let store = try await harness.openStoreWhenReady()
+        let path = try harness.sharedConfig(endpoints: endpoints, lease: "3s")
+        let (first, store) = try await harness.firstLeader(config: path)
         defer { store.close() }
-        try await until("the first instance leads and records the baseline") {
-            try await store.watchRecord(name: "recent")?.baselinedAt != nil && first.leads
-        }
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
         // Every endpoint's first attempts (8 at a time) reach the receiver and wait there.
         try await until("the first attempts are under way: \(receiver.requests.count)") { receiver.requests.count == 32 }
@@ -302,18 +287,10 @@ import Testing
         let receiver = try await TestReceiver.start { [slow] _, _ in slow }
         let ids = harness.createPayments(20)
         func config(_ path: String) throws -> String {
-            let text = Fixtures.config(
-                bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: "\(receiver.url)/\(path)", concurrency: 1))
-                .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
-                .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 2s")
-            return try harness.directory.write("\(path).yaml", text)
+            try harness.sharedConfig("\(path).yaml", endpoints: Fixtures.endpoint("erp", url: "\(receiver.url)/\(path)", concurrency: 1), lease: "2s")
         }
-        let first = try Instance("first", config: try config("a"))
-        let store = try await harness.openStoreWhenReady()
+        let (first, store) = try await harness.firstLeader(config: try config("a"))
         defer { store.close() }
-        try await until("the first instance leads and records the baseline") {
-            try await store.watchRecord(name: "recent")?.baselinedAt != nil && first.leads
-        }
         let second = try Instance("second", config: try config("b"))
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
         func sent(by path: String) -> [TestReceiver.Received] { receiver.requests.filter { $0.path.hasSuffix("/\(path)") } }
@@ -355,18 +332,11 @@ import Testing
         held.heldUntil = gate
         let receiver = try await TestReceiver.start { [held] _, _ in held }
         let ids = harness.createPayments(5)
-        let text = Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: receiver.url))
-            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
-            .replacingOccurrences(of: "timeout: 5s", with: "timeout: 60s")
-            .replacingOccurrences(of: "  url: \(harness.state)", with: "  url: \(harness.state)\n  lease: 3s")
-            + "delivery:\n  shutdownGrace: 60s\n"
-        let path = try harness.directory.write("pb.yaml", text)
-        let first = try Instance("first", config: path)
-        let store = try await harness.openStoreWhenReady()
-        defer { store.close() }
-        try await until("the first instance leads and records the baseline") {
-            try await store.watchRecord(name: "recent")?.baselinedAt != nil && first.leads
+        let path = try harness.sharedConfig(endpoints: Fixtures.endpoint("erp", url: receiver.url), lease: "3s") {
+            $0.replacingOccurrences(of: "timeout: 5s", with: "timeout: 60s") + "delivery:\n  shutdownGrace: 60s\n"
         }
+        let (first, store) = try await harness.firstLeader(config: path)
+        defer { store.close() }
         let second = try Instance("second", config: path)
         for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
         try await until("the first's attempts wait at the receiver") { receiver.requests.count == ids.count }
@@ -429,6 +399,26 @@ func until(_ what: @autoclosure () -> String, timeout: Duration = .seconds(20), 
 }
 
 extension Harness {
+    /// Writes a config for instances sharing this state: its watch polls every 200 ms and its
+    /// leases last `lease`; `adjust` changes whatever else a test needs.
+    func sharedConfig(_ file: String = "pb.yaml", endpoints: String, lease: String, adjust: (String) -> String = { $0 }) throws -> String {
+        let text = Fixtures.config(bankURL: bank.url, state: state, endpoints: endpoints)
+            .replacingOccurrences(of: "every: 1s", with: "every: 200ms")
+            .replacingOccurrences(of: "  url: \(state)", with: "  url: \(state)\n  lease: \(lease)")
+        return try directory.write(file, adjust(text))
+    }
+
+    /// Starts the first instance on `config` and waits until it leads and has recorded its
+    /// watch's baseline; returns it with the state opened.
+    func firstLeader(config: String) async throws -> (FailoverTests.Instance, any Store & Coordination) {
+        let first = try FailoverTests.Instance("first", config: config)
+        let store = try await openStoreWhenReady()
+        try await until("the first instance leads and records the baseline") {
+            try await store.watchRecord(name: "recent")?.baselinedAt != nil && first.leads
+        }
+        return (first, store)
+    }
+
     /// The state once the first instance has created it.
     func openStoreWhenReady() async throws -> any Store & Coordination {
         for _ in 0..<200 {
