@@ -81,6 +81,21 @@ import Testing
         #expect(output.stderr.contains("/nonexistent/paybridge.yaml:1:1: cannot read the config file"))
     }
 
+    /// Short relative paths, as an operator types them in the config's folder: a name of one
+    /// character once crashed the binary (SIGILL) instead of saying what is wrong.
+    @Test func validateExplainsAShortPathThatIsMissingOrAFolder() async throws {
+        let directory = try TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory.file("d"), withIntermediateDirectories: false)
+        let missing = try await Binary.run(["validate", "--config", "q"], directory: directory.path)
+        #expect(missing.status == 1, "\(missing.stderr)")
+        #expect(missing.stderr.contains("q:1:1: cannot read the config file: q does not exist"), "\(missing.stderr)")
+        let folder = try await Binary.run(["validate", "--config", "d"], directory: directory.path)
+        #expect(folder.status == 1, "\(folder.stderr)")
+        #expect(folder.stderr.contains("d:1:1: cannot read the config file: d is a folder, not a file"), "\(folder.stderr)")
+        let inside = try await Binary.run(["validate", "--config", "d/q"], directory: directory.path)
+        #expect(inside.stderr.contains("d/q:1:1: cannot read the config file: d/q does not exist"), "\(inside.stderr)")
+    }
+
     @Test func pollOnceDeliversAndExitsZero() async throws {
         let harness = try await Harness.start()
         let receiver = try await TestReceiver.start()

@@ -16,7 +16,11 @@ public enum FileProblem {
             default: break
             }
         }
-        // Foundation often says only "error 512": look at the path itself.
+        // Foundation often says only "error 512" or "error 256": look at the path itself.
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            return describe(errno: EISDIR, path: path)
+        }
         if let seen = diagnose(path) { return seen }
         return "\(path): \(nsError.localizedFailureReason ?? nsError.localizedDescription)"
     }
@@ -26,10 +30,10 @@ public enum FileProblem {
         switch code {
         case ENOENT, ENOTDIR:
             // Say which part is wrong: a file where a folder should be, or what is missing.
-            var above = (path as NSString).deletingLastPathComponent
+            var above = parentFolder(of: path)
             var isFolder: ObjCBool = false
             while !above.isEmpty, above != "/", !FileManager.default.fileExists(atPath: above, isDirectory: &isFolder) {
-                above = (above as NSString).deletingLastPathComponent
+                above = parentFolder(of: above)
             }
             if !above.isEmpty, FileManager.default.fileExists(atPath: above, isDirectory: &isFolder), !isFolder.boolValue {
                 return "\(above) is a file, not a folder, so \(path) cannot be there"
@@ -48,15 +52,25 @@ public enum FileProblem {
     /// What is wrong with a path that cannot be created, seen on disk: a file where a folder
     /// should be, or a folder paybridge may not write in.
     private static func diagnose(_ path: String) -> String? {
-        var above = (path as NSString).deletingLastPathComponent
+        var above = parentFolder(of: path)
         var isFolder: ObjCBool = false
         while !above.isEmpty, above != "/", !FileManager.default.fileExists(atPath: above, isDirectory: &isFolder) {
-            above = (above as NSString).deletingLastPathComponent
+            above = parentFolder(of: above)
         }
         guard !above.isEmpty, FileManager.default.fileExists(atPath: above, isDirectory: &isFolder) else { return nil }
         if !isFolder.boolValue { return "\(above) is a file, not a folder, so \(path) cannot be there" }
         if access(above, W_OK | X_OK) != 0 { return describe(errno: errno, path: above) }
         return nil
+    }
+
+    /// The folder `path` names its file or folder in: "" for a bare name, "/" at the top.
+    /// (Foundation's `deletingLastPathComponent` traps on some one-character paths on Linux.)
+    static func parentFolder(of path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        guard let slash = trimmed.lastIndex(of: "/") else { return "" }
+        let parent = trimmed[..<slash]
+        return parent.isEmpty ? "/" : String(parent)
     }
 
     /// The errno behind a Foundation or POSIX error, when there is one.
@@ -79,9 +93,9 @@ public enum FileProblem {
             return access(folder, W_OK | X_OK) == 0 ? nil : "state.path: \(describe(errno: errno, path: folder))"
         }
         // The nearest existing folder above must let paybridge create the rest.
-        var parent = (folder as NSString).deletingLastPathComponent
+        var parent = parentFolder(of: folder)
         while !parent.isEmpty, !FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder) {
-            let next = (parent as NSString).deletingLastPathComponent
+            let next = parentFolder(of: parent)
             if next == parent { break }
             parent = next
         }

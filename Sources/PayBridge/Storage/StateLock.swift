@@ -38,7 +38,7 @@ public final class StateLock: Sendable {
                 throw .fileSystem("cannot create the state folder: \(FileProblem.describe(error, path: folder))")
             }
         }
-        let path = (folder as NSString).appendingPathComponent(fileName)
+        let path = folder.hasSuffix("/") ? folder + fileName : folder + "/" + fileName
         var descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         // A folder paybridge may read but not write: a lock file made earlier still locks.
         if descriptor < 0, errno == EACCES || errno == EROFS { descriptor = open(path, O_RDONLY | O_CLOEXEC) }

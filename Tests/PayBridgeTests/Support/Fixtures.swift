@@ -107,10 +107,11 @@ enum Binary {
         return root.appendingPathComponent(".build/debug/paybridge").path
     }
 
-    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
+    static func start(_ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws -> (Process, Pipe, Pipe) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         var env = ProcessInfo.processInfo.environment
         env["PAYBRIDGE_LOG_LEVEL"] = env["PAYBRIDGE_LOG_LEVEL"] ?? "info"
         for (key, value) in environment { env[key] = value }
@@ -123,8 +124,8 @@ enum Binary {
         return (process, out, err)
     }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Output {
-        let (process, out, err) = try start(arguments, environment: environment)
+    static func run(_ arguments: [String], environment: [String: String] = [:], directory: String? = nil) async throws -> Output {
+        let (process, out, err) = try start(arguments, environment: environment, directory: directory)
         // Pipes are drained on threads of their own: blocking reads on the cooperative pool
         // would starve the in-process servers the child talks to.
         let stdout = PipeReader(out)
