@@ -140,6 +140,30 @@ import Testing
         #expect(errors(text) == ["pb.yaml:5:13: source.password: environment variable BC_PASSWORD is not set"])
     }
 
+    @Test func aMalformedVariableIsAnErrorNotALiteral() {
+        let unclosed = Self.valid.replacingOccurrences(of: "password: hunter2-password", with: "password: ${BC_PASSWORD")
+        #expect(errors(unclosed) == ["pb.yaml:5:13: source.password: ${ without its closing }: write ${NAME}, or $$ for a literal $"])
+        let unnamed = Self.valid.replacingOccurrences(of: "password: hunter2-password", with: "password: x${}")
+        #expect(errors(unnamed) == ["pb.yaml:5:13: source.password: ${} names no environment variable: write ${NAME}"])
+    }
+
+    /// An empty admin token would match a request that sends none; two tokens with one value
+    /// would give the second's holder the first's role.
+    @Test func adminTokensAreNeitherEmptyNorShared() {
+        let empty = Self.valid + "\nadmin:\n  listen: 127.0.0.1:9464\n  token: ${ADMIN_TOKEN}\n"
+        #expect(errors(empty, environment: ["ADMIN_TOKEN": " "]).contains { $0.hasPrefix("pb.yaml:22:10: admin.token is empty") }, "\(errors(empty, environment: ["ADMIN_TOKEN": " "]))")
+        let shared = Self.valid + """
+
+            admin:
+              listen: 127.0.0.1:9464
+              tokens:
+                - { name: oncall, token: same-token-0123456789, role: operate }
+                - { name: audit, token: same-token-0123456789, role: read }
+            """
+        #expect(errors(shared).contains { $0.contains("admin.tokens[1].token is the same token as admin.tokens[0].token") }, "\(errors(shared))")
+        #expect(!errors(shared).joined().contains("same-token-0123456789"), "the token never shows")
+    }
+
     @Test func secretsComeFromFilesAndAreValidated() throws {
         try directory.write("erp.secret", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\n")
         let fromFile = Self.valid.replacingOccurrences(of: "secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", with: "secretFile: erp.secret")

@@ -297,6 +297,28 @@ import Testing
 
     /// Without tokens a loopback admin server is open for reading, as `/metrics` always was;
     /// acting needs an `operate` token.
+    /// No token, an empty one, or one that is only spaces is never taken for a token.
+    @Test func noTokenIsNeverAToken() async throws {
+        let setup = try await Setup.start(payments: 0)
+        defer { Task { await setup.stop() } }
+        let daemon = try RunDeliveryTests.Daemon(config: setup.path)
+        var status: Answer?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while status == nil, ContinuousClock.now < deadline {
+            status = await get(setup, "/api/v1/status", token: Self.read)
+            if status == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(status?.status == 200)
+        for body in ["{}", #"{"token": ""}"#, #"{"token": " "}"#, #"{"token": 123}"#] {
+            let signIn = await Self.call(.post, setup.base + "/console/session", token: nil, body: body)
+            #expect(signIn?.status == 401, "\(body): \(signIn.map { String(decoding: $0.body, as: UTF8.self) } ?? "no answer")")
+        }
+        for token in ["", " ", "\u{00A0}"] {
+            #expect(await post(setup, "/api/v1/endpoints/erp/disable", token: token)?.status == 401, "Bearer '\(token)'")
+        }
+        _ = await daemon.stop()
+    }
+
     @Test func anOpenLoopbackServerReadsButNeverActs() async throws {
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }

@@ -38,6 +38,8 @@ public final class AdminAccess: Sendable {
 
     /// The token that matches `given`, compared with every configured token in constant time.
     func identify(token given: String) -> Identity? {
+        // No token is never a token (the config refuses an empty one as well).
+        guard !given.isEmpty else { return nil }
         let digest = Array(SHA256.hash(data: Data(given.utf8)))
         var found: Identity?
         for token in tokens {

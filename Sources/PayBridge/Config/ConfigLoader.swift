@@ -378,7 +378,22 @@ final class ConfigReader {
         // Short tokens work on loopback (the contract's own example is `token: T`) but are easy
         // to guess: beyond loopback they are refused (checked once the address is known).
         var shortTokens: [(node: Node?, key: String)] = []
-        if let token, token.value.count < 16 { shortTokens.append((keys["token"]?.value ?? keys["tokenFile"]?.value, "admin.token")) }
+        // An empty token would let in whoever sends none: it is never a token.
+        var seen: [String: String] = [:]
+        func checkToken(_ secret: String, _ node: Node?, _ key: String) -> Bool {
+            if secret.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                error(node, "\(key) is empty: set a token of 16 characters or more (or remove it: without a token the admin server on loopback only reads)")
+                return false
+            }
+            if let other = seen[secret] {
+                error(node, "\(key) is the same token as \(other): each token must be different, or one of them would never be recognised")
+                return false
+            }
+            seen[secret] = key
+            if secret.count < 16 { shortTokens.append((node, key)) }
+            return true
+        }
+        if let secret = token?.value, !checkToken(secret, keys["token"]?.value ?? keys["tokenFile"]?.value, "admin.token") { token = nil }
         var tokens: [AdminConfiguration.Token] = []
         if let entry = keys["tokens"], let items = sequence(entry.value, "admin.tokens") {
             var names: Set<String> = token == nil ? [] : ["admin"]
@@ -400,7 +415,7 @@ final class ConfigReader {
                     error(item, "\(path): missing 'token' (or tokenFile)")
                 }
                 if itemKeys["token"] != nil, itemKeys["tokenFile"] != nil { error(item, "\(path): use token or tokenFile, not both") }
-                if let secret, secret.count < 16 { shortTokens.append((itemKeys["token"]?.value ?? itemKeys["tokenFile"]?.value, "\(path).token")) }
+                if let value = secret, !checkToken(value, itemKeys["token"]?.value ?? itemKeys["tokenFile"]?.value, "\(path).token") { secret = nil }
                 guard let roleEntry = itemKeys["role"] else {
                     error(item, "\(path): missing 'role' (read: sees everything, acts on nothing; operate: acts too)")
                     continue
@@ -671,10 +686,14 @@ final class ConfigReader {
                 rest = after.dropFirst()
                 continue
             }
-            guard after.hasPrefix("{"), let close = after.firstIndex(of: "}") else {
+            guard after.hasPrefix("{") else {
                 result += "$"
                 rest = after
                 continue
+            }
+            guard let close = after.firstIndex(of: "}") else {
+                error(node, "\(path): ${ without its closing }: write ${NAME}, or $$ for a literal $")
+                return nil
             }
             let body = after[after.index(after: after.startIndex)..<close]
             let name: Substring
@@ -685,6 +704,10 @@ final class ConfigReader {
             } else {
                 name = body
                 fallback = nil
+            }
+            guard !name.isEmpty else {
+                error(node, "\(path): ${} names no environment variable: write ${NAME}")
+                return nil
             }
             let value = environment[String(name)]
             if let value, !value.isEmpty || fallback == nil {
