@@ -53,6 +53,20 @@ import Testing
         #expect(first.hasPrefix("evt_") && first.count == 36)
     }
 
+    /// An operational event's subject and number are the same in every installation (the
+    /// first `source.notifications.inactive` of any state is number 1): its time keeps its id
+    /// apart from another's, which a receiver would otherwise drop as already seen.
+    @Test func operationalEventIdsDifferAcrossInstallations() {
+        func inactive(at seconds: Double) -> Event {
+            .operational(
+                type: .sourceNotificationsInactive, subject: "source.notifications", sequence: 1,
+                createdAt: Date(timeIntervalSince1970: seconds), data: ["status": .string("Missing")])
+        }
+        #expect(inactive(at: 1_800_000_000).id == inactive(at: 1_800_000_000).id)
+        #expect(inactive(at: 1_800_000_000).id != inactive(at: 1_800_000_000.5).id)
+        #expect(inactive(at: 1_800_000_000).id.hasPrefix("evt_") && inactive(at: 1_800_000_000).id.count == 36)
+    }
+
     @Test func eventBodyCarriesThePaymentVerbatim() throws {
         let payment = Array(#"{"paymentId":"p1","status":"Rejected","amount":13.00,"t":"2023-09-23T15:33:51.0133333+00:00","x":null}"#.utf8)
         let event = Event.payment(

@@ -86,8 +86,11 @@ public struct Event: Sendable, Equatable {
             }
         }
         json.raw("}}")
+        // The time is part of the id: the subject and its number are the same in every
+        // installation and after a fresh state, and receivers drop an id they have seen.
+        let moment = Int64((createdAt.timeIntervalSince1970 * 1000).rounded())
         return Event(
-            id: id(subject: subject, sequence: sequence, discriminator: type.rawValue), type: type, subject: subject,
+            id: id(subject: subject, sequence: sequence, discriminator: "\(type.rawValue)\n\(moment)"), type: type, subject: subject,
             sequence: sequence, createdAt: createdAt, routable: RoutableEvent(type: type.rawValue), body: json.output)
     }
 
