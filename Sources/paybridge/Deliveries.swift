@@ -184,7 +184,7 @@ struct Deliveries: AsyncParsableCommand {
                 }
                 guard yes else {
                     print("would queue \(Output.count(ids.count, "dead delivery", "dead deliveries")) of \(endpoint) again; add --yes to do it")
-                    for row in dead.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
+                    for row in dead.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\((row.lastError ?? "").oneLine)") }
                     if dead.count > 20 { print("  …and \(dead.count - 20) more") }
                     // Said before --yes, while the operator can still choose.
                     warnOutOfOrder(try await operations.planReplay(ids: ids).outOfOrder, would: true)
@@ -244,7 +244,7 @@ struct Deliveries: AsyncParsableCommand {
                 let doomed = try await operating(config) { try await operations.purgeable(endpoint: endpoint, before: cutoff) }
                 if json { return Output.print(ActionJSON.purge(endpoint, ids: doomed.map(\.id))) }
                 print("would delete \(Output.count(doomed.count, "dead delivery", "dead deliveries")) of \(endpoint); add --yes to do it")
-                for row in doomed.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\(row.lastError ?? "")") }
+                for row in doomed.prefix(20) { print("  \(row.id)\t\(row.eventType)\t\(row.subject)\t\((row.lastError ?? "").oneLine)") }
                 if doomed.count > 20 { print("  …and \(doomed.count - 20) more") }
                 return
             }

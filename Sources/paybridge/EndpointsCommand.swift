@@ -110,9 +110,12 @@ struct Endpoints: AsyncParsableCommand {
 
         func run() async throws {
             let operations = try await openState(config, common: common)
-            try await operating(config) { try await operations.disable(endpoint: endpoint, reason: reason) }
-            if json { return Output.print(ActionJSON.endpoint(endpoint, enabled: false, changed: true)) }
-            print("\(endpoint): disabled; its deliveries wait (paybridge endpoints enable \(endpoint) resumes them)")
+            let wasEnabled = try await operating(config) { try await operations.disable(endpoint: endpoint, reason: reason) }
+            if json { return Output.print(ActionJSON.endpoint(endpoint, enabled: false, changed: wasEnabled)) }
+            print(
+                wasEnabled
+                    ? "\(endpoint): disabled; its deliveries wait (paybridge endpoints enable \(endpoint) resumes them)"
+                    : "\(endpoint): was already disabled (its reason is kept; endpoints list shows it)")
         }
     }
 }

@@ -64,9 +64,11 @@ struct TextLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let merged = metadata.merging(metadataProvider?.get() ?? [:]) { $1 }.merging(event.metadata ?? [:]) { $1 }
-        var line = "\(Timestamp.iso8601(Date())) \(event.level.rawValue) \(event.message)"
+        // One entry, one line: what a receiver or the bank sent back (a body with newlines or
+        // terminal escapes) is written escaped, never as lines or colours of its own.
+        var line = "\(Timestamp.iso8601(Date())) \(event.level.rawValue) \(event.message.description.oneLine)"
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            let text = "\(value)"
+            let text = "\(value)".oneLine
             line += " \(key)=" + (text.contains(" ") || text.isEmpty ? "\"\(text.replacingOccurrences(of: "\"", with: "\\\""))\"" : text)
         }
         Terminal.shared.write(line: line)

@@ -5,7 +5,7 @@ import PayBridge
 enum Output {
     /// Columns padded to their widest cell; the last column is not padded.
     static func table(_ header: [String], _ rows: [[String]]) -> String {
-        let all = [header] + rows
+        let all = [header] + rows.map { $0.map(\.oneLine) }
         let widths = header.indices.map { column in all.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
         return all.map { row in
             row.enumerated().map { index, cell in
@@ -68,4 +68,24 @@ func ago(_ text: String?, option: String = "--since") throws -> Date? {
 struct CommandError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+extension String {
+    /// The text on one line and harmless on a terminal: newlines, tabs and every other control
+    /// character (a terminal's escape sequences start with one) written as `\n`, `\t`, `\u{1B}`.
+    /// For what others sent (a receiver's answer, the bank's error) in tables and text logs.
+    var oneLine: String {
+        guard unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return self }
+        var text = ""
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\n": text += "\\n"
+            case "\r": text += "\\r"
+            case "\t": text += "\\t"
+            case _ where scalar.properties.generalCategory == .control: text += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            default: text.unicodeScalars.append(scalar)
+            }
+        }
+        return text
+    }
 }

@@ -45,7 +45,9 @@ struct Routes: ParsableCommand {
                 type: type, status: fields["status"]?.stringValue, previousStatus: fields["previousStatus"]?.stringValue,
                 watch: fields["watch"]?.stringValue)
             let payment = fields["payment"].map { PaymentView($0.bytes) }
-            let matches = RouteTable(routes: configuration.routes).matches(for: routable, payment: payment)
+            // An `endpoint.disabled` never goes to the endpoint it is about (the outbox's rule).
+            let about = type == EventType.endpointDisabled.rawValue ? fields["endpoint"]?.stringValue : nil
+            let matches = RouteTable(routes: configuration.routes).matches(for: routable, payment: payment).filter { $0.endpoint != about }
             if json {
                 let endpoints = matches.map { match -> JSONValue in
                     let endpoint = configuration.endpoint(named: match.endpoint)

@@ -144,6 +144,13 @@ import Testing
         let only = try await Binary.run(["routes", "test", "--config", path, processed])
         #expect(only.stdout.contains("reaches 1 endpoint:"), "\(only.stdout)")
 
+        // An endpoint.disabled about erp reaches every routed endpoint but erp, as in `run`.
+        let disabled = try directory.write(
+            "disabled.json", #"{"type":"endpoint.disabled","timestamp":"2026-12-07T10:00:00Z","data":{"endpoint":"erp","reason":"410"}}"#)
+        let notToItself = try await Binary.run(["routes", "test", "--config", path, disabled])
+        #expect(notToItself.status == 0, "\(notToItself.stderr)")
+        #expect(notToItself.stdout.contains("no route matches"), "\(notToItself.stdout)")
+
         let notJSON = try directory.write("bad.json", "{nope")
         let bad = try await Binary.run(["routes", "test", "--config", path, notJSON])
         #expect(bad.status != 0)

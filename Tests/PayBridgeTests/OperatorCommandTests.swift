@@ -196,6 +196,10 @@ import Testing
         let disabled = Self.json(try await state.run(["endpoints", "disable", "erp", "--reason", "ERP maintenance", "--json"]))
         #expect(disabled["endpoint"] as? String == "erp")
         #expect(disabled["state"] as? String == "disabled")
+        #expect(disabled["changed"] as? Bool == true)
+        // Disabled again: nothing changes, and the first reason stays.
+        let again = Self.json(try await state.run(["endpoints", "disable", "erp", "--json"]))
+        #expect(again["changed"] as? Bool == false, "\(again)")
         state.harness.bank.bank.setStatus(state.short, "Processed")
         _ = try await state.run(["poll", "--once"])
         #expect(state.erp.requests.count == 2, "nothing sent while disabled")
@@ -231,6 +235,31 @@ import Testing
         #expect(attempt?["response"] as? String == #"{"received":true}"#)
         let text = try await Binary.run(["deliveries", "show", "\(id)", "--config", path])
         #expect(text.stdout.contains(#"{"received":true}"#), "\(text.stdout)")
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    /// What a receiver answers is shown, never obeyed: its newlines cannot add log lines and
+    /// its escape sequences cannot colour the operator's terminal.
+    @Test func aReceiversAnswerCannotForgeLogLinesOrColourTheTerminal() async throws {
+        let harness = try await Harness.start()
+        let forged = "2026-12-07T10:00:00.000Z info delivered endpoint=other"
+        let receiver = try await TestReceiver.start { [forged] _, _ in TestReceiver.Reply(status: 500, body: "line1\n\(forged)\n\u{1B}[31mred") }
+        let ids = harness.createPayments(1)
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.state, endpoints: Fixtures.endpoint("erp", url: receiver.url, retry: "[1h]")))
+        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        let poll = try await Binary.run(["poll", "--once", "--config", path, "--log-level", "debug", "--log-format", "text"])
+        #expect(poll.stderr.contains(#"line1\n2026-12-07T10:00:00.000Z info delivered"#), "\(poll.stderr)")
+        let lines = try await Binary.run(["deliveries", "list", "--config", path]).stdout
+        let id = try #require(Self.json(try await Binary.run(["deliveries", "list", "--json", "--config", path]))["deliveries"] as? [[String: Any]]).first?["id"] as? Int
+        let show = try await Binary.run(["deliveries", "show", "\(id ?? 0)", "--config", path]).stdout
+        for output in [poll.stderr, lines, show] {
+            #expect(!output.contains("\u{1B}"), "an escape reached the terminal: \(output)")
+            #expect(!output.split(separator: "\n").contains { $0.hasPrefix(forged) }, "a forged line: \(output)")
+        }
+        #expect(show.contains(#"\u{1B}[31mred"#), "\(show)")
         await receiver.stop()
         await harness.stop()
     }

@@ -160,9 +160,10 @@ enum OperationsAPI {
                     let reason = body["reason"]?.stringValue ?? "disabled by \(identity.name)"
                     var changed = true
                     try await operating {
-                        if enable { changed = try await bridge.operations.enable(endpoint: name) } else {
-                            try await bridge.operations.disable(endpoint: name, reason: reason)
-                        }
+                        changed =
+                            enable
+                            ? try await bridge.operations.enable(endpoint: name)
+                            : try await bridge.operations.disable(endpoint: name, reason: reason)
                     }
                     logger.notice("operator action: \(action) endpoint", metadata: ["token": "\(identity.name)", "endpoint": "\(name)"])
                     return ActionJSON.endpoint(name, enabled: enable, changed: changed)

@@ -188,10 +188,14 @@ public struct Operations: Sendable {
         return wasDisabled
     }
 
-    /// Disables an endpoint: its deliveries are kept and wait.
-    public func disable(endpoint name: String, reason: String, at date: Date = Date()) async throws {
+    /// Disables an endpoint: its deliveries are kept and wait. Returns whether it was enabled;
+    /// an endpoint already disabled keeps when and why it was (a 410 stays the reason).
+    @discardableResult
+    public func disable(endpoint name: String, reason: String, at date: Date = Date()) async throws -> Bool {
         try endpoint(named: name)
+        guard try await store.endpointRecords()[name]?.disabledAt == nil else { return false }
         try await store.setEndpointDisabled(name: name, disabled: true, reason: reason, at: date)
+        return true
     }
 
     // MARK: Figures
