@@ -145,6 +145,7 @@ public struct Poller: Sendable {
         // for only when this one was full, so no request is wasted).
         var pageNumber = 1
         var previousEnds: (first: String, last: String)?
+        var repeats = 0
         var next: Task<PaymentPage, any Error>? = Self.fetch(source, watch, pageNumber, pageSize, startedAt)
         while let fetching = next {
             next = nil
@@ -163,14 +164,21 @@ public struct Poller: Sendable {
                     ])
             }
             let full = page.payments.count >= pageSize
-            // A full page identical to the one before means PageNumber is ignored: paging
-            // would never end.
+            // Full pages that keep repeating the one before mean PageNumber is ignored: paging
+            // would never end. One repeat alone can be drift (as many payments inserted between
+            // two page calls as a page holds): its payments count once, and paging goes on.
             let ends = page.payments.first.map { ($0.paymentId, page.payments[page.payments.count - 1].paymentId) }
             if full, let ends, let previousEnds, ends == previousEnds {
-                next?.cancel()
-                throw PollError(
-                    stage: .source, watch: watch.name, page: pageNumber,
-                    underlying: SourceContractError("page \(pageNumber) repeats page \(pageNumber - 1): the bank seems to ignore PageNumber"))
+                repeats += 1
+                if repeats == 2 {
+                    next?.cancel()
+                    throw PollError(
+                        stage: .source, watch: watch.name, page: pageNumber,
+                        underlying: SourceContractError(
+                            "pages \(pageNumber - 1) and \(pageNumber) repeat page \(pageNumber - 2): the bank seems to ignore PageNumber"))
+                }
+            } else {
+                repeats = 0
             }
             previousEnds = ends
             if full, pageNumber < Self.maxPages, !shouldStop() {
