@@ -29,7 +29,12 @@ import Testing
                 let basic = "Basic " + Data("paybridge-client:s3cret%2B%2F".utf8).base64EncodedString()
                 guard request.headers["authorization"] == basic, form.contains("grant_type=client_credentials"),
                     request.headers["content-type"] == "application/x-www-form-urlencoded"
-                else { return TestReceiver.Reply(status: 401, body: #"{"error":"invalid_client"}"#) }
+                else {
+                    // As some token servers do: the refusal repeats the secret it was sent.
+                    let sent = request.headers["authorization"].flatMap { Data(base64Encoded: String($0.dropFirst(6))) }
+                        .map { String(decoding: $0, as: UTF8.self) }?.split(separator: ":").last.map(String.init) ?? ""
+                    return TestReceiver.Reply(status: 401, body: #"{"error":"invalid_client","error_description":"bad secret \#(sent)"}"#)
+                }
                 let (token, number) = issued.tokens.withLock { tokens -> (String, Int) in
                     tokens.append("tok-\(tokens.count + 1)")
                     return (tokens[tokens.count - 1], tokens.count)
@@ -152,6 +157,8 @@ import Testing
         #expect(!poll.stderr.contains("wrong-secret"))
         let listing = try await Binary.run(["deliveries", "--config", path])
         #expect(listing.stdout.contains("the token request failed: HTTP 401"), "\(listing.stdout)")
+        #expect(poll.stderr.contains("bad secret [client secret]"), "the refusal is quoted with the secret masked")
+        #expect(!listing.stdout.contains("wrong-secret"), "\(listing.stdout)")
         await receiver.stop()
         for gate in tokens.held { gate.open() }  // nothing left waiting if the test failed early
         await tokens.server.stop()

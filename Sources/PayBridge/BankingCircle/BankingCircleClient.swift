@@ -260,10 +260,10 @@ enum AccessTokenResponse {
         do {
             decoded = try JSONDecoder().decode(Body.self, from: Data(body))
         } catch {
-            throw Invalid(description: "the authorize response is not a JSON object with access_token and expires_in")
+            throw Invalid(description: "the token response is not a JSON object with access_token and expires_in")
         }
         guard let value = decoded.accessToken, !value.isEmpty else {
-            throw Invalid(description: "the authorize response has no access_token")
+            throw Invalid(description: "the token response has no access_token")
         }
         let lifetime: TimeInterval
         switch decoded.expiresIn {

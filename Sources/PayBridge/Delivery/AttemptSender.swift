@@ -134,8 +134,9 @@ struct AttemptSender {
                 let (clock, endpoint, inbox) = (self.clock, lanes[index].endpoint, self.inbox)
                 var request = tokens.request(timeout: endpoint.timeout, tls: endpoint.tls)
                 request.proxy = endpoint.proxy
+                let secret = tokens.settings.clientSecret
                 http.submit(request) { result in
-                    inbox.post(.token(lane: index, OAuth2Tokens.parse(result, receivedAt: clock.now())))
+                    inbox.post(.token(lane: index, OAuth2Tokens.parse(result, receivedAt: clock.now(), masking: secret)))
                 }
             case .fail(let attempts, let reason):
                 let now = clock.now()

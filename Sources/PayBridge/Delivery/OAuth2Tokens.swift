@@ -83,8 +83,9 @@ struct OAuth2Tokens: Sendable {
             body: Array(form.utf8), timeout: timeout, tls: tls, maxResponseBytes: 64 << 10)
     }
 
-    /// The token server's answer; its error body is quoted, a token never is.
-    static func parse(_ result: Result<HTTPResponse, TransportError>, receivedAt: Date) -> Result<AccessToken, Failure> {
+    /// The token server's answer; its error body is quoted, a token never is, and the client
+    /// secret is masked should the server repeat it (`invalid_client: bad secret …`).
+    static func parse(_ result: Result<HTTPResponse, TransportError>, receivedAt: Date, masking secret: Secret) -> Result<AccessToken, Failure> {
         switch result {
         case .failure(let error):
             return .failure(Failure(description: "\(error)"))
@@ -95,7 +96,8 @@ struct OAuth2Tokens: Sendable {
                 return .failure(Failure(description: error.description))
             }
         case .success(let response):
-            let detail = response.bodyExcerpt(limit: 200)
+            var detail = response.bodyExcerpt(limit: 200)
+            if !secret.value.isEmpty { detail = detail.replacingOccurrences(of: secret.value, with: "[client secret]") }
             return .failure(Failure(description: "HTTP \(response.status)" + (detail.isEmpty ? "" : ": \(detail)")))
         }
     }
