@@ -484,6 +484,18 @@ struct NotificationMessageTests {
         #expect(read == [BankNotification(eventId: "e2", notificationType: "PaymentStatus", paymentId: nil)])
     }
 
+    /// The bank's subscription list in each shape it has been seen in; its status in any case.
+    @Test func subscriptionListsInEveryShape() throws {
+        let item = #"{"id":"sub-1","endpoint":"https://pb.example/n","status":"active","subscriptionEvents":[{"eventType":13}]}"#
+        for text in ["[\(item)]", item, #"{"result":[\#(item)]}"#, #"{"result":\#(item)}"#] {
+            let found = try NotificationSubscription.parseList(Array(text.utf8))
+            #expect(found.map(\.id) == ["sub-1"], "\(text)")
+            #expect(found.first?.active == true, "\(text)")
+        }
+        #expect(try NotificationSubscription.parseList(Array(#"{"result":[]}"#.utf8)).isEmpty)
+        #expect(try NotificationSubscription.parseList(Array(#"[{"id":"s","status":1,"isActive":true}]"#.utf8)).first?.active == false)
+    }
+
     @Test func addressRanges() {
         let range = AddressRange("203.0.113.0/24")
         #expect(range?.contains("203.0.113.7") == true)

@@ -116,11 +116,16 @@ import Testing
         let put = await Self.call(.put, setup.base + "/api/v1/status", token: Self.operate)
         #expect(put?.status == 405)
         #expect(put?.headers.header("allow") == "GET")
-        for path in ["/api/v1/no/such/route", "/api/v1/endpoints", "/api/v1/endpoints/erp", "/api/v1/events/evt_x", "/api/v1/events/evt_x/nothing"] {
+        for path in ["/api/v1", "/api/v1/", "/api/v1/no/such/route", "/api/v1/endpoints", "/api/v1/endpoints/erp", "/api/v1/events/evt_x", "/api/v1/events/evt_x/nothing"] {
             let unknown = await get(setup, path)
             #expect(unknown?.status == 404 && unknown?.errorCode == "not_found", "the API's error shape on every 404: \(path)")
         }
         #expect(await get(setup, "/api/v1/status")?.status == 200, "the routes still answer beside the catch-all")
+        // A cursor that names no event is refused: an empty page would look like the end.
+        for cursor in ["garbage", ""] {
+            let refusedCursor = await get(setup, "/api/v1/events?cursor=\(cursor)")
+            #expect(refusedCursor?.status == 400 && refusedCursor?.errorCode == "bad_cursor", "cursor '\(cursor)'")
+        }
 
         // Status.
         let status = try #require(await get(setup, "/api/v1/status")?.json)

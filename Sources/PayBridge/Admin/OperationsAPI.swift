@@ -34,7 +34,7 @@ enum OperationsAPI {
         }
         // Any other path under the API: a 404 in the API's error shape. The router does not
         // fall back to `**` from a path that only leads to routes, so those are named too.
-        for path in ["**", "endpoints", "endpoints/{name}", "events/{id}"] {
+        for path in ["", "**", "endpoints", "endpoints/{name}", "events/{id}"] {
             for method in methods {
                 api.on(RouterPath(path), method: method) { request, _ -> Response in
                     error(APIError(.notFound, "not_found", "no such route: \(request.method.rawValue) \(request.uri.path)"))
@@ -70,7 +70,14 @@ enum OperationsAPI {
                 let filter = EventFilter(
                     type: query["type"].map(String.init), status: query["status"].map(String.init), paymentId: query["payment"].map(String.init),
                     since: try sinceParameter(query["since"]), limit: limit + 1, before: query["cursor"].map(String.init))
-                let (events, members) = try await bridge.operations.events(filter)
+                let found: (events: [EventSummary], members: [String: [EventSummary]])
+                do {
+                    found = try await bridge.operations.events(filter)
+                } catch OperationError.unknownEvent(let id) {
+                    let what = id.isEmpty ? "an empty cursor" : "cursor \(id)"
+                    throw APIError(.badRequest, "bad_cursor", "\(what) names no event: use the next of the page before")
+                }
+                let (events, members) = found
                 let page = Array(events.prefix(limit))
                 let rows = page.map { event in members[event.id].map { event.json.adding([("members", GroupMembers.json($0))]) } ?? event.json }
                 let next: JSONValue = events.count > limit ? .text(page.last?.id) : .null
@@ -264,7 +271,7 @@ enum OperationsAPI {
 
     /// The query's parameters. An empty filter counts as absent (`?endpoint=` filters
     /// nothing); an empty `since`, `limit`, `state`, `q` or `cursor` is a mistake, refused as
-    /// any malformed value is (an empty event cursor names no event: an empty page). `type`
+    /// any malformed value is (an event cursor must name an event: 400 otherwise). `type`
     /// and `status` may be repeated or comma-separated: any of them.
     static func parameters(_ request: Request) -> [String: Substring] {
         var found: [String: Substring] = [:]

@@ -17,8 +17,9 @@ public struct NotificationSubscription: Sendable, Equatable {
     public var rowVersion: String?
     public var events: [Event]
 
-    /// Active by its status (2 or "Active"); `isActive` speaks only when there is no status.
-    public var active: Bool { status == "Active" || (status.isEmpty && isActive == true) }
+    /// Active by its status (2 or "Active", in any case); `isActive` speaks only when there is
+    /// no status.
+    public var active: Bool { status.caseInsensitiveCompare("Active") == .orderedSame || (status.isEmpty && isActive == true) }
 
     static func statusName(_ value: Any?) -> String {
         switch value {
@@ -29,14 +30,16 @@ public struct NotificationSubscription: Sendable, Equatable {
         }
     }
 
-    /// A JSON array of subscriptions, one subscription, or the `{"result": [...]}` envelope.
+    /// A JSON array of subscriptions, one subscription, or the `{"result": …}` envelope
+    /// around either.
     static func parseList(_ body: [UInt8]) throws -> [NotificationSubscription] {
         let parsed = try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])
         let items: [Any]
         if let array = parsed as? [Any] {
             items = array
         } else if let object = parsed as? [String: Any] {
-            items = (object["result"] as? [Any]) ?? (object["subscriptions"] as? [Any]) ?? [object]
+            let one = (object["result"] as? [String: Any]).map { [$0] as [Any] }
+            items = (object["result"] as? [Any]) ?? one ?? (object["subscriptions"] as? [Any]) ?? [object]
         } else {
             throw SourceContractError("the subscription list is neither an array nor an object")
         }

@@ -85,7 +85,10 @@ public struct Operations: Sendable {
     }
 
     /// Events, newest first, with the events each group message (`payment.group`) carried.
+    /// Throws `unknownEvent` for a `before` that names no event (a page after it would be
+    /// empty, and look like the end).
     public func events(_ filter: EventFilter) async throws -> (events: [EventSummary], members: [String: [EventSummary]]) {
+        if let before = filter.before, try await store.event(id: before) == nil { throw OperationError.unknownEvent(before) }
         let events = try await store.events(filter)
         var members: [String: [EventSummary]] = [:]
         for event in events where event.type == EventType.paymentGroup.rawValue { members[event.id] = try await store.groupMembers(messageId: event.id) }
