@@ -335,6 +335,20 @@ import Testing
         #expect(String(decoding: text.render(try EventDocument(id: "e", standardBody: Self.rejectedEvent().body)).body, as: UTF8.self) == "Müller & Söhne <GmbH>")
     }
 
+    /// A list or an object in `{{…}}` is its JSON text (not a Swift type's name); sections still
+    /// iterate lists and look into objects.
+    @Test func templatesRenderListsAndObjectsAsJSON() throws {
+        let body = #"{"type":"payment.status_changed","timestamp":"2026-12-07T10:00:00Z","data":{"list":[1,"a"],"obj":{"k":"v","n":2.50}}}"#
+        let document = try EventDocument(id: "e", standardBody: Array(body.utf8))
+        let text = EventFormat(
+            kind: .template, template: try EventTemplate("{{data.list}}|{{#data.list}}<{{.}}>{{/data.list}}|{{{data.obj}}}|{{#data.obj}}{{k}}{{/data.obj}}"),
+            templateContentType: "text/plain")
+        #expect(String(decoding: text.render(document).body, as: UTF8.self) == #"[1,"a"]|<1><a>|{"k":"v","n":2.50}|v"#)
+        let json = EventFormat(kind: .template, template: try EventTemplate(#"{"obj":"{{data.obj}}"}"#))
+        let object = try JSONSerialization.jsonObject(with: Data(json.render(document).body)) as? [String: Any]
+        #expect(object?["obj"] as? String == #"{"k":"v","n":2.50}"#, "escaped inside a JSON string")
+    }
+
     @Test func aTemplateThatDoesNotParseSaysWhere() {
         #expect(throws: EventTemplate.ParseError.self) { try EventTemplate("line one\n{{#open}}never closed") }
         do {

@@ -59,20 +59,40 @@ public struct EventTemplate: Sendable {
         return (escaping == .json ? json : plain).render(context)
     }
 
-    /// A JSON tree as Mustache's context: objects as dictionaries, numbers as their text,
-    /// null as a value that renders empty and counts as false in sections.
+    /// A JSON tree as Mustache's context: objects and lists to look into and iterate, each
+    /// rendering as its JSON text; numbers as their text; null as a value that renders empty
+    /// and counts as false in sections.
     static func context(_ value: JSONValue) -> Any {
         switch value {
         case .object(let members):
             var dictionary: [String: Any] = [:]
             for member in members { dictionary[member.key] = context(member.value) }
-            return dictionary
-        case .array(let items): return items.map(context)
+            return ObjectContext(members: dictionary, value: value)
+        case .array(let items): return ListContext(items: items.map(context), value: value)
         case .string(let text): return text
         case .number(let text): return NumberText(text: text)
         case .bool(let flag): return flag
         case .null: return NullValue()
         }
+    }
+
+    /// `{{data.payment}}` is the object's JSON (escaped as any text is); `{{data.payment.x}}`
+    /// looks into it.
+    struct ObjectContext: MustacheParent, MustacheCustomRenderable {
+        var members: [String: Any]
+        var value: JSONValue
+        func child(named name: String) -> Any? { members[name] }
+        var renderText: String { String(decoding: value.bytes, as: UTF8.self) }
+        var isNull: Bool { false }
+    }
+
+    /// `{{#list}}…{{/list}}` iterates; `{{list}}` is its JSON.
+    struct ListContext: MustacheSequence, MustacheCustomRenderable {
+        var items: [Any]
+        var value: JSONValue
+        func makeIterator() -> IndexingIterator<[Any]> { items.makeIterator() }
+        var renderText: String { String(decoding: value.bytes, as: UTF8.self) }
+        var isNull: Bool { false }
     }
 
     struct NumberText: MustacheCustomRenderable {
