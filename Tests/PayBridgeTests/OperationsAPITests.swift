@@ -121,10 +121,11 @@ import Testing
             #expect(unknown?.status == 404 && unknown?.errorCode == "not_found", "the API's error shape on every 404: \(path)")
         }
         #expect(await get(setup, "/api/v1/status")?.status == 200, "the routes still answer beside the catch-all")
-        // A cursor that names no event is refused: an empty page would look like the end.
+        // A cursor that names no event is a 404, as the catch-up feed's `after`: an empty page
+        // would look like the end.
         for cursor in ["garbage", ""] {
             let refusedCursor = await get(setup, "/api/v1/events?cursor=\(cursor)")
-            #expect(refusedCursor?.status == 400 && refusedCursor?.errorCode == "bad_cursor", "cursor '\(cursor)'")
+            #expect(refusedCursor?.status == 404 && refusedCursor?.errorCode == "not_found", "cursor '\(cursor)'")
         }
 
         // Status.

@@ -41,9 +41,10 @@ doc = {
             {"name": "payment", "in": "query", "schema": {"type": "string"}},
             {"name": "since", "in": "query", "description": "A duration back from now (2h) or an ISO 8601 time", "schema": SINCE},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
-            {"name": "cursor", "in": "query", "description": "The previous page's next", "schema": {"type": "string"}}],
+            {"name": "cursor", "in": "query", "description": "The previous page's next: an event id (one that names no event is a 404, never an empty page)", "schema": {"type": "string"}}],
         "responses": dict(errors, **{"200": resp("A page", {"type": "object", "required": ["events", "next"], "properties": {
-            "events": {"type": "array", "items": ref("Event")}, "next": nullable_str}}), "400": resp("A bad parameter or cursor", ref("Error"))})}},
+            "events": {"type": "array", "items": ref("Event")}, "next": nullable_str}}), "400": resp("A bad parameter", ref("Error")),
+            "404": resp("The cursor names no event", ref("Error"))})}},
     "/api/v1/deliveries": {"get": {"operationId": "listDeliveries", "summary": "Deliveries, newest first, and counts per endpoint and state",
         "parameters": [
             {"name": "endpoint", "in": "query", "schema": {"type": "string"}},

@@ -238,7 +238,7 @@ enum OpenAPIDocument {
           {
             "name": "cursor",
             "in": "query",
-            "description": "The previous page's next",
+            "description": "The previous page's next: an event id (one that names no event is a 404, never an empty page)",
             "schema": {
               "type": "string"
             }
@@ -294,7 +294,17 @@ enum OpenAPIDocument {
             }
           },
           "400": {
-            "description": "A bad parameter or cursor",
+            "description": "A bad parameter",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "The cursor names no event",
             "content": {
               "application/json": {
                 "schema": {

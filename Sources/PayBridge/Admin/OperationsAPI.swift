@@ -75,7 +75,7 @@ enum OperationsAPI {
                     found = try await bridge.operations.events(filter)
                 } catch OperationError.unknownEvent(let id) {
                     let what = id.isEmpty ? "an empty cursor" : "cursor \(id)"
-                    throw APIError(.badRequest, "bad_cursor", "\(what) names no event: use the next of the page before")
+                    throw APIError(.notFound, "not_found", "\(what) names no event: use the next of the page before")
                 }
                 let (events, members) = found
                 let page = Array(events.prefix(limit))
@@ -271,7 +271,8 @@ enum OperationsAPI {
 
     /// The query's parameters. An empty filter counts as absent (`?endpoint=` filters
     /// nothing); an empty `since`, `limit`, `state`, `q` or `cursor` is a mistake, refused as
-    /// any malformed value is (an event cursor must name an event: 400 otherwise). `type`
+    /// any malformed value is (an event cursor must name an event: 404 otherwise, as the
+    /// catch-up feed's `after`). `type`
     /// and `status` may be repeated or comma-separated: any of them.
     static func parameters(_ request: Request) -> [String: Substring] {
         var found: [String: Substring] = [:]
