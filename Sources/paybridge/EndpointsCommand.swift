@@ -39,7 +39,7 @@ struct Endpoints: AsyncParsableCommand {
                     rows.map { Self.cells($0, now: now) }))
             for entry in rows {
                 if let at = entry.record.disabledAt {
-                    print("\(entry.name): disabled \(Output.when(at, now: now)): \(entry.record.disabledReason ?? "")")
+                    print("\(entry.name): disabled \(Output.when(at, now: now)): \((entry.record.disabledReason ?? "").oneLine)")
                 } else if let since = entry.record.failingSince {
                     print("\(entry.name): failing since \(Output.when(since, now: now)), \(Output.count(entry.record.stats.failures, "failure")) in a row")
                 }

@@ -46,7 +46,7 @@ struct Payments: AsyncParsableCommand {
                     for attempt in attempts[delivery.id] ?? [] where attempt.error != nil || attempts[delivery.id]?.count ?? 0 > 1 {
                         print(
                             "          #\(attempt.number) \(Output.relative(attempt.startedAt, now: now)): "
-                                + (attempt.error ?? "HTTP \(attempt.httpStatus.map(String.init) ?? "?")")
+                                + (attempt.error?.oneLine ?? "HTTP \(attempt.httpStatus.map(String.init) ?? "?")")
                                 + String(format: " (%.0f ms)", attempt.durationMs))
                     }
                 }

@@ -47,7 +47,9 @@ struct Routes: ParsableCommand {
             let payment = fields["payment"].map { PaymentView($0.bytes) }
             // An `endpoint.disabled` never goes to the endpoint it is about (the outbox's rule).
             let about = type == EventType.endpointDisabled.rawValue ? fields["endpoint"]?.stringValue : nil
-            let matches = RouteTable(routes: configuration.routes).matches(for: routable, payment: payment).filter { $0.endpoint != about }
+            let routed = RouteTable(routes: configuration.routes).matches(for: routable, payment: payment)
+            let matches = routed.filter { $0.endpoint != about }
+            let leftOut = about.flatMap { name in routed.contains { $0.endpoint == name } ? name : nil }
             if json {
                 let endpoints = matches.map { match -> JSONValue in
                     let endpoint = configuration.endpoint(named: match.endpoint)
@@ -64,8 +66,9 @@ struct Routes: ParsableCommand {
                 return
             }
             let what = [type, routable.status, routable.previousStatus.map { "from \($0)" }].compactMap { $0 }.joined(separator: " ")
+            let aside = leftOut.map { "\($0) is left out: an endpoint.disabled never goes to the endpoint it is about" }
             guard !matches.isEmpty else {
-                print("\(what): no route matches; the event would go nowhere")
+                print("\(what): " + (aside.map { "routes reach only \(leftOut ?? ""), and \($0)" } ?? "no route matches") + "; the event would go nowhere")
                 return
             }
             print("\(what) reaches \(matches.count == 1 ? "1 endpoint" : "\(matches.count) endpoints"):")
@@ -77,6 +80,7 @@ struct Routes: ParsableCommand {
                 }
                 print("  \(match.endpoint)\tvia \(match.route)\t(\(detail))")
             }
+            if let aside { print("  (\(aside))") }
         }
     }
 }

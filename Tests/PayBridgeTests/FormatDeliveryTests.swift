@@ -144,12 +144,16 @@ import Testing
         let only = try await Binary.run(["routes", "test", "--config", path, processed])
         #expect(only.stdout.contains("reaches 1 endpoint:"), "\(only.stdout)")
 
-        // An endpoint.disabled about erp reaches every routed endpoint but erp, as in `run`.
+        // An endpoint.disabled never goes to the endpoint it is about, as in `run`: about erp
+        // (which only routes[0] reaches), it goes nowhere; about big, it still reaches erp.
         let disabled = try directory.write(
             "disabled.json", #"{"type":"endpoint.disabled","timestamp":"2026-12-07T10:00:00Z","data":{"endpoint":"erp","reason":"410"}}"#)
         let notToItself = try await Binary.run(["routes", "test", "--config", path, disabled])
         #expect(notToItself.status == 0, "\(notToItself.stderr)")
-        #expect(notToItself.stdout.contains("no route matches"), "\(notToItself.stdout)")
+        #expect(notToItself.stdout.contains("endpoint.disabled: routes reach only erp, and erp is left out"), "\(notToItself.stdout)")
+        let aboutBig = try directory.write("big-disabled.json", String(decoding: try Data(contentsOf: URL(fileURLWithPath: disabled)), as: UTF8.self).replacingOccurrences(of: #""endpoint":"erp""#, with: #""endpoint":"big""#))
+        let toOthers = try await Binary.run(["routes", "test", "--config", path, aboutBig])
+        #expect(toOthers.stdout.contains("reaches 1 endpoint:") && toOthers.stdout.contains("  erp\tvia routes[0]"), "\(toOthers.stdout)")
 
         let notJSON = try directory.write("bad.json", "{nope")
         let bad = try await Binary.run(["routes", "test", "--config", path, notJSON])

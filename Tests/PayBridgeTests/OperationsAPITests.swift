@@ -301,8 +301,6 @@ import Testing
         #expect(!log.contains(Self.operate) && !log.contains(Self.read))
     }
 
-    /// Without tokens a loopback admin server is open for reading, as `/metrics` always was;
-    /// acting needs an `operate` token.
     /// No token, an empty one, or one that is only spaces is never taken for a token.
     @Test func noTokenIsNeverAToken() async throws {
         let setup = try await Setup.start(payments: 0)
@@ -325,6 +323,8 @@ import Testing
         _ = await daemon.stop()
     }
 
+    /// Without tokens a loopback admin server is open for reading, as `/metrics` always was;
+    /// acting needs an `operate` token.
     @Test func anOpenLoopbackServerReadsButNeverActs() async throws {
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }

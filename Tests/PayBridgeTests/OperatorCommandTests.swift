@@ -200,6 +200,8 @@ import Testing
         // Disabled again: nothing changes, and the first reason stays.
         let again = Self.json(try await state.run(["endpoints", "disable", "erp", "--json"]))
         #expect(again["changed"] as? Bool == false, "\(again)")
+        let kept = (Self.json(try await state.run(["endpoints", "list", "--json"]))["endpoints"] as? [[String: Any]])?.first { $0["name"] as? String == "erp" }
+        #expect(kept?["disabledReason"] as? String == "ERP maintenance", "the first reason stays")
         state.harness.bank.bank.setStatus(state.short, "Processed")
         _ = try await state.run(["poll", "--once"])
         #expect(state.erp.requests.count == 2, "nothing sent while disabled")
@@ -255,7 +257,8 @@ import Testing
         let lines = try await Binary.run(["deliveries", "list", "--config", path]).stdout
         let id = try #require(Self.json(try await Binary.run(["deliveries", "list", "--json", "--config", path]))["deliveries"] as? [[String: Any]]).first?["id"] as? Int
         let show = try await Binary.run(["deliveries", "show", "\(id ?? 0)", "--config", path]).stdout
-        for output in [poll.stderr, lines, show] {
+        let timeline = try await Binary.run(["payments", "show", ids[0], "--config", path]).stdout
+        for output in [poll.stderr, lines, show, timeline] {
             #expect(!output.contains("\u{1B}"), "an escape reached the terminal: \(output)")
             #expect(!output.split(separator: "\n").contains { $0.hasPrefix(forged) }, "a forged line: \(output)")
         }

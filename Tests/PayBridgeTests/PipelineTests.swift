@@ -344,6 +344,15 @@ import Testing
             kind: .template, template: try EventTemplate("{{data.list}}|{{#data.list}}<{{.}}>{{/data.list}}|{{{data.obj}}}|{{#data.obj}}{{k}}{{/data.obj}}"),
             templateContentType: "text/plain")
         #expect(String(decoding: text.render(document).body, as: UTF8.self) == #"[1,"a"]|<1><a>|{"k":"v","n":2.50}|v"#)
+        // Transforms and sections as swift-mustache gives them to arrays and dictionaries.
+        let transforms = EventFormat(
+            kind: .template,
+            template: try EventTemplate(
+                "{{count(data.list)}} {{count(data.obj)}} {{#first(data.list)}}{{.}}{{/first(data.list)}} {{^empty(data.list)}}some{{/empty(data.list)}}"
+                    + " {{^empty(data.none)}}none{{/empty(data.none)}}{{#data.none}}x{{/data.none}}{{^data.none}}[]{{/data.none}}"),
+            templateContentType: "text/plain")
+        let withEmpty = try EventDocument(id: "e", standardBody: Array(body.replacingOccurrences(of: #""obj""#, with: #""none":[],"obj""#).utf8))
+        #expect(String(decoding: transforms.render(withEmpty).body, as: UTF8.self) == "2 2 1 some []")
         let json = EventFormat(kind: .template, template: try EventTemplate(#"{"obj":"{{data.obj}}"}"#))
         let object = try JSONSerialization.jsonObject(with: Data(json.render(document).body)) as? [String: Any]
         #expect(object?["obj"] as? String == #"{"k":"v","n":2.50}"#, "escaped inside a JSON string")

@@ -211,7 +211,7 @@ import Testing
         defer { operatorView.close() }
         let now = Self.start.addingTimeInterval(60)
         #expect(try await operatorView.replay(ids: [delivery.id], at: now) == [delivery.id])
-        try await operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "maintenance", at: now)
+        #expect(try await operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "maintenance", at: now))
 
         var seen = false
         for _ in 0..<40 where !seen {
@@ -223,8 +223,13 @@ import Testing
         #expect(replayed.map(\.id) == [delivery.id])
         #expect(replayed.first?.scheduleBase == 1, "the retry schedule starts again after a replay")
         #expect(try await store.endpointRecords()["erp"]?.disabledReason == "maintenance")
-        try await operatorView.setEndpointDisabled(name: "erp", disabled: false, reason: nil, at: now)
+        // Disabled again: nothing changes, the first reason and time stay.
+        #expect(try await operatorView.setEndpointDisabled(name: "erp", disabled: true, reason: "other", at: now.addingTimeInterval(5)) == false)
+        #expect(try await store.endpointRecords()["erp"]?.disabledReason == "maintenance")
+        #expect(try await store.endpointRecords()["erp"]?.disabledAt == now)
+        #expect(try await operatorView.setEndpointDisabled(name: "erp", disabled: false, reason: nil, at: now))
         #expect(try await store.endpointRecords()["erp"]?.disabledAt == nil)
+        #expect(try await operatorView.setEndpointDisabled(name: "erp", disabled: false, reason: nil, at: now) == false)
     }
 
     @Test(arguments: Backend.available)

@@ -96,8 +96,16 @@ struct OAuth2Tokens: Sendable {
                 return .failure(Failure(description: error.description))
             }
         case .success(let response):
-            var detail = response.bodyExcerpt(limit: 200)
-            if !secret.value.isEmpty { detail = detail.replacingOccurrences(of: secret.value, with: "[client secret]") }
+            // Masked in the whole answer before it is cut, in each form the server may repeat it
+            // in: as sent (form-encoded), as given, as a JSON string's inside.
+            var text = String(decoding: response.body, as: UTF8.self)
+            if !secret.value.isEmpty {
+                var json = JSONWriter()
+                json.string(secret.value)
+                let forms = [formEncode(secret.value), secret.value, String(decoding: json.output.dropFirst().dropLast(), as: UTF8.self)]
+                for form in Set(forms).sorted(by: { $0.count > $1.count }) { text = text.replacingOccurrences(of: form, with: "[client secret]") }
+            }
+            let detail = text.count > 200 ? String(text.prefix(200)) + "…" : text
             return .failure(Failure(description: "HTTP \(response.status)" + (detail.isEmpty ? "" : ": \(detail)")))
         }
     }

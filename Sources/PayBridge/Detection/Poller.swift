@@ -166,7 +166,8 @@ public struct Poller: Sendable {
             let full = page.payments.count >= pageSize
             // Full pages that keep repeating the one before mean PageNumber is ignored: paging
             // would never end. One repeat alone can be drift (as many payments inserted between
-            // two page calls as a page holds): its payments count once, and paging goes on.
+            // two page calls as a page holds): its payments make no second event (the state
+            // already has their status), and paging goes on.
             let ends = page.payments.first.map { ($0.paymentId, page.payments[page.payments.count - 1].paymentId) }
             if full, let ends, let previousEnds, ends == previousEnds {
                 repeats += 1

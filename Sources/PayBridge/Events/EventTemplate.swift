@@ -77,20 +77,24 @@ public struct EventTemplate: Sendable {
     }
 
     /// `{{data.payment}}` is the object's JSON (escaped as any text is); `{{data.payment.x}}`
-    /// looks into it.
-    struct ObjectContext: MustacheParent, MustacheCustomRenderable {
+    /// looks into it; transforms (`count`, `empty`, `sorted`) are a dictionary's.
+    struct ObjectContext: MustacheParent, MustacheCustomRenderable, MustacheTransformable {
         var members: [String: Any]
         var value: JSONValue
         func child(named name: String) -> Any? { members[name] }
+        func transform(_ name: String) -> Any? { members.transform(name) }
         var renderText: String { String(decoding: value.bytes, as: UTF8.self) }
         var isNull: Bool { false }
     }
 
-    /// `{{#list}}…{{/list}}` iterates; `{{list}}` is its JSON.
-    struct ListContext: MustacheSequence, MustacheCustomRenderable {
+    /// `{{#list}}…{{/list}}` iterates; `{{list}}` is its JSON; transforms (`count`, `empty`,
+    /// `first`, `last`, `reversed`) are an array's. It has no names of its own to look up.
+    struct ListContext: MustacheSequence, MustacheParent, MustacheCustomRenderable, MustacheTransformable {
         var items: [Any]
         var value: JSONValue
         func makeIterator() -> IndexingIterator<[Any]> { items.makeIterator() }
+        func child(named name: String) -> Any? { nil }
+        func transform(_ name: String) -> Any? { items.transform(name) }
         var renderText: String { String(decoding: value.bytes, as: UTF8.self) }
         var isNull: Bool { false }
     }

@@ -186,9 +186,7 @@ public struct Operations: Sendable {
     @discardableResult
     public func enable(endpoint name: String, at date: Date = Date()) async throws -> Bool {
         try endpoint(named: name)
-        let wasDisabled = try await store.endpointRecords()[name]?.disabledAt != nil
-        try await store.setEndpointDisabled(name: name, disabled: false, reason: nil, at: date)
-        return wasDisabled
+        return try await store.setEndpointDisabled(name: name, disabled: false, reason: nil, at: date)
     }
 
     /// Disables an endpoint: its deliveries are kept and wait. Returns whether it was enabled;
@@ -196,9 +194,7 @@ public struct Operations: Sendable {
     @discardableResult
     public func disable(endpoint name: String, reason: String, at date: Date = Date()) async throws -> Bool {
         try endpoint(named: name)
-        guard try await store.endpointRecords()[name]?.disabledAt == nil else { return false }
-        try await store.setEndpointDisabled(name: name, disabled: true, reason: reason, at: date)
-        return true
+        return try await store.setEndpointDisabled(name: name, disabled: true, reason: reason, at: date)
     }
 
     // MARK: Figures

@@ -157,6 +157,10 @@ public actor SourceMonitor {
             health = next
         } catch {
             logger.error("cannot record the bank's availability", metadata: ["error": "\(error)"])
+            // A commit reported failed may still have happened (a connection lost at COMMIT):
+            // what the state holds decides the next step, so an outage is not announced again
+            // under a new id.
+            if let stored = try? await store.sourceRecord() { health = SourceHealth(record: stored, threshold: threshold) }
             return
         }
         switch change {

@@ -69,7 +69,8 @@ public enum FileProblem {
         var trimmed = Substring(path)
         while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
         guard let slash = trimmed.lastIndex(of: "/") else { return "" }
-        let parent = trimmed[..<slash]
+        var parent = trimmed[..<slash]
+        while parent.hasSuffix("/") { parent = parent.dropLast() }  // f//x: f
         return parent.isEmpty ? "/" : String(parent)
     }
 

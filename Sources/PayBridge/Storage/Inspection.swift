@@ -45,8 +45,10 @@ public protocol InspectionStore: Sendable {
     /// Queues `event` again for `endpoint` (a new delivery with the same webhook-id, or its
     /// existing one made pending again); returns the delivery id.
     func redeliver(eventId: String, endpoint: String, rendering: Rendering?, at date: Date) async throws -> Int64
-    /// An operator's enable or disable.
-    func setEndpointDisabled(name: String, disabled: Bool, reason: String?, at date: Date) async throws
+    /// An operator's enable or disable, in one statement; returns whether it changed the
+    /// endpoint (disabling a disabled endpoint keeps when and why it was).
+    @discardableResult
+    func setEndpointDisabled(name: String, disabled: Bool, reason: String?, at date: Date) async throws -> Bool
 }
 
 public enum InspectionError: Error, Sendable, CustomStringConvertible {

@@ -320,11 +320,23 @@ extension SQLStore {
         }
     }
 
-    public func setEndpointDisabled(name: String, disabled: Bool, reason: String?, at date: Date) async throws {
+    @discardableResult
+    public func setEndpointDisabled(name: String, disabled: Bool, reason: String?, at date: Date) async throws -> Bool {
         try await correcting { connection in
-            try await SQLWrites.saveEndpointRecord(
-                connection, name: name,
-                EndpointRecord(disabledAt: disabled ? date : nil, disabledReason: disabled ? reason ?? "disabled by an operator" : nil))
+            guard disabled else {
+                let enabled = try await connection.execute(
+                    "UPDATE endpoint_state SET disabled_at = NULL, disabled_reason = NULL, failing_since = NULL WHERE name = ? AND disabled_at IS NOT NULL",
+                    [.text(name)])
+                return enabled > 0
+            }
+            let changed = try await connection.execute(
+                """
+                INSERT INTO endpoint_state (name, disabled_at, disabled_reason, failing_since) VALUES (?, ?, ?, NULL)
+                ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason,
+                    failing_since = NULL
+                WHERE endpoint_state.disabled_at IS NULL
+                """, [.text(name), .date(date), .text(reason ?? "disabled by an operator")])
+            return changed > 0
         }
     }
 }
