@@ -15,7 +15,8 @@ struct Endpoints: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Each endpoint: health, queue depth, oldest pending, last success and failure, circuit.")
+            abstract: "Each endpoint: health, queue depth, oldest pending, last success and failure, circuit.",
+            discussion: "Example: paybridge endpoints list --config paybridge.yaml --json")
 
         @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
         var config: String?

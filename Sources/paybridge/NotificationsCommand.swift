@@ -45,7 +45,8 @@ struct NotificationsCommand: AsyncParsableCommand {
 
     struct Subscribe: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create or update the subscription for publicURL with the config's key and events.")
+            abstract: "Create or update the subscription for publicURL with the config's key and events.",
+            discussion: "Example: paybridge notifications subscribe --config paybridge.yaml")
 
         @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
         var config: String?
@@ -65,7 +66,8 @@ struct NotificationsCommand: AsyncParsableCommand {
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show the bank's subscription for publicURL: its status (Active, Inactive, …, or Missing) and events.")
+            abstract: "Show the bank's subscription for publicURL: its status (Active, Inactive, …, or Missing) and events.",
+            discussion: "Example: paybridge notifications status --config paybridge.yaml --json")
 
         @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
         var config: String?
@@ -91,14 +93,15 @@ struct NotificationsCommand: AsyncParsableCommand {
                 print("status: \(found.status.isEmpty ? "unknown" : found.status)\(found.statusMessage.map { " (\($0))" } ?? "")")
                 print("events: \(found.events.map(\.eventType).joined(separator: ", "))")
             } else {
-                print("no subscription at the bank for \(publicURL): run `paybridge notifications subscribe`")
+                print("status: Missing (no subscription at the bank for \(publicURL)): run `paybridge notifications subscribe`")
             }
         }
     }
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Ask the bank's sandbox to send a test notification to publicURL.")
+            abstract: "Ask the bank's sandbox to send a test notification to publicURL.",
+            discussion: "Example: paybridge notifications test --config paybridge.yaml")
 
         @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))
         var config: String?

@@ -14,6 +14,10 @@ struct SandboxCommand: AsyncParsableCommand {
             (/api/v1/notificationselfservice/subscription, …/subscriptionEvent, …/clienttest/{id}) \
             receive encrypted notifications of the sandbox's own status changes, pushed as the bank \
             pushes them and retried on the bank's schedule.
+
+            Examples:
+              paybridge sandbox --port 0                         a free port, printed
+              paybridge sandbox --port 8090 --initial-payments 200 --new-payment-every 1s
             """)
 
     @Option(name: .long, help: "Port to listen on (0 picks a free one and prints it).")

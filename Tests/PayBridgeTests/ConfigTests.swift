@@ -140,6 +140,14 @@ import Testing
         #expect(errors(text) == ["pb.yaml:5:13: source.password: environment variable BC_PASSWORD is not set"])
     }
 
+    /// Credentials in a URL are refused, naming the settings that carry them instead.
+    @Test func credentialsInAURLNameWhereTheyGo() {
+        let endpoint = Self.valid.replacingOccurrences(of: "url: https://erp.example/hooks", with: "url: https://u:pw@erp.example/hooks")
+        #expect(errors(endpoint) == ["pb.yaml:15:10: endpoints.erp.url must not carry credentials; use the endpoint's auth (bearer, oauth2) or headers"])
+        let source = Self.valid.replacingOccurrences(of: "apiURL: https://api.example", with: "apiURL: https://u:pw@api.example")
+        #expect(errors(source) == ["pb.yaml:3:11: source.apiURL must not carry credentials; use source.username and source.password"])
+    }
+
     @Test func aMalformedVariableIsAnErrorNotALiteral() {
         let unclosed = Self.valid.replacingOccurrences(of: "password: hunter2-password", with: "password: ${BC_PASSWORD")
         #expect(errors(unclosed) == ["pb.yaml:5:13: source.password: ${ without its closing }: write ${NAME}, or $$ for a literal $"])

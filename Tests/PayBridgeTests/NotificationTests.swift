@@ -519,7 +519,7 @@ struct NotificationMessageTests {
 
         let before = try await Binary.run(["notifications", "status", "--config", setup.path])
         #expect(before.status == 0, "\(before.stderr)")
-        #expect(before.stdout.contains("no subscription at the bank for \(setup.url)"), "\(before.stdout)")
+        #expect(before.stdout.contains("status: Missing (no subscription at the bank for \(setup.url))"), "\(before.stdout)")
 
         let subscribed = try await Binary.run(["notifications", "subscribe", "--config", setup.path])
         #expect(subscribed.status == 0, "\(subscribed.stderr)")

@@ -833,7 +833,8 @@ final class ConfigReader {
             return nil
         }
         if components.user != nil || components.password != nil {
-            error(node, "\(path) must not carry credentials; use the config's username/password or headers")
+            let instead = path.hasPrefix("endpoints.") ? "the endpoint's auth (bearer, oauth2) or headers" : "source.username and source.password"
+            error(node, "\(path) must not carry credentials; use \(instead)")
             return nil
         }
         return text.hasSuffix("/") ? String(text.dropLast()) : text
