@@ -40,14 +40,14 @@ import Testing
         {
             #expect(RetryAfter.parse(garbage, now: base) == nil, "\(garbage)")
         }
-        #expect(RetryAfter.parse("-5", now: base) == .seconds(0))
+        #expect(RetryAfter.parse("-5", now: base) == nil, "not a Retry-After (RFC 9110: non-negative)")
     }
 
     @Test func retryAfterIsHonouredOn429And503Only() {
         let busy = AttemptResult.response(status: 503, retryAfter: "120", excerpt: "")
         #expect(DeliveryPolicy.next(after: busy, attempt: 1, schedule: schedule, now: now, random: 0.5) == .retry(at: now.addingTimeInterval(120)))
-        let limited = AttemptResult.response(status: 429, retryAfter: "Wed, 15 Jan 2027 08:00:00 GMT", excerpt: "")
-        let date = RetryAfter.parse("Wed, 15 Jan 2027 08:00:00 GMT", now: now)
+        let limited = AttemptResult.response(status: 429, retryAfter: "Wed, 15 Jan 2027 08:10:00 GMT", excerpt: "")
+        let date = RetryAfter.parse("Wed, 15 Jan 2027 08:10:00 GMT", now: now)
         #expect(date != nil)
         if case .retry(let at) = DeliveryPolicy.next(after: limited, attempt: 1, schedule: schedule, now: now, random: 0.5) {
             #expect(abs(at.timeIntervalSince(now) - (date?.seconds ?? 0)) < 1)
@@ -56,6 +56,11 @@ import Testing
         }
         let other = AttemptResult.response(status: 500, retryAfter: "120", excerpt: "")
         #expect(DeliveryPolicy.next(after: other, attempt: 1, schedule: schedule, now: now, random: 0.5) == .retry(at: now.addingTimeInterval(5)))
+        // Now, or a time already past, would spend every retry at once: the schedule stands.
+        for now in ["0", "-1", "Thu, 01 Jan 1970 00:00:00 GMT"] {
+            let hurry = AttemptResult.response(status: 429, retryAfter: now, excerpt: "")
+            #expect(DeliveryPolicy.next(after: hurry, attempt: 1, schedule: schedule, now: self.now, random: 0.5) == .retry(at: self.now.addingTimeInterval(5)), "\(now)")
+        }
         let absurd = AttemptResult.response(status: 503, retryAfter: "99999999", excerpt: "")
         #expect(DeliveryPolicy.next(after: absurd, attempt: 1, schedule: schedule, now: now, random: 0.5) == .retry(at: now.addingTimeInterval(86400)))
     }

@@ -84,6 +84,28 @@ import Testing
         }
     }
 
+    /// A receiver asking to be retried "now" (Retry-After: 0) is retried on the schedule, not at
+    /// once: `poll --once` attempts what is due and leaves the retry queued.
+    @Test func aRetryAfterOfNowKeepsTheSchedule() async throws {
+        let harness = try await Harness.start()
+        var busy = TestReceiver.Reply(status: 429)
+        busy.headers = [("Retry-After", "0")]
+        let receiver = try await TestReceiver.start { [busy] _, _ in busy }
+        let ids = harness.createPayments(1)
+        let path = try harness.directory.write(
+            "pb.yaml",
+            Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: receiver.url, retry: "[5s, 5s, 5s, 5s]")))
+        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        #expect(receiver.requests.count == 1, "one attempt, the retry 5 s later: \(receiver.requests.count) sent")
+        let listed = try await Binary.run(["deliveries", "list", "--json", "--config", path])
+        let rows = (try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any])?["deliveries"] as? [[String: Any]]
+        #expect(rows?.first?["state"] as? String != "dead", "\(listed.stdout)")
+        await receiver.stop()
+        await harness.stop()
+    }
+
     @Test func aTwoHundredWithMegabytesIsDelivered() async throws {
         let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, bodySize: 8 << 20) }
         let (delivery, _) = try await attempt(against: receiver.url, timeout: "timeout: 10s")

@@ -317,7 +317,8 @@ enum QueryText {
 public enum RetryAfter {
     public static func parse(_ value: String?, now: Date) -> Duration? {
         guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Int(value) { return .seconds(max(0, seconds)) }
+        // RFC 9110: a non-negative number of seconds; a negative one is no Retry-After.
+        if let seconds = Int(value) { return seconds >= 0 ? .seconds(seconds) : nil }
         guard let date = HTTPDate.parse(value) else { return nil }
         return .milliseconds(Int64(max(0, date.timeIntervalSince(now)) * 1000))
     }

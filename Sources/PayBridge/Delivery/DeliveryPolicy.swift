@@ -45,8 +45,10 @@ public enum DeliveryPolicy {
             return .dead
         }
         var wait = scheduled
+        // A Retry-After of 0 (or a date already past) keeps the schedule: taken at its word it
+        // would spend every retry within milliseconds on a receiver asking to slow down.
         if case .response(let status, let header, _) = result, status == 429 || status == 503,
-            let asked = RetryAfter.parse(header, now: now)
+            let asked = RetryAfter.parse(header, now: now), asked > .zero
         {
             wait = min(asked, maxRetryAfter)
         }
