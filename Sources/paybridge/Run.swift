@@ -116,6 +116,7 @@ struct Run: AsyncParsableCommand {
                     "watches": "\(current.source.watches.map(\.name).joined(separator: ","))",
                     "endpoints": "\(current.endpoints.map(\.name).joined(separator: ","))",
                 ])
+            await bridge.warnAboutRemovedEndpoints()
             do {
                 try await group.run()
             } catch {

@@ -106,6 +106,33 @@ import Testing
         await harness.stop()
     }
 
+    /// An endpoint taken out of the config with deliveries pending: they are kept, and every
+    /// start says so, until it is back and delivers them.
+    @Test func anEndpointRemovedWithPendingDeliveriesIsNamedAtEachStart() async throws {
+        let clock = try BinaryClock()
+        let harness = try await Harness.start(clock: clock)
+        let failing = Switch(true)
+        let receiver = try await TestReceiver.start { _, _ in failing.on ? .status(500) : .ok }
+        let ids = harness.createPayments(1)
+        let erp = Fixtures.endpoint("erp", url: receiver.url, retry: "[1s]")
+        let other = Fixtures.endpoint("other", url: "\(receiver.url)/other")
+        let with = try harness.directory.write("with.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: erp + other))
+        let without = try harness.directory.write("without.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: other))
+        #expect(try await Binary.run(["poll", "--once", "--config", with], environment: clock.environment).status == 0)
+        harness.bank.bank.setStatus(ids[0], "Rejected")
+        #expect(try await Binary.run(["poll", "--once", "--config", with], environment: clock.environment).status == 0)
+        let removed = try await Binary.run(["poll", "--once", "--config", without], environment: clock.environment)
+        #expect(removed.stderr.contains("endpoint erp is no longer in the config: its pending deliveries are kept"), "\(removed.stderr)")
+        #expect(removed.stderr.contains("pending=1"), "\(removed.stderr)")
+        failing.set(false)
+        try clock.advance(by: 1.5)  // the retry's wait (1 s ± 10 %) is due
+        let back = try await Binary.run(["poll", "--once", "--config", with], environment: clock.environment)
+        #expect(!back.stderr.contains("no longer in the config"), "\(back.stderr)")
+        #expect(receiver.requests.filter { !$0.path.hasSuffix("/other") && $0.paymentId == ids[0] && $0.status == "Rejected" }.count == 2, "retried once it is back")
+        await receiver.stop()
+        await harness.stop()
+    }
+
     @Test func aTwoHundredWithMegabytesIsDelivered() async throws {
         let receiver = try await TestReceiver.start { _, _ in TestReceiver.Reply(status: 200, bodySize: 8 << 20) }
         let (delivery, _) = try await attempt(against: receiver.url, timeout: "timeout: 10s")

@@ -97,6 +97,7 @@ public final class Bridge: Sendable {
     /// On a shared state it takes the poller lease first (and fails if a running instance
     /// holds it) and delivers the endpoints no running instance delivers.
     public func pollOnce() async -> OnceResult {
+        await warnAboutRemovedEndpoints()
         do {
             try await takeOneShotLeases(poller: true)
         } catch {
@@ -410,6 +411,19 @@ public final class Bridge: Sendable {
     }
 
     /// Releases the transport's thread; call once everything has stopped.
+    /// Says, once per start, which endpoints the state still queues deliveries for but the
+    /// config no longer names: they are kept and wait (nothing sends them) until the endpoint
+    /// is back, which the operator has to know.
+    public func warnAboutRemovedEndpoints() async {
+        guard let pending = try? await store.pendingCounts() else { return }
+        let configured = Set(configuration.endpoints.map(\.name))
+        for (name, count) in pending.sorted(by: { $0.key < $1.key }) where count > 0 && !configured.contains(name) {
+            logger.warning(
+                "endpoint \(name) is no longer in the config: its pending deliveries are kept and wait until it is back",
+                metadata: ["endpoint": "\(name)", "pending": "\(count)"])
+        }
+    }
+
     public func close() {
         http.shutdown()
     }
