@@ -313,7 +313,7 @@ private final class CurlTransfer {
     }
 
     func result(code: CURLcode, easy: UnsafeMutableRawPointer) -> Result<HTTPResponse, TransportError> {
-        guard code == CURLE_OK else { return .failure(Self.error(for: code, detail: String(cString: errorBuffer))) }
+        guard code == CURLE_OK else { return .failure(TransportError.curl(code, detail: String(cString: errorBuffer))) }
         var status = 0
         _ = cshim_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
         return .success(HTTPResponse(status: status, rawHeaders: responseHeaders, body: responseBody, truncated: truncated))
@@ -332,26 +332,6 @@ private final class CurlTransfer {
         let (seconds, attoseconds) = duration.components
         return max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
     }
-
-    private static func error(for code: CURLcode, detail: String) -> TransportError {
-        let text = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
-        switch code {
-        case CURLE_OPERATION_TIMEDOUT:
-            return .timedOut(text)
-        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SEND_ERROR,
-            CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_WEIRD_SERVER_REPLY, CURLE_HTTP2,
-            CURLE_HTTP2_STREAM:
-            return .connectionFailed(text)
-        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
-            CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH,
-            CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CRL_BADFILE, CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED:
-            return .tls(text)
-        case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
-            return .invalidRequest(text)
-        default:
-            return .other(text)
-        }
-    }
 }
 
 private func curlWriteBody(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
@@ -368,4 +348,33 @@ private func curlWriteHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, 
     Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
         .appendHeaderLine(UnsafeRawBufferPointer(start: data, count: length))
     return length
+}
+
+extension TransportError {
+    /// libcurl's result code in paybridge's words.
+    static func curl(_ code: CURLcode, detail: String) -> TransportError {
+        let text = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT:
+            return .timedOut(text)
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SEND_ERROR,
+            CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_WEIRD_SERVER_REPLY, CURLE_HTTP2,
+            CURLE_HTTP2_STREAM:
+            return .connectionFailed(text)
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
+            CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH,
+            CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CRL_BADFILE, CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED:
+            return .tls(text)
+        case CURLE_UNSUPPORTED_PROTOCOL where text.contains("response"):
+            // libcurl's code for a status line it cannot read: the answer is at fault.
+            return .other("the answer is not HTTP paybridge can read (\(text))")
+        case CURLE_OUT_OF_MEMORY:
+            // What libcurl 7.88 says of a response header over its 100 KB limit too.
+            return .other("the answer's headers are too large, or memory ran out (\(text))")
+        case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+            return .invalidRequest(text)
+        default:
+            return .other(text)
+        }
+    }
 }
