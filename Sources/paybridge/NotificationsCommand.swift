@@ -66,7 +66,7 @@ struct NotificationsCommand: AsyncParsableCommand {
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show the bank's subscription for publicURL: its status (Active, Inactive, …, or Missing) and events.",
+            abstract: "Show the bank's subscription for publicURL: its status (Active, Inactive, None, Retired, or Missing) and events.",
             discussion: "Example: paybridge notifications status --config paybridge.yaml --json")
 
         @Option(name: .long, help: ArgumentHelp("The config file.", discussion: configDefaults))

@@ -84,8 +84,8 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
-/// Loads a config or prints its errors as FILE:LINE:COLUMN lines and exits 2. `run` and
-/// `poll` print its warnings (through the log, so `--log-format json` keeps every line JSON).
+/// Loads a config or prints its errors as FILE:LINE:COLUMN lines and exits 2. `run`, `poll`
+/// and `notifications` print its warnings (through the log, so `--log-format json` keeps every line JSON).
 func loadConfiguration(
     _ path: String, unsetVariables: ConfigLoader.UnsetVariables = .error, warnings: Bool = true, logger: Logger? = nil
 ) throws -> Configuration {

@@ -116,7 +116,8 @@ struct Run: AsyncParsableCommand {
                     "watches": "\(current.source.watches.map(\.name).joined(separator: ","))",
                     "endpoints": "\(current.endpoints.map(\.name).joined(separator: ","))",
                 ])
-            await bridge.warnAboutRemovedEndpoints()
+            // Beside the start, not before it: a state slow to answer delays no service.
+            Task { [bridge] in await bridge.warnAboutRemovedEndpoints() }
             do {
                 try await group.run()
             } catch {

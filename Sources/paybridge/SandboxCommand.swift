@@ -11,7 +11,7 @@ struct SandboxCommand: AsyncParsableCommand {
         abstract: "Serve a simulated Banking Circle API (auth, payments, notification subscriptions) on 127.0.0.1.",
         discussion: """
             Subscriptions made through its Notification Self Service \
-            (/api/v1/notificationselfservice/subscription, …/subscriptionEvent, …/clienttest/{id}) \
+            (/api/v1/notificationselfservice/: subscription, subscriptionEvent, clienttest/{id}) \
             receive encrypted notifications of the sandbox's own status changes, pushed as the bank \
             pushes them and retried on the bank's schedule.
 

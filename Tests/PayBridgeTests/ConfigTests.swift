@@ -146,6 +146,9 @@ import Testing
         #expect(errors(endpoint) == ["pb.yaml:15:10: endpoints.erp.url must not carry credentials; use the endpoint's auth (bearer, oauth2) or headers"])
         let source = Self.valid.replacingOccurrences(of: "apiURL: https://api.example", with: "apiURL: https://u:pw@api.example")
         #expect(errors(source) == ["pb.yaml:3:11: source.apiURL must not carry credentials; use source.username and source.password"])
+        let token = Self.valid.replacingOccurrences(
+            of: "    retry: [5s, 5m]", with: "    retry: [5s, 5m]\n    auth: { oauth2: { tokenURL: \"https://u:pw@login.example/t\", clientId: c, clientSecret: s } }")
+        #expect(errors(token).contains { $0.hasSuffix("endpoints.erp.auth.oauth2.tokenURL must not carry credentials; use clientId and clientSecret") }, "\(errors(token))")
     }
 
     @Test func aMalformedVariableIsAnErrorNotALiteral() {

@@ -43,6 +43,16 @@ import Testing
         #expect(RetryAfter.parse("-5", now: base) == nil, "not a Retry-After (RFC 9110: non-negative)")
     }
 
+    /// The bank's client: a Retry-After is honoured up to a minute, and one of now keeps the
+    /// exponential backoff rather than spending the few retries at once.
+    @Test func theBankClientsBackoffTakesRetryAfterOnlyForLater() {
+        let base = Duration.milliseconds(500)
+        #expect(BankingCircleClient.backoff(attempt: 1, base: base, retryAfter: .seconds(7), random: 0.5) == .seconds(7))
+        #expect(BankingCircleClient.backoff(attempt: 1, base: base, retryAfter: .seconds(600), random: 0.5) == .seconds(60))
+        #expect(BankingCircleClient.backoff(attempt: 2, base: base, retryAfter: .zero, random: 0.5) == .seconds(1))
+        #expect(BankingCircleClient.backoff(attempt: 2, base: base, retryAfter: nil, random: 0.5) == .seconds(1))
+    }
+
     @Test func retryAfterIsHonouredOn429And503Only() {
         let busy = AttemptResult.response(status: 503, retryAfter: "120", excerpt: "")
         #expect(DeliveryPolicy.next(after: busy, attempt: 1, schedule: schedule, now: now, random: 0.5) == .retry(at: now.addingTimeInterval(120)))

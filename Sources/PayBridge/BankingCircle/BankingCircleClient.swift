@@ -148,9 +148,10 @@ public final class BankingCircleClient: PaymentSource {
         }
     }
 
-    /// Exponential backoff with ±25 % jitter; a `Retry-After` is honoured up to a minute.
+    /// Exponential backoff with ±25 % jitter; a `Retry-After` is honoured up to a minute (one
+    /// of now, 0 or a past date, keeps the backoff: retries are few, and the bank is busy).
     static func backoff(attempt: Int, base: Duration, retryAfter: Duration?, random: Double) -> Duration {
-        if let retryAfter { return min(retryAfter, .seconds(60)) }
+        if let retryAfter, retryAfter > .zero { return min(retryAfter, .seconds(60)) }
         let exponential = base * (1 << min(attempt - 1, 10))
         return exponential * (0.75 + 0.5 * random)
     }

@@ -833,8 +833,17 @@ final class ConfigReader {
             return nil
         }
         if components.user != nil || components.password != nil {
-            let instead = path.hasPrefix("endpoints.") ? "the endpoint's auth (bearer, oauth2) or headers" : "source.username and source.password"
-            error(node, "\(path) must not carry credentials; use \(instead)")
+            let instead: String
+            if path.hasSuffix(".tokenURL") {
+                instead = "use clientId and clientSecret"
+            } else if path.hasPrefix("endpoints.") {
+                instead = "use the endpoint's auth (bearer, oauth2) or headers"
+            } else if path == "source.apiURL" || path == "source.authURL" {
+                instead = "use source.username and source.password"
+            } else {
+                instead = "remove them"
+            }
+            error(node, "\(path) must not carry credentials; \(instead)")
             return nil
         }
         return text.hasSuffix("/") ? String(text.dropLast()) : text

@@ -410,7 +410,6 @@ public final class Bridge: Sendable {
         await store.releaseLeases(poller: true, endpoints: true)
     }
 
-    /// Releases the transport's thread; call once everything has stopped.
     /// Says, once per start, which endpoints the state still queues deliveries for but the
     /// config no longer names: they are kept and wait (nothing sends them) until the endpoint
     /// is back, which the operator has to know.
@@ -424,6 +423,7 @@ public final class Bridge: Sendable {
         }
     }
 
+    /// Releases the transport's thread; call once everything has stopped.
     public func close() {
         http.shutdown()
     }

@@ -160,7 +160,10 @@ public actor SourceMonitor {
             // A commit reported failed may still have happened (a connection lost at COMMIT):
             // what the state holds decides the next step, so an outage is not announced again
             // under a new id.
-            if let stored = try? await store.sourceRecord() { health = SourceHealth(record: stored, threshold: threshold) }
+            if let stored = try? await store.sourceRecord() {
+                health = SourceHealth(record: stored, threshold: threshold)
+                gauge.record(stored.announcedAt == nil ? 1 : 0)
+            }
             return
         }
         switch change {
