@@ -228,21 +228,25 @@ import Testing
     /// As many payments inserted between two page calls as a page holds: the next page repeats
     /// the one before. Drift, not a bank ignoring PageNumber: the poll goes on to the end.
     @Test func onePageRepeatedByDriftIsNotAFailure() async throws {
-        let scenario = try await Scenario.start(payments: 25, pageSize: 10)
-        let harness = scenario.harness
+        let harness = try await Harness.start()
+        _ = harness.createPayments(25)
         // From page 2 on, every page is the one before it: the set moved by one page.
-        scenario.bank.setInterceptor { request in
+        harness.bank.bank.setInterceptor { request in
             guard request.path.hasSuffix("/singles"), let number = request.queryValue("PageNumber").flatMap(Int.init), number > 1 else { return nil }
             var query = request.query.filter { $0.name != "PageNumber" }
             query.append(("PageNumber", "\(number - 1)"))
             let rewritten = SandboxRequest(method: request.method, path: request.path, query: query, headers: request.headers, receivedAt: request.receivedAt)
             return harness.bank.bank.handleWithoutInterceptor(rewritten)
         }
-        let result = await scenario.bridge.pollOnce()
-        #expect(result.failures.isEmpty, "\(result.failures)")
-        #expect(result.reports.first?.pages == 4)
-        #expect(result.reports.first?.complete == true)
-        await scenario.stop()
+        // Through the binary, as operators poll: the whole poll succeeds, four pages read.
+        let path = try harness.directory.write(
+            "pb.yaml",
+            Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x")))
+        let poll = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(poll.status == 0, "\(poll.stderr)")
+        #expect(!poll.stderr.contains("ignore PageNumber"), "\(poll.stderr)")
+        #expect(harness.bank.paymentRequests.count == 4, "pages 1, 2 (a repeat), 3, 4 (short)")
+        await harness.stop()
     }
 
     @Test func aCurrentPageThatDoesNotEchoIsOnlyAWarning() async throws {
