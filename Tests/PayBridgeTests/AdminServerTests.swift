@@ -263,6 +263,21 @@ import Testing
         await harness.stop()
     }
 
+    /// Even a token configured empty (the config refuses one; this is the second guard) is
+    /// matched by nothing: not by an empty bearer or sign-in, not by whitespace.
+    @Test func anEmptyConfiguredTokenIsMatchedByNothing() {
+        let access = AdminAccess(
+            AdminConfiguration(listen: "127.0.0.1:0", tokens: [
+                .init(name: "empty", token: Secret(""), role: .operate),
+                .init(name: "ops", token: Secret("ops-Token-0123456789"), role: .operate),
+            ]))
+        #expect(!access.open)
+        #expect(access.identify(token: "") == nil)
+        #expect(access.signIn(token: "") == nil)
+        #expect(access.identify(token: " ") == nil)
+        #expect(access.identify(token: "ops-Token-0123456789")?.name == "ops")
+    }
+
     /// `--log-format json`: one object a line; bank lines carry the request id, delivery
     /// lines the event, payment and endpoint; no secret at any level.
     @Test func jsonLogsCarryTheirIdsAndNoSecret() async throws {

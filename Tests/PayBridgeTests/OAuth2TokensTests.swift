@@ -70,4 +70,26 @@ import Testing
         #expect(tokens.received(.success(token("t1", renewAt: now.addingTimeInterval(60)))).isEmpty)
         #expect(tokens.held == nil)
     }
+
+    /// A refusal is quoted with the client secret masked in every form a server may echo it
+    /// in; the Basic credentials too (they decode to the secret).
+    @Test func aRefusalNeverShowsTheSecretInAnyOfItsForms() throws {
+        let secret = "a b/c+&\"é"
+        let tokens = OAuth2Tokens(
+            settings: OAuth2Settings(tokenURL: "http://127.0.0.1:1/token", clientId: "paybridge", clientSecret: Secret(secret)))
+        let request = tokens.request(timeout: .seconds(5), tls: TLSOptions())
+        let basic = try #require(request.headers.first { $0.name == "Authorization" }?.value.dropFirst("Basic ".count))
+        let echoes = [
+            secret, "a+b%2Fc%2B%26%22%C3%A9", "a%20b%2Fc%2B%26%22%C3%A9", #"a b/c+&\"é"#, #"a b\/c+&\"é"#, String(basic),
+        ]
+        for echo in echoes {
+            let answer = HTTPResponse(status: 401, body: Array(#"{"error":"invalid_client","error_description":"bad secret \#(echo)"}"#.utf8))
+            guard case .failure(let failure) = OAuth2Tokens.parse(.success(answer), receivedAt: now, masking: tokens.secretForms) else {
+                Issue.record("a 401 is a failure")
+                continue
+            }
+            #expect(failure.description.contains("bad secret [client secret]"), "\(echo): \(failure.description)")
+            #expect(!failure.description.contains("b/c") && !failure.description.contains("%2Fc"), "\(echo): \(failure.description)")
+        }
+    }
 }

@@ -134,9 +134,9 @@ struct AttemptSender {
                 let (clock, endpoint, inbox) = (self.clock, lanes[index].endpoint, self.inbox)
                 var request = tokens.request(timeout: endpoint.timeout, tls: endpoint.tls)
                 request.proxy = endpoint.proxy
-                let secret = tokens.settings.clientSecret
+                let secretForms = tokens.secretForms
                 http.submit(request) { result in
-                    inbox.post(.token(lane: index, OAuth2Tokens.parse(result, receivedAt: clock.now(), masking: secret)))
+                    inbox.post(.token(lane: index, OAuth2Tokens.parse(result, receivedAt: clock.now(), masking: secretForms)))
                 }
             case .fail(let attempts, let reason):
                 let now = clock.now()

@@ -73,19 +73,40 @@ struct OAuth2Tokens: Sendable {
     func request(timeout: Duration, tls: TLSOptions) -> HTTPRequest {
         var form = "grant_type=client_credentials"
         if let scope = settings.scope { form += "&scope=" + Self.formEncode(scope) }
-        let credentials = Self.formEncode(settings.clientId) + ":" + Self.formEncode(settings.clientSecret.value)
         return HTTPRequest(
             method: .post, url: settings.tokenURL,
             headers: [
                 ("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"),
-                ("Authorization", "Basic " + Data(credentials.utf8).base64EncodedString()),
+                ("Authorization", "Basic " + basicCredentials),
             ],
             body: Array(form.utf8), timeout: timeout, tls: tls, maxResponseBytes: 64 << 10)
     }
 
+    private var basicCredentials: String {
+        Data((Self.formEncode(settings.clientId) + ":" + Self.formEncode(settings.clientSecret.value)).utf8).base64EncodedString()
+    }
+
+    /// Each form a token server may repeat the client secret in: as given, form-encoded as
+    /// sent (`+`) or with `%20`, as a JSON string's inside (with or without `\/`), and the
+    /// Basic credentials it came in. Longest first, so no form is masked only in part.
+    var secretForms: [String] {
+        let secret = settings.clientSecret.value
+        guard !secret.isEmpty else { return [] }
+        var json = JSONWriter()
+        json.string(secret)
+        let escaped = String(decoding: json.output.dropFirst().dropLast(), as: UTF8.self)
+        let form = Self.formEncode(secret)
+        let forms = [
+            secret, form, form.replacingOccurrences(of: "+", with: "%20"), escaped,
+            escaped.replacingOccurrences(of: "/", with: "\\/"), basicCredentials,
+        ]
+        return Set(forms).sorted { $0.count > $1.count }
+    }
+
     /// The token server's answer; its error body is quoted, a token never is, and the client
-    /// secret is masked should the server repeat it (`invalid_client: bad secret …`).
-    static func parse(_ result: Result<HTTPResponse, TransportError>, receivedAt: Date, masking secret: Secret) -> Result<AccessToken, Failure> {
+    /// secret is masked should the server repeat it (`invalid_client: bad secret …`) in any of
+    /// `secretForms`.
+    static func parse(_ result: Result<HTTPResponse, TransportError>, receivedAt: Date, masking secretForms: [String]) -> Result<AccessToken, Failure> {
         switch result {
         case .failure(let error):
             return .failure(Failure(description: "\(error)"))
@@ -96,15 +117,9 @@ struct OAuth2Tokens: Sendable {
                 return .failure(Failure(description: error.description))
             }
         case .success(let response):
-            // Masked in the whole answer before it is cut, in each form the server may repeat it
-            // in: as sent (form-encoded), as given, as a JSON string's inside.
+            // Masked in the whole answer before it is cut.
             var text = String(decoding: response.body, as: UTF8.self)
-            if !secret.value.isEmpty {
-                var json = JSONWriter()
-                json.string(secret.value)
-                let forms = [formEncode(secret.value), secret.value, String(decoding: json.output.dropFirst().dropLast(), as: UTF8.self)]
-                for form in Set(forms).sorted(by: { $0.count > $1.count }) { text = text.replacingOccurrences(of: form, with: "[client secret]") }
-            }
+            for form in secretForms { text = text.replacingOccurrences(of: form, with: "[client secret]") }
             let detail = text.count > 200 ? String(text.prefix(200)) + "…" : text
             return .failure(Failure(description: "HTTP \(response.status)" + (detail.isEmpty ? "" : ": \(detail)")))
         }

@@ -335,18 +335,20 @@ private final class CurlTransfer {
 }
 
 private func curlWriteBody(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
-    let length = size * count
-    guard let data, let context else { return length }
-    Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
-        .appendBody(UnsafeRawBufferPointer(start: data, count: length))
-    return length
+    hand(data, size * count, to: context) { $0.appendBody($1) }
 }
 
 private func curlWriteHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
-    let length = size * count
+    hand(data, size * count, to: context) { $0.appendHeaderLine($1) }
+}
+
+/// Gives libcurl's bytes to the transfer its context points at; all of them are taken.
+private func hand(
+    _ data: UnsafeMutablePointer<CChar>?, _ length: Int, to context: UnsafeMutableRawPointer?,
+    _ append: (CurlTransfer, UnsafeRawBufferPointer) -> Void
+) -> Int {
     guard let data, let context else { return length }
-    Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
-        .appendHeaderLine(UnsafeRawBufferPointer(start: data, count: length))
+    append(Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue(), UnsafeRawBufferPointer(start: data, count: length))
     return length
 }
 
