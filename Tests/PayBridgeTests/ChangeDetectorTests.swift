@@ -39,6 +39,28 @@ import Testing
         #expect(changes.count == 1)
     }
 
+    /// A fresh copy and then a stale one (another status) in one list: the first change counts,
+    /// the stale copy is not a second event that undoes it (a false `Rejected`).
+    @Test func aPaymentListedTwiceWithAnotherStatusCountsOnce() {
+        let known = ["a": PaymentState(status: "PendingProcessing", sequence: 1)]
+        let changes = ChangeDetector.changes(in: [sighting("a", "Processed"), sighting("a", "Rejected")], known: known, emitNew: true)
+        #expect(changes.map(\.state) == [PaymentState(status: "Processed", sequence: 2)])
+        // An unchanged sighting first, the change after it: the change is what counts.
+        let later = ChangeDetector.changes(in: [sighting("a", "PendingProcessing"), sighting("a", "Processed")], known: known, emitNew: true)
+        #expect(later.map(\.state) == [PaymentState(status: "Processed", sequence: 2)])
+        // A stale copy first and the fresh one after it: the newer copy replaces the change;
+        // a newer copy with the known status leaves no change at all.
+        let newer: (ScannedPayment, ScannedPayment) -> Bool = { $1.status == "Processed" || $1.status == "PendingProcessing" }
+        let fresh = ChangeDetector.changes(
+            in: [sighting("a", "Rejected"), sighting("a", "Processed"), sighting("a", "Rejected")], known: known, emitNew: true, newer: newer)
+        #expect(fresh.map(\.state) == [PaymentState(status: "Processed", sequence: 2)])
+        let none = ChangeDetector.changes(in: [sighting("a", "Rejected"), sighting("a", "PendingProcessing")], known: known, emitNew: true, newer: newer)
+        #expect(none.isEmpty)
+        // During a silent baseline, a payment listed twice is recorded once, with no event.
+        let baseline = ChangeDetector.changes(in: [sighting("b", "Processed"), sighting("b", "Rejected")], known: [:], emitNew: false)
+        #expect(baseline.map(\.kind) == [.recorded])
+    }
+
     @Test func knownPaymentsChangeEvenDuringABaseline() {
         // Another watch already tracks "a": its change must not be swallowed by this watch's baseline.
         let changes = ChangeDetector.changes(

@@ -249,6 +249,96 @@ import Testing
         await harness.stop()
     }
 
+    /// Stale copies of two payments (another status, an older `latestStatusChangedTimestamp`,
+    /// as a lagging replica lists them) on page 2 of the poll that sees them change: one on a
+    /// later page than its fresh copy, one on the same page before it. One event each, the
+    /// fresh status, and the state keeps it (§3: seen twice, counts once).
+    @Test func aStaleCopyOfAPaymentIsNotASecondChange() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(15)  // newest first: the last on page 1, the first on page 2
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: receiver.url)))
+        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        let bank = harness.bank.bank
+        let changed = try [#require(ids.last), #require(ids.first)]
+        let stale = try changed.map { id in
+            try #require(bank.json(of: id)).replacingOccurrences(of: #""status":"\#(bank.statuses()[id] ?? "")""#, with: #""status":"Rejected""#)
+        }
+        for id in changed { bank.setStatus(id, "Processed") }
+        bank.setInterceptor { request in
+            guard request.path.hasSuffix("/singles"), request.queryValue("PageNumber") == "2" else { return nil }
+            let answer = bank.handleWithoutInterceptor(request)
+            let text = String(decoding: answer.body, as: UTF8.self)
+                .replacingOccurrences(of: #"{"result":["#, with: #"{"result":["# + stale.joined(separator: ",") + ",")
+            return .json(answer.status, text)
+        }
+        let poll = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(poll.status == 0, "\(poll.stderr)")
+        let sent = receiver.requests.map { "\($0.paymentId) \($0.data["status"] ?? "")" }
+        #expect(Set(sent) == Set(changed.map { "\($0) Processed" }) && sent.count == 2, "\(sent)")
+        for id in changed {
+            let shown = try await Binary.run(["payments", "show", id, "--json", "--config", path])
+            let payment = (try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])?["payment"] as? [String: Any]
+            #expect(payment?["status"] as? String == "Processed", "\(shown.stdout)")
+        }
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    /// A bank that answers fewer payments than PageSize asks for, and says so in
+    /// `pageInfo.pageSize`, is paged by what it answers: the payments past its first page are
+    /// read, and their changes sent.
+    @Test func aBankThatCapsThePageSizeIsPagedByWhatItAnswers() async throws {
+        let harness = try await Harness.start()
+        let receiver = try await TestReceiver.start()
+        let ids = harness.createPayments(25)
+        Self.capPages(of: harness.bank.bank, at: 4, echo: true)
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: receiver.url)))
+        let baseline = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(baseline.status == 0, "\(baseline.stderr)")
+        #expect(baseline.stderr.contains("the bank answers pages of 4 payments, fewer than the pageSize asked for"), "\(baseline.stderr)")
+        let last = try #require(ids.last)
+        harness.bank.bank.setStatus(last, harness.bank.bank.statuses()[last] == "Rejected" ? "Processed" : "Rejected")
+        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        #expect(receiver.requests.map(\.paymentId) == [last])
+        await receiver.stop()
+        await harness.stop()
+    }
+
+    /// The same bank saying nothing of it: the pages end early, and the poll says that the
+    /// bank counts more payments than were read.
+    @Test func pagesEndingBeforeTheBanksRowCountAreAWarning() async throws {
+        let harness = try await Harness.start()
+        _ = harness.createPayments(25)
+        Self.capPages(of: harness.bank.bank, at: 4, echo: false)
+        let path = try harness.directory.write(
+            "pb.yaml",
+            Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, pageSize: 10, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x")))
+        let poll = try await Binary.run(["poll", "--once", "--config", path, "--log-format", "json"])
+        #expect(poll.status == 0, "\(poll.stderr)")
+        let warning = poll.stderr.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { ($0["message"] as? String)?.hasPrefix("the bank counts more payments than its pages held") == true }
+        #expect(warning?["rowCount"] as? Int == 25 && warning?["read"] as? Int == 4, "\(poll.stderr)")
+        await harness.stop()
+    }
+
+    /// Answers every page of payments with at most `cap` of them, as the bank's own page of
+    /// that size; `echo: false` keeps the PageSize asked for in `pageInfo`.
+    static func capPages(of bank: SandboxBank, at cap: Int, echo: Bool) {
+        bank.setInterceptor { request in
+            guard request.path.hasSuffix("/singles"), let asked = request.queryValue("PageSize").flatMap(Int.init), asked > cap else { return nil }
+            var query = request.query.filter { $0.name != "PageSize" }
+            query.append(("PageSize", "\(cap)"))
+            let answer = bank.handleWithoutInterceptor(
+                SandboxRequest(method: request.method, path: request.path, query: query, headers: request.headers, receivedAt: request.receivedAt))
+            guard !echo else { return answer }
+            let text = String(decoding: answer.body, as: UTF8.self).replacingOccurrences(of: #""pageSize":\#(cap)"#, with: #""pageSize":\#(asked)"#)
+            return .json(answer.status, text)
+        }
+    }
+
     @Test func aCurrentPageThatDoesNotEchoIsOnlyAWarning() async throws {
         let scenario = try await Scenario.start(payments: 25, pageSize: 10)
         let bank = scenario.bank

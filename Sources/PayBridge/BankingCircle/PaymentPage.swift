@@ -1,3 +1,5 @@
+import Foundation
+
 /// One payment found on a page: its id, its status, and where its JSON object lies in
 /// the page's bytes. The object itself is never decoded, so what paybridge forwards is
 /// exactly what the bank sent.
@@ -6,11 +8,14 @@ public struct ScannedPayment: Sendable, Equatable {
     public var status: String
     /// Byte range of the payment's JSON object within `PaymentPage.body`.
     public var range: Range<Int>
+    /// Byte range of its `latestStatusChangedTimestamp` string's text, when it has one.
+    public var changedAt: Range<Int>?
 
-    public init(paymentId: String, status: String, range: Range<Int>) {
+    public init(paymentId: String, status: String, range: Range<Int>, changedAt: Range<Int>? = nil) {
         self.paymentId = paymentId
         self.status = status
         self.range = range
+        self.changedAt = changedAt
     }
 }
 
@@ -38,6 +43,11 @@ public struct PaymentPage: Sendable {
     /// The payment's JSON object exactly as the bank sent it.
     public func rawObject(of payment: ScannedPayment) -> ArraySlice<UInt8> {
         body[payment.range]
+    }
+
+    /// When the payment's status last changed, as the bank says (`latestStatusChangedTimestamp`).
+    public func statusChangedAt(_ payment: ScannedPayment) -> Date? {
+        payment.changedAt.flatMap { Timestamp.parse(String(decoding: body[$0], as: UTF8.self)) }
     }
 }
 

@@ -165,6 +165,7 @@ private struct JSONScanner {
         var paymentId: String?
         var status: String?
         var statusIsNull = false
+        var changedAt: Range<Int>?
         var seen = (paymentId: false, status: false)
         try scanMembers { key, scanner throws(PageScanError) in
             scanner.skipWhitespace()
@@ -183,6 +184,9 @@ private struct JSONScanner {
                     if !isId, scanner.peek() == UInt8(ascii: "n") { statusIsNull = true }
                     try scanner.scanValue(depth: 2)
                 }
+            } else if scanner.keyIs(key, "latestStatusChangedTimestamp"), scanner.peek() == UInt8(ascii: "\"") {
+                let text = try scanner.scanString()
+                changedAt = text.escaped ? nil : text.start..<text.end
             } else {
                 try scanner.scanValue(depth: 2)
             }
@@ -195,7 +199,7 @@ private struct JSONScanner {
             let why = statusIsNull ? "a null \"status\"" : "no \"status\" string"
             throw error("payment \(paymentId) has \(why)", at: start)
         }
-        return ScannedPayment(paymentId: paymentId, status: status, range: start..<end)
+        return ScannedPayment(paymentId: paymentId, status: status, range: start..<end, changedAt: changedAt)
     }
 
     /// Scans `"key": value, …}` after an object's `{`; `member` must consume the value.

@@ -15,16 +15,28 @@ public struct DetectedChange: Sendable, Equatable {
 
 /// The diff at the heart of paybridge: pure, no I/O.
 public enum ChangeDetector {
-    /// Compares sightings with known states, in order; a payment listed twice is compared
-    /// with its own earlier sighting, so the same status twice counts once.
+    /// Compares sightings with known states, in order. A payment listed twice counts once
+    /// (§3): once a sighting changed it, a later sighting is looked at only when `newer` says
+    /// it is a newer copy (a later `latestStatusChangedTimestamp`), and then replaces that
+    /// change. So a stale copy (a lagging replica's older status) cannot undo a change with a
+    /// second event, nor a stale copy listed first hide the fresh one. A status that really
+    /// changed again between two pages is found by the next poll.
     /// - Parameter emitNew: false during a silent baseline (new payments are only recorded).
-    public static func changes(in payments: [ScannedPayment], known: [String: PaymentState], emitNew: Bool) -> [DetectedChange] {
-        var seen: [String: PaymentState] = [:]
-        var changes: [DetectedChange] = []
+    /// - Parameter newer: whether the second sighting of a payment is newer than the first.
+    public static func changes(
+        in payments: [ScannedPayment], known: [String: PaymentState], emitNew: Bool,
+        newer: (ScannedPayment, ScannedPayment) -> Bool = { _, _ in false }
+    ) -> [DetectedChange] {
+        var counted: [String: (sighting: ScannedPayment, change: Int?)] = [:]
+        var changes: [DetectedChange?] = []
         for payment in payments {
-            let current = seen[payment.paymentId] ?? known[payment.paymentId]
+            if let earlier = counted[payment.paymentId] {
+                guard newer(earlier.sighting, payment) else { continue }
+                if let index = earlier.change { changes[index] = nil }
+                counted[payment.paymentId] = (payment, nil)
+            }
             let change: DetectedChange
-            if let current {
+            if let current = known[payment.paymentId] {
                 guard current.status != payment.status else { continue }
                 change = DetectedChange(
                     kind: .statusChanged, payment: payment, previous: current,
@@ -34,9 +46,9 @@ public enum ChangeDetector {
             } else {
                 change = DetectedChange(kind: .recorded, payment: payment, previous: nil, state: PaymentState(status: payment.status, sequence: 0))
             }
-            seen[payment.paymentId] = change.state
+            counted[payment.paymentId] = (payment, changes.count)
             changes.append(change)
         }
-        return changes
+        return changes.compactMap { $0 }
     }
 }

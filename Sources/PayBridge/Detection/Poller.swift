@@ -140,6 +140,11 @@ public struct Poller: Sendable {
         var report = PollReport(watch: watch.name, baseline: !baselined)
         let statusFilter = watch.statusFilter
         var seen = Set<String>()
+        // Payments this poll changed, with when the bank says their status changed: a later
+        // page listing one again (drift, or a stale copy) counts only as a newer copy (§3).
+        var changedInPoll: [String: Date?] = [:]
+        // What the bank pages by: the size asked for, or what it answers should it cap it.
+        var size = pageSize
 
         // While a page is diffed and committed, the next one is already on its way (asked
         // for only when this one was full, so no request is wasted).
@@ -163,7 +168,16 @@ public struct Poller: Sendable {
                         "requestId": "\(page.requestId ?? "none")",
                     ])
             }
-            let full = page.payments.count >= pageSize
+            if let answered = page.pageSize, (1..<size).contains(answered) {
+                logger.warning(
+                    "the bank answers pages of \(answered) payments, fewer than the pageSize asked for: paging by \(answered); set pageSize to at most \(answered)",
+                    metadata: [
+                        "watch": "\(watch.name)", "asked": .stringConvertible(pageSize), "answered": .stringConvertible(answered),
+                        "requestId": "\(page.requestId ?? "none")",
+                    ])
+                size = answered
+            }
+            let full = page.payments.count >= size
             // Full pages that keep repeating the one before mean PageNumber is ignored: paging
             // would never end. One repeat alone can be drift (as many payments inserted between
             // two page calls as a page holds): its payments make no second event (the state
@@ -185,7 +199,12 @@ public struct Poller: Sendable {
             if full, pageNumber < Self.maxPages, !shouldStop() {
                 next = Self.fetch(source, watch, pageNumber + 1, pageSize, startedAt)
             }
-            report = try await attempt(watch, page: pageNumber) { [report] in try await apply(page, watch: watch, emitNew: emitNew, report: report) }
+            let counted = changedInPoll
+            let applied = try await attempt(watch, page: pageNumber) { [report] in
+                try await apply(page, watch: watch, emitNew: emitNew, report: report, counted: counted)
+            }
+            report = applied.report
+            changedInPoll.merge(applied.changed) { $1 }
             report.pages += 1
             report.payments += page.payments.count
             if statusFilter != nil { seen.formUnion(page.payments.lazy.map(\.paymentId)) }
@@ -194,7 +213,19 @@ public struct Poller: Sendable {
             // in more than one malloc arena; handing free pages back after each page keeps a
             // million-payment scan within B3's 64 MB (65 MiB without, 61 with).
             _ = paybridge_release_free_memory()
-            guard full else { break }
+            guard full else {
+                // Pages end on a short page; fewer payments than the bank counts means some were
+                // never read (a bank answering fewer than PageSize without saying so).
+                if let rowCount = page.rowCount, rowCount > report.payments {
+                    logger.warning(
+                        "the bank counts more payments than its pages held: the rest were not read; set a smaller pageSize",
+                        metadata: [
+                            "watch": "\(watch.name)", "rowCount": .stringConvertible(rowCount), "read": .stringConvertible(report.payments),
+                            "pageSize": .stringConvertible(pageSize), "requestId": "\(page.requestId ?? "none")",
+                        ])
+                }
+                break
+            }
             if shouldStop() {
                 next?.cancel()
                 report.complete = false
@@ -241,7 +272,7 @@ public struct Poller: Sendable {
                     logger.warning("payment left the watch and the bank no longer knows it", metadata: metadata)
                     continue
                 }
-                report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: emitNew, report: report) }
+                report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: emitNew, report: report).report }
                 if let status = single.payments.first?.status, statusFilter.contains(status) {
                     if check == .lastLookUp { letGo.append(paymentId) } else { members.insert(paymentId) }
                 }
@@ -276,7 +307,7 @@ public struct Poller: Sendable {
         var report = PollReport(watch: watch.name, baseline: false)
         report.lookups = 1
         report.payments = single.payments.count
-        report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: true, report: report) }
+        report = try await attempt(watch, paymentId: paymentId) { [report] in try await apply(single, watch: watch, emitNew: true, report: report).report }
         source.recycle(single)
         return .found(report)
     }
@@ -294,15 +325,24 @@ public struct Poller: Sendable {
 
     /// Diffs one page and commits what changed. The diff is made first from a read and made
     /// again inside the write, so a page with no change never takes the write lock and two
-    /// watches seeing the same payment cannot both emit its change. Returns `report` with
-    /// the page's counts added.
-    private func apply(_ page: PaymentPage, watch: Watch, emitNew: Bool, report: PollReport) async throws -> PollReport {
+    /// watches seeing the same payment cannot both emit its change. A payment in `counted`
+    /// (changed by an earlier page of this poll) is looked at only in a newer copy. Returns
+    /// `report` with the page's counts added, and the payments the page changed.
+    private func apply(
+        _ page: PaymentPage, watch: Watch, emitNew: Bool, report: PollReport, counted: [String: Date?] = [:]
+    ) async throws -> (report: PollReport, changed: [String: Date?]) {
         var report = report
-        let known = try await store.paymentStates(for: page.payments.map(\.paymentId))
-        let candidates = ChangeDetector.changes(in: page.payments, known: known, emitNew: emitNew)
-        guard !candidates.isEmpty else { return report }
+        let payments = counted.isEmpty ? page.payments : page.payments.filter { sighting in
+            guard let earlier = counted[sighting.paymentId] else { return true }
+            guard let earlier, let now = page.statusChangedAt(sighting) else { return false }
+            return now > earlier
+        }
+        let known = try await store.paymentStates(for: payments.map(\.paymentId))
+        let newer = Self.newer(on: page)
+        let candidates = ChangeDetector.changes(in: payments, known: known, emitNew: emitNew, newer: newer)
+        guard !candidates.isEmpty else { return (report, [:]) }
         let changedIds = Set(candidates.map(\.payment.paymentId))
-        let sightings = page.payments.filter { changedIds.contains($0.paymentId) }
+        let sightings = payments.filter { changedIds.contains($0.paymentId) }
         // A payment's sightings stay in one chunk, in page order.
         var chunks: [[ScannedPayment]] = [[]]
         var chunkOf: [String: Int] = [:]
@@ -318,7 +358,15 @@ public struct Poller: Sendable {
         for chunk in chunks where !chunk.isEmpty {
             try await commit(chunk, of: page, known: known, watch: watch, emitNew: emitNew, report: &report)
         }
-        return report
+        return (report, Dictionary(candidates.map { ($0.payment.paymentId, page.statusChangedAt($0.payment)) }) { $1 })
+    }
+
+    /// Whether a payment's second sighting on `page` is a newer copy than its first.
+    static func newer(on page: PaymentPage) -> (ScannedPayment, ScannedPayment) -> Bool {
+        { first, second in
+            guard let before = page.statusChangedAt(first), let after = page.statusChangedAt(second) else { return false }
+            return after > before
+        }
     }
 
     /// Commits one chunk. What each change emits is routed first, outside the transaction,
@@ -335,7 +383,7 @@ public struct Poller: Sendable {
             let committedAt = clock.now()
             var emissions: [Outbox.Emission] = []
             var eventIds: [ChangeKey: String] = [:]
-            for change in ChangeDetector.changes(in: sightings, known: known, emitNew: emitNew) {
+            for change in ChangeDetector.changes(in: sightings, known: known, emitNew: emitNew, newer: Self.newer(on: page)) {
                 guard let emission = emission(for: change, of: page, watch: watch, at: committedAt) else { continue }
                 eventIds[ChangeKey(change)] = emission.event.id
                 emissions.append(emission)
@@ -343,7 +391,7 @@ public struct Poller: Sendable {
             let expected = eventIds
             let committed = try await outbox.detect(choosingFrom: outbox.route(emissions)) { transaction -> (ChunkCommit, emit: [String]) in
                 let current = try await transaction.paymentStates(for: ids)
-                let changes = ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew)
+                let changes = ChangeDetector.changes(in: sightings, known: current, emitNew: emitNew, newer: Self.newer(on: page))
                 var chosen: [String] = []
                 for change in changes where change.kind != .recorded {
                     guard let id = expected[ChangeKey(change)] else { return (.stale(current), []) }
