@@ -140,6 +140,42 @@ import Testing
         await receiver.stop()
     }
 
+    /// A 410 through the binary on each backend: the endpoint is disabled, the announcement
+    /// committed and sent, and `endpoints list` says so. On PostgreSQL the announcement's
+    /// number (its time in milliseconds) overflowed a 32-bit column: the commit failed, the
+    /// state was reported unavailable, and the endpoint never stayed disabled.
+    @Test(arguments: Backend.available) func goneDisablesTheEndpointOnEveryBackend(_ backend: Backend) async throws {
+        let harness = try await Harness.start()
+        let state = try await backend.freshState(in: harness.directory)
+        let gone = try await TestReceiver.start { _, _ in .status(410) }
+        let ops = try await TestReceiver.start()
+        let ids = harness.createPayments(2)
+        let path = try harness.directory.write(
+            "pb.yaml",
+            Fixtures.config(
+                bankURL: harness.bank.url, state: state,
+                endpoints: Fixtures.endpoint("erp", url: gone.url, concurrency: 1) + Fixtures.endpoint("ops", url: ops.url),
+                routes: """
+                      - when: { type: [payment.status_changed] }
+                        to: [erp]
+                      - when: { type: [endpoint.disabled] }
+                        to: [ops]
+                    """))
+        #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
+        for id in ids { harness.bank.bank.setStatus(id, "Rejected") }
+        let poll = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(poll.status == 0, "\(poll.stderr)")
+        #expect(!poll.stderr.contains("unavailable"), "\(poll.stderr)")
+        #expect(ops.requests.map(\.type) == ["endpoint.disabled"], "\(poll.stderr)")
+        let list = try await Binary.run(["endpoints", "list", "--json", "--config", path])
+        let endpoints = (try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any])?["endpoints"] as? [[String: Any]]
+        let erp = endpoints?.first { $0["name"] as? String == "erp" }
+        #expect(erp?["health"] as? String == "disabled" && erp?["pending"] as? Int == 2, "\(list.stdout)")
+        await gone.stop()
+        await ops.stop()
+        await harness.stop()
+    }
+
     @Test func goneDisablesTheEndpointAnnouncesItAndKeepsItsDeliveries() async throws {
         let harness = try await Harness.start()
         let gone = try await TestReceiver.start { _, _ in .status(410) }

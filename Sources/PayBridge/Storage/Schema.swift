@@ -72,6 +72,12 @@ enum Schema {
                 payment_id TEXT PRIMARY KEY NOT NULL, requested_at DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL,
                 attempts INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 1, last_error TEXT)\(d.withoutRowId)
             """,
+            // An operational event's number is its time in milliseconds (`endpoint.disabled`):
+            // past PostgreSQL's 32-bit INTEGER, so disabling an endpoint failed its commit there.
+            // SQLite's INTEGER has 64 bits already.
+            d == .postgres
+                ? "ALTER TABLE event ALTER COLUMN sequence TYPE BIGINT; ALTER TABLE delivery ALTER COLUMN sequence TYPE BIGINT"
+                : "-- nothing on SQLite",
         ]
     }
 
