@@ -379,6 +379,47 @@ import Testing
         #expect(try await other.paymentStates(for: ["p1"])["p1"]?.sequence == 1, "nothing of the fenced transaction was committed")
     }
 
+    /// A poll begun under one token commits nothing after the lease changed hands, even once
+    /// this instance holds it again: the leader pauses mid-poll, another instance takes the
+    /// lease and lets it go (a rolling restart), the old leader renews, and the page it read
+    /// before the pause is refused. Its next poll commits.
+    @Test(arguments: Backend.shared)
+    func aPollBegunBeforeTheLeaseChangedHandsCommitsNothing(backend: Backend) async throws {
+        let fixture = try await Contract.Fixture(backend, lease: .seconds(60))
+        let other = try await fixture.second(lease: .seconds(60))
+        defer {
+            fixture.store.close()
+            other.close()
+        }
+        #expect(try await fixture.store.holdPollerLease())
+        try await Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
+        let refused: Bool = await fixture.store.underPollerLease {
+            // What the pause allowed: the lease went to the other instance and back.
+            await fixture.store.releasePollerLease()
+            #expect((try? await other.holdPollerLease()) == true)
+            await other.releasePollerLease()
+            #expect((try? await fixture.store.holdPollerLease()) == true)
+            do {
+                try await Contract.detect(fixture.store, "p1", 2, "Rejected")
+                return false
+            } catch {
+                return error as? StorageError == .leaseLost
+            }
+        }
+        #expect(refused, "the stale poll's commit is refused")
+        #expect(try await other.paymentStates(for: ["p1"])["p1"]?.status == "PendingProcessing")
+        let next: String? = await fixture.store.underPollerLease {
+            do {
+                try await Contract.detect(fixture.store, "p1", 2, "Processed")
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(next == nil, "the next poll commits")
+        #expect(try await other.paymentStates(for: ["p1"])["p1"]?.status == "Processed")
+    }
+
     @Test(arguments: Backend.shared)
     func aDeadInstancesLeasesAreFreeAtOnce(backend: Backend) async throws {
         let fixture = try await Contract.Fixture(backend)

@@ -212,6 +212,9 @@ public final class Bridge: Sendable {
                 logger.warning("took the poller lease but cannot read the source record; not polling", metadata: ["error": "\(error)"])
                 await store.releaseLeases(poller: true, endpoints: false)
             }
+        case .lost where holding == nil:
+            // The state did not answer: nobody may have taken over, but this instance cannot know.
+            logger.notice("polling stops: the poller lease cannot be renewed (the state does not answer); another instance may take over")
         case .lost:
             logger.notice("another instance polls the bank now (this one lost the poller lease)")
         }
@@ -248,8 +251,15 @@ public final class Bridge: Sendable {
     func poll(_ watch: Watch, shouldStop: @Sendable () -> Bool = { false }) async -> Result<PollReport, PollError> {
         let metrics = PollMetrics(watch: watch.name)
         let started = ContinuousClock.now
+        let outcome: Result<PollReport, PollError> = await store.underPollerLease {
+            do throws(PollError) {
+                return .success(try await poller.poll(watch, shouldStop: shouldStop))
+            } catch {
+                return .failure(error)
+            }
+        }
         do {
-            let report = try await poller.poll(watch, shouldStop: shouldStop)
+            let report = try outcome.get()
             metrics.duration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
             metrics.succeeded.increment()
             metrics.pages.increment(by: report.pages)

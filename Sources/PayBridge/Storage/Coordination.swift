@@ -20,6 +20,11 @@ public protocol Coordination: Sendable {
     /// (nil: the state is not shared, every endpoint is this instance's). A process paused past
     /// its leases starts nothing more when it wakes, before any renewal tells it so.
     func endpointLeasesHeldNow() -> Set<String>?
+    /// Runs `poll` under the poller lease as held now: its detection commits carry today's
+    /// fencing token and are refused once the lease changed hands since, even if this
+    /// instance holds it again by then (a leader paused mid-poll must not commit the page it
+    /// read before the pause).
+    func underPollerLease<T>(_ poll: () async -> T) async -> T
     /// How long a lease lasts without renewal.
     var leaseDuration: Duration { get }
     /// Closes the connections (PostgreSQL); the store is not used afterwards.
@@ -33,6 +38,7 @@ extension SQLiteStore: Coordination {
     public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool, settled: Set<String>) async throws -> Set<String> { Set(endpoints) }
     public func releaseEndpointLeases() async {}
     public func endpointLeasesHeldNow() -> Set<String>? { nil }
+    public func underPollerLease<T>(_ poll: () async -> T) async -> T { await poll() }
     public var leaseDuration: Duration { .seconds(10) }
     public func close() {}
 }

@@ -1,5 +1,11 @@
 import Foundation
 
+/// The poller lease's fencing token a poll began under (`Coordination.underPollerLease`);
+/// its detection commits must carry that token, not whichever one is held when they commit.
+enum PollerEpoch {
+    @TaskLocal static var token: Int64?
+}
+
 /// What an instance knows of one of its leases on a shared state (the poller's, an
 /// endpoint's) between renewals. The database decides who holds a lease; this decides what the
 /// holder may do meanwhile, on its own monotonic clock: a renewal that fails or comes late

@@ -182,9 +182,18 @@ public final class PostgresStore: SQLStore, Coordination, Sendable {
         }
     }
 
+    /// Let go, the row stays with its token and no holder: whoever takes the lease next, this
+    /// instance too, gets the next token, so work begun under this one stays fenced.
     public func releasePollerLease() async {
         state.withLock { $0.poller.released() }
-        _ = try? await coordinator.run("DELETE FROM lease WHERE name = 'poller' AND holder = $1", [.text(instanceId)])
+        _ = try? await coordinator.run(
+            "UPDATE lease SET holder = '', expires_at = 0, pid = NULL, backend_start = NULL WHERE name = 'poller' AND holder = $1",
+            [.text(instanceId)])
+    }
+
+    public func underPollerLease<T>(_ poll: () async -> T) async -> T {
+        // Not leading: a token no lease has (they start at 1), so nothing commits.
+        await PollerEpoch.$token.withValue(fencingToken ?? 0) { await poll() }
     }
 
     public func holdEndpointLeases(_ endpoints: [String], takeAllFree: Bool, settled: Set<String>) async throws -> Set<String> {
@@ -480,9 +489,10 @@ final class PostgresTransaction: SQLTransaction {
 
     /// Detection writes need the poller lease: checked when the transaction opens, under a
     /// share lock, so a new leader's takeover waits for this commit and a paused old leader,
-    /// whose token has moved on or whose lease expired, commits nothing.
+    /// whose token has moved on or whose lease expired, commits nothing. Inside a poll the
+    /// token is the one it began under (`PollerEpoch`).
     nonisolated(nonsending) func fence() async throws {
-        guard let token = store.fencingToken else { throw StorageError.leaseLost }
+        guard let token = store.fencingToken, token == PollerEpoch.token ?? token else { throw StorageError.leaseLost }
         let held = try await send(
             "SELECT 1 FROM lease WHERE name = 'poller' AND holder = $1 AND token = $2 AND expires_at > \(PostgresStore.now) FOR SHARE",
             [.text(store.instanceId), .int(token)]
