@@ -21,7 +21,7 @@ struct NotificationsCommand: AsyncParsableCommand {
         _ config: String?, _ common: CommonOptions, _ body: (SubscriptionSetup) async throws -> T
     ) async throws -> T {
         let logger = common.bootstrapLogging()
-        let configuration = try loadConfiguration(configPath(config), logger: common.logsJSON ? logger : nil)
+        let configuration = try loadConfiguration(configPath(config), warnings: common.showsWarnings, logger: common.logsJSON ? logger : nil)
         let sandbox = try await DemoSandbox.startIfNeeded(for: configuration, logger: logger)
         do {
             let setup = try SubscriptionSetup(source: configuration.source, apiURL: sandbox?.apiURL, logger: logger)

@@ -61,6 +61,8 @@ struct CommonOptions: ParsableArguments {
     }
 
     var logsJSON: Bool { logFormat.lowercased() == "json" }
+    /// Whether the config's warnings show: not at `--log-level error`, in either format.
+    var showsWarnings: Bool { Logger.Level(rawValue: logLevel.lowercased()).map { $0 <= .warning } ?? true }
 
     private static let bootstrapped = Mutex(false)
 

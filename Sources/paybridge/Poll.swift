@@ -23,7 +23,7 @@ struct Poll: AsyncParsableCommand {
 
     func run() async throws {
         let logger = common.bootstrapLogging()
-        let configuration = try loadConfiguration(configPath(config), logger: common.logsJSON ? logger : nil)
+        let configuration = try loadConfiguration(configPath(config), warnings: common.showsWarnings, logger: common.logsJSON ? logger : nil)
         let lock: StateLock?
         do {
             lock = try lockState(configuration)

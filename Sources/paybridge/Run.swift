@@ -35,7 +35,7 @@ struct Run: AsyncParsableCommand {
         let configuration: Configuration
         let config = self.config ?? ProcessInfo.processInfo.environment["PAYBRIDGE_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
         if let config {
-            configuration = try loadConfiguration(config, logger: common.logsJSON ? logger : nil)
+            configuration = try loadConfiguration(config, warnings: common.showsWarnings, logger: common.logsJSON ? logger : nil)
         } else {
             configuration = try DemoSandbox.demoConfiguration()
             logger.info("no --config: running the demo (sandbox bank in-process, events below)", metadata: ["state": "\(configuration.state.path)"])

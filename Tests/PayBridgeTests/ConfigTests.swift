@@ -56,6 +56,21 @@ import Testing
         #expect(configuration.source.authURL == nil)
     }
 
+    /// A PostgreSQL URL is read whole or refused: a port past 65535 (it was dialled modulo
+    /// 65536) and libpq's parameters, which were ignored (`?sslmode=verify-full` connected
+    /// without TLS), are errors at the URL's place.
+    @Test func aStateURLWithParametersOrABadPortIsRefused() {
+        for (url, message) in [
+            ("postgres://pb@db.example:99999/pb", "state.url: the URL's port 99999 is not a port (1 to 65535)"),
+            ("postgres://pb@db.example/pb?sslmode=verify-full", "state.url: the URL's parameters are not read (sslmode): set TLS with state.tls and state.caFile"),
+        ] {
+            let text = Self.valid + "\nstate:\n  kind: postgres\n  url: \"\(url)\"\n"
+            let line = text.split(separator: "\n", omittingEmptySubsequences: false).count - 1
+            #expect(errors(text) == ["pb.yaml:\(line):8: \(message)"], "\(url)")
+        }
+        #expect(errors(Self.valid + "\nstate:\n  kind: postgres\n  url: postgres://pb@db.example:5433/pb\n").isEmpty)
+    }
+
     @Test func jsonTextIsAcceptedToo() throws {
         let json = """
             {"source": {"apiURL": "http://127.0.0.1:9", "username": "u", "password": "p",

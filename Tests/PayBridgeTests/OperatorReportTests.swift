@@ -301,6 +301,15 @@ import Testing
         #expect(report?["payments"] as? Int == 2, "\(poll.stderr)")
         #expect(report?["changed"] as? Int == 0, "\(poll.stderr)")
 
+        // The config's warnings follow --log-level in both formats: shown as FILE:LINE:COL in
+        // text, and not at all at `error`.
+        let plain = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(plain.stderr.contains("pb.yaml:") && plain.stderr.contains(": warning: endpoints.erp has no secret"), "\(plain.stderr)")
+        for format in ["text", "json"] {
+            let quiet = try await Binary.run(["poll", "--once", "--log-level", "error", "--log-format", format, "--config", path])
+            #expect(quiet.status == 0 && !quiet.stderr.contains("has no secret"), "\(format): \(quiet.stderr)")
+        }
+
         // A failed poll says so in JSON too, from its first line to its last.
         let down = try harness.directory.write("down.yaml", text.replacingOccurrences(of: harness.bank.url, with: "http://127.0.0.1:\(try Sockets.closedPort())"))
         let failed = try await Binary.run(["poll", "--once", "--log-format", "json", "--config", down])

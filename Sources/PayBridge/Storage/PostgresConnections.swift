@@ -90,8 +90,12 @@ actor PostgresConnections {
     /// A new connection with the session settings made.
     static func open(_ configuration: PostgresConnection.Configuration, setup: [String], logger: Logger) async throws -> PostgresConnection {
         let connection: PostgresConnection
+        // PostgresNIO traces the SCRAM exchange, proofs derived from the password: the
+        // connection's own log never goes below debug (§9: no password at any level).
+        var connectionLogger = logger
+        connectionLogger.logLevel = max(logger.logLevel, .debug)
         do {
-            connection = try await PostgresConnection.connect(configuration: configuration, id: Int.random(in: 1..<Int.max), logger: logger)
+            connection = try await PostgresConnection.connect(configuration: configuration, id: Int.random(in: 1..<Int.max), logger: connectionLogger)
         } catch {
             throw StorageError.connect(PostgresConnection.describe(error))
         }
@@ -278,8 +282,14 @@ public struct PostgresURL: Sendable, Equatable {
         guard let user = components.user, !user.isEmpty else { throw .url("the URL has no user (postgres://user@host/database)") }
         let database = String(components.path.drop { $0 == "/" })
         guard !database.isEmpty else { throw .url("the URL names no database (…/database)") }
-        self.host = host
         port = components.port ?? 5432
+        guard (1...65535).contains(port) else { throw .url("the URL's port \(port) is not a port (1 to 65535)") }
+        // libpq's parameters (`?sslmode=verify-full`) would be ignored here: say so, rather
+        // than connect without the TLS they ask for.
+        if let names = components.queryItems?.map(\.name), !names.isEmpty {
+            throw .url("the URL's parameters are not read (\(names.joined(separator: ", "))): set TLS with state.tls and state.caFile")
+        }
+        self.host = host
         self.user = user.removingPercentEncoding ?? user
         password = components.password.map { $0.removingPercentEncoding ?? $0 }
         self.database = database
