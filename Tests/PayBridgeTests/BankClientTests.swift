@@ -128,6 +128,37 @@ import Testing
         await harness.stop()
     }
 
+    /// ASP.NET's validation problem names its fields under `errors`, and a redirect (never
+    /// followed: the token would go along) says where it pointed, without its query: both are
+    /// in the failed poll's line, through the binary.
+    @Test func aValidationProblemNamesItsFieldsAndARedirectItsTarget() async throws {
+        let harness = try await Harness.start()
+        let path = try harness.directory.write(
+            "pb.yaml", Fixtures.config(bankURL: harness.bank.url, state: harness.statePath, endpoints: Fixtures.endpoint("erp", url: "http://127.0.0.1:9/x")))
+        harness.bank.bank.setInterceptor { request in
+            guard request.path.hasPrefix("/api/v1/payments") else { return nil }
+            return .json(
+                400,
+                #"{"type":"https://tools.ietf.org/html/rfc9110#section-15.5.1","title":"One or more validation errors occurred.","status":400,"#
+                    + #""errors":{"InstructedDateFrom":["The value '-3d' is not valid."],"PageSize":["Must be 1 to 5000.","Required."]}}"#)
+        }
+        let problem = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(problem.status == 1)
+        #expect(
+            problem.stderr.contains(
+                "HTTP 400: One or more validation errors occurred.; InstructedDateFrom: The value '-3d' is not valid.; PageSize: Must be 1 to 5000. Required."),
+            "\(problem.stderr)")
+        harness.bank.bank.setInterceptor { request in
+            guard request.path.hasPrefix("/api/v1/payments") else { return nil }
+            return SandboxResponse(status: 302, headers: [("Location", "https://login.example/sso?ticket=secret-ticket")], body: [])
+        }
+        let redirect = try await Binary.run(["poll", "--once", "--config", path])
+        #expect(redirect.status == 1)
+        #expect(redirect.stderr.contains("HTTP 302: redirected to https://login.example/sso (not followed)"), "\(redirect.stderr)")
+        #expect(!redirect.stderr.contains("secret-ticket"))
+        await harness.stop()
+    }
+
     @Test func relativeDatesAreResolvedAtEachPoll() {
         let now = Date(timeIntervalSince1970: 1_795_000_000)  // 2026-11-18T11:06:40Z
         let items = QueryText.items(

@@ -71,6 +71,24 @@ import Testing
         #expect(errors(Self.valid + "\nstate:\n  kind: postgres\n  url: postgres://pb@db.example:5433/pb\n").isEmpty)
     }
 
+    /// The bank's pitfalls of LastChangedTimestampFrom are warnings at its place: ignored
+    /// without Status, read only with four statuses, 30 days back at most. The contract's
+    /// own example (`failures`) has none.
+    @Test func lastChangedTimestampFromWarnsOfTheBanksPitfalls() throws {
+        func warnings(_ query: String) throws -> [String] {
+            let text = Self.valid.replacingOccurrences(of: "        Status: [Rejected, MissingFunding]\n", with: query)
+            return try load(text).warnings.map(\.message)
+        }
+        #expect(try warnings("        LastChangedTimestampFrom: -2h\n") == [
+            "source.watches[0].query.LastChangedTimestampFrom: the bank ignores it without Status (it answers its 50 latest payments instead); add Status"
+        ])
+        #expect(try warnings("        Status: Processed\n        LastChangedTimestampFrom: -40d\n") == [
+            "source.watches[0].query.LastChangedTimestampFrom: the bank reads it only when Status holds Rejected, MissingFunding, DeclinedByApprover or DeclinedByAuthorizer",
+            "source.watches[0].query.LastChangedTimestampFrom: the bank reaches back 30 days at most",
+        ])
+        #expect(try warnings("        Status: [Rejected, MissingFunding, DeclinedByApprover, DeclinedByAuthorizer]\n        LastChangedTimestampFrom: -2h\n").isEmpty)
+    }
+
     @Test func jsonTextIsAcceptedToo() throws {
         let json = """
             {"source": {"apiURL": "http://127.0.0.1:9", "username": "u", "password": "p",

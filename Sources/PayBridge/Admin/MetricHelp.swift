@@ -13,7 +13,7 @@ public enum MetricHelp {
         "paybridge_payments_scanned_total": "Payments read from the bank (each page's payments).",
         "paybridge_payments_tracked": "Payments whose last status paybridge remembers.",
         "paybridge_events_total": "Events created, by type and status.",
-        "paybridge_bank_errors_total": "Errors the bank answered, by its error code.",
+        "paybridge_bank_errors_total": "Failed bank calls by code: http_NNN (the HTTP status), timeout, connection, tls, transport, unauthorized, authentication, malformed.",
         "paybridge_token_fetches_total": "Token requests to the bank's authorize call, by outcome.",
         "paybridge_source_available": "1 while the bank answers, 0 once it has failed for source.unavailableAfter.",
         "paybridge_storage_available": "1 while the state storage accepts writes, 0 while it does not.",

@@ -63,14 +63,30 @@ public struct BankError: Error, Sendable, CustomStringConvertible {
         Counter(label: "paybridge_bank_errors_total", dimensions: [("code", code)]).increment()
     }
 
+    /// What a refusal said: its body, and for a redirect (never followed) where it pointed,
+    /// without the query.
+    static func describe(_ response: HTTPResponse) -> String {
+        let body = describeBody(response.body)
+        guard (300..<400).contains(response.status), let location = response.header("location"), !location.isEmpty else { return body }
+        let shown = "redirected to \(location.split(separator: "?", maxSplits: 1).first.map(String.init) ?? location) (not followed)"
+        return body.isEmpty ? shown : "\(shown): \(body)"
+    }
+
     /// The bank's error body (`errorCode`, `errorDescription`, `propertyName`; one object or a
-    /// list) in one line, or an excerpt of whatever else came back.
+    /// list; ASP.NET's validation problem with its `errors` by field) in one line, or an
+    /// excerpt of whatever else came back.
     static func describeBody(_ body: [UInt8]) -> String {
         guard !body.isEmpty else { return "" }
         let parsed = try? JSONSerialization.jsonObject(with: Data(body))
         let items: [[String: Any]]
+        var fields: [String] = []
         if let object = parsed as? [String: Any] {
             items = (object["errors"] as? [[String: Any]]) ?? [object]
+            if let problems = object["errors"] as? [String: Any] {
+                fields = problems.sorted { $0.key < $1.key }.map { field, messages in
+                    "\(field): " + ((messages as? [Any])?.map { "\($0)" }.joined(separator: " ") ?? "\(messages)")
+                }
+            }
         } else if let list = parsed as? [[String: Any]] {
             items = list
         } else {
@@ -85,6 +101,6 @@ public struct BankError: Error, Sendable, CustomStringConvertible {
             if let property, !property.isEmpty, property != "<null>" { line += " (property \(property))" }
             return line
         }
-        return parts.isEmpty ? HTTPResponse(status: 0, body: body).bodyExcerpt(limit: 200) : parts.joined(separator: "; ")
+        return parts.isEmpty ? HTTPResponse(status: 0, body: body).bodyExcerpt(limit: 200) : (parts + fields).joined(separator: "; ")
     }
 }

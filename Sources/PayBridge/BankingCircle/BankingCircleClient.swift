@@ -115,7 +115,7 @@ public final class BankingCircleClient: PaymentSource {
                 case 404 where notFoundIsNil:
                     return (response, requestId, attempts)
                 case 401:
-                    let detail = BankError.describeBody(response.body)
+                    let detail = BankError.describe(response)
                     guard !renewedAfter401 else {
                         throw BankError(reason: .unauthorized(detail: detail), call: call, requestId: requestId, attempts: attempts)
                     }
@@ -127,11 +127,11 @@ public final class BankingCircleClient: PaymentSource {
                     await tokens.invalidate(token)
                     continue
                 case 408, 429, 500...599:
-                    retryable = .http(status: response.status, detail: BankError.describeBody(response.body))
+                    retryable = .http(status: response.status, detail: BankError.describe(response))
                     retryAfter = RetryAfter.parse(response.header("retry-after"), now: clock.now())
                 default:
                     let error = BankError(
-                        reason: .http(status: response.status, detail: BankError.describeBody(response.body)), call: call,
+                        reason: .http(status: response.status, detail: BankError.describe(response)), call: call,
                         requestId: requestId, attempts: attempts)
                     logger.error("bank refused the request", metadata: ["error": "\(error)", "requestId": "\(requestId)"])
                     error.count()
@@ -189,9 +189,9 @@ public final class BankingCircleClient: PaymentSource {
                         throw BankError(reason: .authentication(error.description), call: call, requestId: requestId, attempts: attempts)
                     }
                 case .success(let response) where response.status == 429 || response.status >= 500:
-                    reason = .http(status: response.status, detail: BankError.describeBody(response.body))
+                    reason = .http(status: response.status, detail: BankError.describe(response))
                 case .success(let response):
-                    let detail = BankError.describeBody(response.body)
+                    let detail = BankError.describe(response)
                     Counter(label: "paybridge_token_fetches_total", dimensions: [("outcome", "failed")]).increment()
                     let error = BankError(
                         reason: .authentication("HTTP \(response.status)" + (detail.isEmpty ? "" : ": \(detail)")), call: call,

@@ -316,7 +316,31 @@ final class ConfigReader {
                 parameters.append(QueryParameter(name: entry.key, value: .text(text)))
             }
         }
+        if let entry = entries.first(where: { $0.key == "LastChangedTimestampFrom" }) { warnAboutLastChanged(entry, parameters, path: path) }
         return parameters
+    }
+
+    /// The bank's pitfalls of `LastChangedTimestampFrom` (deprecated): ignored without
+    /// `Status` (the 50 latest payments come instead), read only with one of four statuses,
+    /// and never more than 30 days back.
+    private func warnAboutLastChanged(_ entry: Entry, _ parameters: [QueryParameter], path: String) {
+        let name = "\(path).LastChangedTimestampFrom"
+        let statuses: [String]? = parameters.first { $0.name == "Status" }.map { status in
+            switch status.value {
+            case .list(let values): values
+            case .text(let text): text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            case .relativeTime: []
+            }
+        }
+        let readable = ["Rejected", "MissingFunding", "DeclinedByApprover", "DeclinedByAuthorizer"]
+        if statuses == nil {
+            warning(entry.keyNode, "\(name): the bank ignores it without Status (it answers its 50 latest payments instead); add Status")
+        } else if let statuses, !statuses.contains(where: readable.contains) {
+            warning(entry.keyNode, "\(name): the bank reads it only when Status holds Rejected, MissingFunding, DeclinedByApprover or DeclinedByAuthorizer")
+        }
+        if case .relativeTime(let offset) = parameters.first(where: { $0.name == "LastChangedTimestampFrom" })?.value, offset > .seconds(30 * 86400) {
+            warning(entry.value, "\(name): the bank reaches back 30 days at most")
+        }
     }
 
     private func readState(_ node: Node) -> StateConfiguration {
