@@ -299,10 +299,11 @@ import Testing
         let baseline = try await Binary.run(["poll", "--once", "--config", path])
         #expect(baseline.status == 0, "\(baseline.stderr)")
         #expect(baseline.stderr.contains("the bank answers pages of 4 payments, fewer than the pageSize asked for"), "\(baseline.stderr)")
-        let last = try #require(ids.last)
-        harness.bank.bank.setStatus(last, harness.bank.bank.statuses()[last] == "Rejected" ? "Processed" : "Rejected")
+        // The oldest payment: the sandbox lists newest first, so it is on the last page.
+        let oldest = try #require(ids.first)
+        harness.bank.bank.setStatus(oldest, harness.bank.bank.statuses()[oldest] == "Rejected" ? "Processed" : "Rejected")
         #expect(try await Binary.run(["poll", "--once", "--config", path]).status == 0)
-        #expect(receiver.requests.map(\.paymentId) == [last])
+        #expect(receiver.requests.map(\.paymentId) == [oldest])
         await receiver.stop()
         await harness.stop()
     }

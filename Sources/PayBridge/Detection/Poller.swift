@@ -117,10 +117,12 @@ public struct Poller: Sendable {
     let clock: WallClock
     let logger: Logger
     let events: EventMetrics?
+    /// The poller lease a shared state's detection commits are fenced by (nil: tests' own).
+    let lease: (any Coordination)?
 
     public init(
         source: any PaymentSource, store: any OutboxStore & RecordStore, outbox: Outbox, pageSize: Int, logger: Logger,
-        clock: WallClock = .system, events: EventMetrics? = nil
+        clock: WallClock = .system, events: EventMetrics? = nil, lease: (any Coordination)? = nil
     ) {
         self.source = source
         self.store = store
@@ -129,10 +131,30 @@ public struct Poller: Sendable {
         self.clock = clock
         self.events = events
         self.logger = logger
+        self.lease = lease
     }
 
-    /// Polls `watch` once. `shouldStop` is checked between pages.
+    /// Polls `watch` once. `shouldStop` is checked between pages. Its commits carry the
+    /// poller lease's token as held when it began (§7: a leader paused mid-poll commits
+    /// nothing once the lease changed hands, even if it holds it again by then).
     public func poll(_ watch: Watch, shouldStop: @Sendable () -> Bool = { false }) async throws(PollError) -> PollReport {
+        try await fenced { () async throws(PollError) in try await pollPages(watch, shouldStop: shouldStop) }
+    }
+
+    /// Runs `work` under the poller lease as held now (`Coordination.underPollerLease`).
+    private func fenced<T: Sendable>(_ work: () async throws(PollError) -> T) async throws(PollError) -> T {
+        guard let lease else { return try await work() }
+        let outcome: Result<T, PollError> = await lease.underPollerLease {
+            do throws(PollError) {
+                return .success(try await work())
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try outcome.get()
+    }
+
+    private func pollPages(_ watch: Watch, shouldStop: @Sendable () -> Bool) async throws(PollError) -> PollReport {
         let startedAt = clock.now()
         let record = try await attempt(watch, page: nil) { try await store.watchRecord(name: watch.name) }
         let baselined = record?.baselinedAt != nil
@@ -140,9 +162,10 @@ public struct Poller: Sendable {
         var report = PollReport(watch: watch.name, baseline: !baselined)
         let statusFilter = watch.statusFilter
         var seen = Set<String>()
-        // Payments this poll changed, with when the bank says their status changed: a later
-        // page listing one again (drift, or a stale copy) counts only as a newer copy (§3).
-        var changedInPoll: [String: Date?] = [:]
+        // Payments this poll changed (by their id's hash: a million-payment scan keeps little),
+        // with when the bank says their status changed (NaN: it did not say): a later page
+        // listing one again (drift, or a stale copy) counts only as a newer copy (§3).
+        var changedInPoll: [Int: Double] = [:]
         // What the bank pages by: the size asked for, or what it answers should it cap it.
         var size = pageSize
 
@@ -197,7 +220,8 @@ public struct Poller: Sendable {
             }
             previousEnds = ends
             if full, pageNumber < Self.maxPages, !shouldStop() {
-                next = Self.fetch(source, watch, pageNumber + 1, pageSize, startedAt)
+                // The size it pages by: the offset is then the same whichever size it counts it by.
+                next = Self.fetch(source, watch, pageNumber + 1, size, startedAt)
             }
             let counted = changedInPoll
             let applied = try await attempt(watch, page: pageNumber) { [report] in
@@ -297,6 +321,10 @@ public struct Poller: Sendable {
     /// of the bank triggers): the same diff, chunk commit and event ids as a poll, so the
     /// next poll finds nothing new. A payment never seen before is `payment.created`.
     public func lookUp(_ paymentId: String, as watch: Watch) async throws(PollError) -> PaymentLookUp {
+        try await fenced { () async throws(PollError) in try await lookUpPayment(paymentId, as: watch) }
+    }
+
+    private func lookUpPayment(_ paymentId: String, as watch: Watch) async throws(PollError) -> PaymentLookUp {
         let single: PaymentPage
         do {
             single = try await source.fetchPayment(id: paymentId)
@@ -327,15 +355,18 @@ public struct Poller: Sendable {
     /// again inside the write, so a page with no change never takes the write lock and two
     /// watches seeing the same payment cannot both emit its change. A payment in `counted`
     /// (changed by an earlier page of this poll) is looked at only in a newer copy. Returns
-    /// `report` with the page's counts added, and the payments the page changed.
+    /// `report` with the page's counts added, and the payments the page changed (those only
+    /// recorded by a silent baseline are not counted: a baseline would remember every one).
     private func apply(
-        _ page: PaymentPage, watch: Watch, emitNew: Bool, report: PollReport, counted: [String: Date?] = [:]
-    ) async throws -> (report: PollReport, changed: [String: Date?]) {
+        _ page: PaymentPage, watch: Watch, emitNew: Bool, report: PollReport, counted: [Int: Double] = [:]
+    ) async throws -> (report: PollReport, changed: [Int: Double]) {
         var report = report
-        let payments = counted.isEmpty ? page.payments : page.payments.filter { sighting in
-            guard let earlier = counted[sighting.paymentId] else { return true }
-            guard let earlier, let now = page.statusChangedAt(sighting) else { return false }
-            return now > earlier
+        // Copied only when the page lists one of them (rarely): no array per page otherwise.
+        let listsCounted = !counted.isEmpty && page.payments.contains { counted[$0.paymentId.hashValue] != nil }
+        let payments = !listsCounted ? page.payments : page.payments.filter { sighting in
+            guard let earlier = counted[sighting.paymentId.hashValue] else { return true }
+            // NaN (a time not known) is never earlier.
+            return page.statusChangedAt(sighting).map { $0.timeIntervalSince1970 > earlier } ?? false
         }
         let known = try await store.paymentStates(for: payments.map(\.paymentId))
         let newer = Self.newer(on: page)
@@ -358,7 +389,10 @@ public struct Poller: Sendable {
         for chunk in chunks where !chunk.isEmpty {
             try await commit(chunk, of: page, known: known, watch: watch, emitNew: emitNew, report: &report)
         }
-        return (report, Dictionary(candidates.map { ($0.payment.paymentId, page.statusChangedAt($0.payment)) }) { $1 })
+        let changed = candidates.lazy.filter { $0.kind != .recorded }.map { change in
+            (change.payment.paymentId.hashValue, page.statusChangedAt(change.payment)?.timeIntervalSince1970 ?? .nan)
+        }
+        return (report, Dictionary(changed) { $1 })
     }
 
     /// Whether a payment's second sighting on `page` is a newer copy than its first.

@@ -71,7 +71,7 @@ public final class Bridge: Sendable {
                 store: store, outbox: outbox, threshold: configuration.source.unavailableAfter, logger: logger, clock: clock)
             let poller = Poller(
                 source: client, store: store, outbox: outbox, pageSize: configuration.source.pageSize, logger: logger,
-                clock: clock, events: events)
+                clock: clock, events: events, lease: store)
             self.poller = poller
             notifications = configuration.source.notifications.map { settings in
                 Notifications(
@@ -251,15 +251,8 @@ public final class Bridge: Sendable {
     func poll(_ watch: Watch, shouldStop: @Sendable () -> Bool = { false }) async -> Result<PollReport, PollError> {
         let metrics = PollMetrics(watch: watch.name)
         let started = ContinuousClock.now
-        let outcome: Result<PollReport, PollError> = await store.underPollerLease {
-            do throws(PollError) {
-                return .success(try await poller.poll(watch, shouldStop: shouldStop))
-            } catch {
-                return .failure(error)
-            }
-        }
         do {
-            let report = try outcome.get()
+            let report = try await poller.poll(watch, shouldStop: shouldStop)
             metrics.duration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
             metrics.succeeded.increment()
             metrics.pages.increment(by: report.pages)
