@@ -56,19 +56,24 @@ import Testing
         #expect(configuration.source.authURL == nil)
     }
 
-    /// A PostgreSQL URL is read whole or refused: a port past 65535 (it was dialled modulo
-    /// 65536) and libpq's parameters, which were ignored (`?sslmode=verify-full` connected
-    /// without TLS), are errors at the URL's place.
-    @Test func aStateURLWithParametersOrABadPortIsRefused() {
-        for (url, message) in [
-            ("postgres://pb@db.example:99999/pb", "state.url: the URL's port 99999 is not a port (1 to 65535)"),
-            ("postgres://pb@db.example/pb?sslmode=verify-full", "state.url: the URL's parameters are not read (sslmode): set TLS with state.tls and state.caFile"),
-        ] {
-            let text = Self.valid + "\nstate:\n  kind: postgres\n  url: \"\(url)\"\n"
-            let line = text.split(separator: "\n", omittingEmptySubsequences: false).count - 1
-            #expect(errors(text) == ["pb.yaml:\(line):8: \(message)"], "\(url)")
-        }
-        #expect(errors(Self.valid + "\nstate:\n  kind: postgres\n  url: postgres://pb@db.example:5433/pb\n").isEmpty)
+    /// A PostgreSQL URL is read whole: `?sslmode=` (a provider's URL; it was ignored, so
+    /// `verify-full` connected without TLS) is state.tls, the other parameters are a warning,
+    /// and a port past 65535 (it was dialled modulo 65536) is an error at the URL's place.
+    @Test func aStateURLsSSLModeIsReadAndABadPortRefused() throws {
+        func state(_ url: String, _ extra: String = "") -> String { Self.valid + "\nstate:\n  kind: postgres\n  url: \"\(url)\"\n" + extra }
+        let line = state("").split(separator: "\n", omittingEmptySubsequences: false).count - 1
+        #expect(errors(state("postgres://pb@db.example:99999/pb")) == ["pb.yaml:\(line):8: state.url: the URL's port 99999 is not a port (1 to 65535)"])
+        #expect(try load(state("postgres://pb@db.example/pb?sslmode=verify-full")).configuration.state.tls == .verifyFull)
+        #expect(try load(state("postgres://pb@db.example/pb?sslmode=require", "  tls: require\n")).configuration.state.tls == .require)
+        #expect(errors(state("postgres://pb@db.example/pb?sslmode=prefer")) == [
+            "pb.yaml:\(line):8: state.url: sslmode=prefer is not one paybridge offers: disable, require or verify-full"
+        ])
+        #expect(errors(state("postgres://pb@db.example/pb?sslmode=require", "  tls: disable\n")) == [
+            "pb.yaml:\(line + 1):8: state.tls is disable but the URL says sslmode=require: keep one"
+        ])
+        let loaded = try load(state("postgres://pb@db.example/pb?application_name=erp"))
+        #expect(loaded.warnings.map(\.message) == ["state.url: the parameter 'application_name' is not read (paybridge reads sslmode only)"])
+        #expect(loaded.configuration.state.tls == .disable)
     }
 
     /// The bank's pitfalls of LastChangedTimestampFrom are warnings at its place: ignored

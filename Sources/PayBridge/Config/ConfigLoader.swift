@@ -316,7 +316,12 @@ final class ConfigReader {
                 parameters.append(QueryParameter(name: entry.key, value: .text(text)))
             }
         }
-        if let entry = entries.first(where: { $0.key == "LastChangedTimestampFrom" }) { warnAboutLastChanged(entry, parameters, path: path) }
+        // As sent (an empty value is not), names in any case as the bank reads them.
+        if parameters.contains(where: { $0.name.lowercased() == "lastchangedtimestampfrom" }),
+            let entry = entries.first(where: { $0.key.lowercased() == "lastchangedtimestampfrom" })
+        {
+            warnAboutLastChanged(entry, parameters, path: path)
+        }
         return parameters
     }
 
@@ -324,8 +329,8 @@ final class ConfigReader {
     /// `Status` (the 50 latest payments come instead), read only with one of four statuses,
     /// and never more than 30 days back.
     private func warnAboutLastChanged(_ entry: Entry, _ parameters: [QueryParameter], path: String) {
-        let name = "\(path).LastChangedTimestampFrom"
-        let statuses: [String]? = parameters.first { $0.name == "Status" }.map { status in
+        let name = "\(path).\(entry.key)"
+        let statuses: [String]? = parameters.first { $0.name.lowercased() == "status" }.map { status in
             switch status.value {
             case .list(let values): values
             case .text(let text): text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -338,7 +343,7 @@ final class ConfigReader {
         } else if let statuses, !statuses.contains(where: readable.contains) {
             warning(entry.keyNode, "\(name): the bank reads it only when Status holds Rejected, MissingFunding, DeclinedByApprover or DeclinedByAuthorizer")
         }
-        if case .relativeTime(let offset) = parameters.first(where: { $0.name == "LastChangedTimestampFrom" })?.value, offset > .seconds(30 * 86400) {
+        if case .relativeTime(let offset) = parameters.first(where: { $0.name == entry.key })?.value, offset > .seconds(30 * 86400) {
             warning(entry.value, "\(name): the bank reaches back 30 days at most")
         }
     }
@@ -351,11 +356,22 @@ final class ConfigReader {
         let retention = keys["retention"].flatMap { duration($0.value, "state.retention", positive: true) } ?? .seconds(30 * 86400)
         let busy = keys["busyTimeout"].flatMap { duration($0.value, "state.busyTimeout", positive: false) } ?? .seconds(5)
         var url: Secret?
+        var sslmode: StateConfiguration.TLSMode?
         if let entry = keys["url"], let text = string(entry.value, "state.url") {
             do {
+                let parsed = try PostgresURL(text)
                 // A secret only when it carries a password written in the file itself.
-                if try PostgresURL(text).password != nil, case .scalar(let scalar) = entry.value, !scalar.string.contains("${") {
+                if parsed.password != nil, case .scalar(let scalar) = entry.value, !scalar.string.contains("${") {
                     literalSecret(entry.value, "state.url")
+                }
+                // libpq's `sslmode` (a provider's URL) is read as state.tls; the rest are not read.
+                for (name, value) in parsed.parameters {
+                    if name.lowercased() == "sslmode" {
+                        sslmode = StateConfiguration.TLSMode(rawValue: value.lowercased())
+                        if sslmode == nil { self.error(entry.value, "state.url: sslmode=\(value) is not one paybridge offers: disable, require or verify-full") }
+                    } else {
+                        warning(entry.value, "state.url: the parameter '\(name)' is not read (paybridge reads sslmode only)")
+                    }
                 }
                 url = Secret(text)
             } catch {
@@ -367,7 +383,11 @@ final class ConfigReader {
             if let entry = keys[key] { error(entry.keyNode, "state.\(key) applies to kind: postgres only") }
         }
         if kind == .postgres, let entry = keys["path"] { error(entry.keyNode, "state.path applies to kind: sqlite only") }
-        let tls = keys["tls"].flatMap { enumValue($0.value, StateConfiguration.TLSMode.self, "state.tls") } ?? .disable
+        let tlsKey = keys["tls"].flatMap { enumValue($0.value, StateConfiguration.TLSMode.self, "state.tls") }
+        if let tlsKey, let sslmode, tlsKey != sslmode, let entry = keys["tls"] {
+            error(entry.value, "state.tls is \(tlsKey.rawValue) but the URL says sslmode=\(sslmode.rawValue): keep one")
+        }
+        let tls = tlsKey ?? sslmode ?? .disable
         let caFile = keys["caFile"].flatMap { existingFile($0.value, "state.caFile") }
         let lease = keys["lease"].flatMap { duration($0.value, "state.lease", positive: true) } ?? .seconds(10)
         var state = StateConfiguration(

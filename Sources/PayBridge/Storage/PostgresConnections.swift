@@ -267,12 +267,14 @@ struct PostgresSQLRow: SQLRow {
 }
 
 /// `postgres://user:password@host:5432/database`, the form `state.url` takes.
-public struct PostgresURL: Sendable, Equatable {
+public struct PostgresURL: Sendable {
     public var host: String
     public var port: Int
     public var user: String
     public var password: String?
     public var database: String
+    /// libpq's parameters (`?sslmode=verify-full`), for the config to read or refuse.
+    public var parameters: [(name: String, value: String)]
 
     public init(_ text: String) throws(StorageError) {
         guard let components = URLComponents(string: text), let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme) else {
@@ -284,11 +286,7 @@ public struct PostgresURL: Sendable, Equatable {
         guard !database.isEmpty else { throw .url("the URL names no database (…/database)") }
         port = components.port ?? 5432
         guard (1...65535).contains(port) else { throw .url("the URL's port \(port) is not a port (1 to 65535)") }
-        // libpq's parameters (`?sslmode=verify-full`) would be ignored here: say so, rather
-        // than connect without the TLS they ask for.
-        if let names = components.queryItems?.map(\.name), !names.isEmpty {
-            throw .url("the URL's parameters are not read (\(names.joined(separator: ", "))): set TLS with state.tls and state.caFile")
-        }
+        parameters = (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }
         self.host = host
         self.user = user.removingPercentEncoding ?? user
         password = components.password.map { $0.removingPercentEncoding ?? $0 }
