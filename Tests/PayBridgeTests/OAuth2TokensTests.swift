@@ -80,7 +80,7 @@ import Testing
         let request = tokens.request(timeout: .seconds(5), tls: TLSOptions())
         let basic = try #require(request.headers.first { $0.name == "Authorization" }?.value.dropFirst("Basic ".count))
         let echoes = [
-            secret, "a+b%2Fc%2B%26%22%C3%A9", "a%20b%2Fc%2B%26%22%C3%A9", #"a b/c+&\"é"#, #"a b\/c+&\"é"#, String(basic),
+            secret, "a+b%2Fc%2B%26%22%C3%A9", "a%20b%2Fc%2B%26%22%C3%A9", "a%20b%2fc%2b%26%22%c3%a9", #"a b/c+&\"é"#, #"a b\/c+&\"é"#, String(basic),
         ]
         for echo in echoes {
             let answer = HTTPResponse(status: 401, body: Array(#"{"error":"invalid_client","error_description":"bad secret \#(echo)"}"#.utf8))

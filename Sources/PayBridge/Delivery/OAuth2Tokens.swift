@@ -96,8 +96,9 @@ struct OAuth2Tokens: Sendable {
         json.string(secret)
         let escaped = String(decoding: json.output.dropFirst().dropLast(), as: UTF8.self)
         let form = Self.formEncode(secret)
+        let percent = form.replacingOccurrences(of: "+", with: "%20")
         let forms = [
-            secret, form, form.replacingOccurrences(of: "+", with: "%20"), escaped,
+            secret, form, percent, Self.lowercasingEscapes(form), Self.lowercasingEscapes(percent), escaped,
             escaped.replacingOccurrences(of: "/", with: "\\/"), basicCredentials,
         ]
         return Set(forms).sorted { $0.count > $1.count }
@@ -123,6 +124,22 @@ struct OAuth2Tokens: Sendable {
             let detail = text.count > 200 ? String(text.prefix(200)) + "…" : text
             return .failure(Failure(description: "HTTP \(response.status)" + (detail.isEmpty ? "" : ": \(detail)")))
         }
+    }
+
+    /// `%2F` as `%2f`: percent-encoding's hex digits in either case mean the same.
+    private static func lowercasingEscapes(_ text: String) -> String {
+        var result = ""
+        var hexDigitsLeft = 0
+        for character in text {
+            if hexDigitsLeft > 0 {
+                result += character.lowercased()
+                hexDigitsLeft -= 1
+            } else {
+                result.append(character)
+                if character == "%" { hexDigitsLeft = 2 }
+            }
+        }
+        return result
     }
 
     /// `application/x-www-form-urlencoded`, as RFC 6749 Appendix B asks for credentials too.
