@@ -27,13 +27,14 @@ public enum ChangeDetector {
         in payments: [ScannedPayment], known: [String: PaymentState], emitNew: Bool,
         newer: (ScannedPayment, ScannedPayment) -> Bool = { _, _ in false }
     ) -> [DetectedChange] {
-        var counted: [String: (sighting: ScannedPayment, change: Int?)] = [:]
+        // Each changed payment's counted sighting (its index in `payments`) and its change.
+        var counted: [String: (sighting: Int, change: Int?)] = [:]
         var changes: [DetectedChange?] = []
-        for payment in payments {
+        for (index, payment) in payments.enumerated() {
             if let earlier = counted[payment.paymentId] {
-                guard newer(earlier.sighting, payment) else { continue }
-                if let index = earlier.change { changes[index] = nil }
-                counted[payment.paymentId] = (payment, nil)
+                guard newer(payments[earlier.sighting], payment) else { continue }
+                if let change = earlier.change { changes[change] = nil }
+                counted[payment.paymentId] = (index, nil)
             }
             let change: DetectedChange
             if let current = known[payment.paymentId] {
@@ -46,7 +47,7 @@ public enum ChangeDetector {
             } else {
                 change = DetectedChange(kind: .recorded, payment: payment, previous: nil, state: PaymentState(status: payment.status, sequence: 0))
             }
-            counted[payment.paymentId] = (payment, changes.count)
+            counted[payment.paymentId] = (index, changes.count)
             changes.append(change)
         }
         return changes.compactMap { $0 }
