@@ -359,18 +359,25 @@ import Testing
         #expect(try await other.paymentStates(for: ["p1"])["p1"]?.sequence == 2)
     }
 
+    /// A leader holding the poller lease (60 s) that recorded p1 as PendingProcessing, and a
+    /// second instance on the same state; the caller closes both.
+    static func leaderAndOther(_ backend: Backend) async throws -> (Contract.Fixture, any Store & Coordination) {
+        let fixture = try await Contract.Fixture(backend, lease: .seconds(60))
+        let other = try await fixture.second(lease: .seconds(60))
+        #expect(try await fixture.store.holdPollerLease())
+        try await Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
+        return (fixture, other)
+    }
+
     /// The database's check, not only the instance's own account of its lease: a token that
     /// moved on in the lease row fences the old holder even while its local lease still runs.
     @Test(arguments: Backend.shared)
     func aTokenMovedOnInTheDatabaseFencesWhileTheLocalLeaseStillRuns(backend: Backend) async throws {
-        let fixture = try await Contract.Fixture(backend, lease: .seconds(60))
-        let other = try await fixture.second(lease: .seconds(60))
+        let (fixture, other) = try await Self.leaderAndOther(backend)
         defer {
             fixture.store.close()
             other.close()
         }
-        #expect(try await fixture.store.holdPollerLease())
-        try await Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
         let session = try #require(other as? PostgresStore)
         _ = try await session.writing(announce: false) { try await $0.execute("UPDATE lease SET token = token + 1 WHERE name = 'poller'", []) }
         await #expect(throws: StorageError.leaseLost) {
@@ -385,14 +392,11 @@ import Testing
     /// before the pause is refused. Its next poll commits.
     @Test(arguments: Backend.shared)
     func aPollBegunBeforeTheLeaseChangedHandsCommitsNothing(backend: Backend) async throws {
-        let fixture = try await Contract.Fixture(backend, lease: .seconds(60))
-        let other = try await fixture.second(lease: .seconds(60))
+        let (fixture, other) = try await Self.leaderAndOther(backend)
         defer {
             fixture.store.close()
             other.close()
         }
-        #expect(try await fixture.store.holdPollerLease())
-        try await Contract.detect(fixture.store, "p1", 1, "PendingProcessing")
         let refused: Bool = await fixture.store.underPollerLease {
             // What the pause allowed: the lease went to the other instance and back.
             await fixture.store.releasePollerLease()
